@@ -1,0 +1,162 @@
+"""Pieces every stage shares: the one error type, atomic outputs, registries, hashing, the console.
+
+Kept in one small module so that cohort/, featurize/, models/ and simulate/ agree on how a bad input is
+reported (one line naming the file and field), how outputs land (temporary path, then rename) and how a
+new source / task / featurizer / backbone / framework is found by name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from rich.console import Console
+
+# stderr so that stdout stays clean for tables a user may pipe; one instance for the whole package.
+console = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+
+
+class MedmodalError(Exception):
+    """A user-facing error: one line naming the file / row / field and what is wrong.
+
+    The CLI prints ``str(err)`` and exits non-zero. Messages must never contain note text.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None, field: str | None = None):
+        parts = []
+        if path is not None:
+            parts.append(str(path))
+        if field is not None:
+            parts.append(f"field '{field}'")
+        prefix = ": ".join(parts)
+        line = f"{prefix}: {message}" if prefix else message
+        super().__init__(" ".join(line.split()))  # always one line
+        self.path = None if path is None else str(path)
+        self.field = field
+
+
+class Registry(Generic[T]):
+    """Name -> object map filled by a decorator; the single place a new X is found by name.
+
+    >>> BACKBONES = Registry("backbone")
+    >>> @BACKBONES.register("late_fusion")
+    ... class LateFusion: ...
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} '{name}' registered twice")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise MedmodalError(f"unknown {self.kind} '{name}' (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory; rename it to ``final`` only if the block succeeds.
+
+    On any exception the temporary directory is removed, so a failed run leaves nothing half-written.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise MedmodalError("already exists (pass --overwrite to replace it)", path=final)
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Write a file through a temporary sibling and rename it into place on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_file(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike, *, full_hash_below: int = 64 << 20) -> dict[str, Any]:
+    """Provenance of a raw file: size, mtime and a content hash.
+
+    Files above ``full_hash_below`` bytes (chartevents is ~3 GB) are hashed on their first and last MiB plus
+    size, which identifies a PhysioNet release without reading the whole file on every build.
+    """
+    p = Path(path)
+    st = p.stat()
+    if st.st_size <= full_hash_below:
+        digest, how = sha256_file(p), "sha256"
+    else:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            fh.seek(max(0, st.st_size - (1 << 20)))
+            h.update(fh.read(1 << 20))
+        h.update(str(st.st_size).encode())
+        digest, how = h.hexdigest(), "sha256(head+tail+size)"
+    return {"path": str(p), "bytes": st.st_size, "mtime": int(st.st_mtime), "hash": digest, "hash_kind": how}

@@ -1,0 +1,123 @@
+"""The model contract: batches, backbones, frameworks and their registries.
+
+A **backbone** maps a batch to per-modality embeddings and a fused representation. A **framework** wraps any
+backbone and owns the heads, the losses and any post-hoc step (such as a rectifier fitted on validation data).
+The training loop (``models/train.py``) only talks to these interfaces, so a new backbone or framework is one
+file with a ``@BACKBONES.register`` / ``@FRAMEWORKS.register`` decorator plus one import line in the package's
+``__init__``.
+
+Shapes: B batch, M modalities, H hidden size, K label tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from medmodal.common import Registry
+
+Batch = dict[str, Any]
+"""x: {modality: [B, D_m] | [B, T, D_m]}, mask: bool [B, M], labels: float [B, K], label_mask: bool [B, K],
+pattern: long [B], index: long [B] (row of the sample in its dataset)."""
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    name: str
+    kind: str  # "structured" | "timeseries" | "text" | "image"
+    dim: int  # D_m (feature size of the last axis)
+    seq_len: int | None = None  # T for [B, T, D_m] inputs
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    name: str
+    kind: str = "binary"  # "binary" | "multiclass"
+    n_classes: int = 2
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.kind == "binary" else self.n_classes
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model must know about the data to be rebuilt from config.json."""
+
+    modalities: tuple[ModalitySpec, ...]
+    labels: tuple[LabelSpec, ...]
+
+    @property
+    def modality_names(self) -> list[str]:
+        return [m.name for m in self.modalities]
+
+    @property
+    def n_patterns(self) -> int:
+        return 2 ** len(self.modalities)
+
+
+@dataclass
+class BackboneOutput:
+    tokens: Tensor  # (B, M, H) per-modality embeddings; rows of missing modalities are zeros
+    fused: Tensor  # (B, H)
+    aux_loss: Tensor | None = None  # backbone-specific training loss (e.g. MUSE contrastive terms)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Backbone(nn.Module):
+    """Maps a batch to ``BackboneOutput``. Subclasses set ``hidden`` (H) and honour ``batch["mask"]``:
+    changing the input of a masked-out modality must not change any output."""
+
+    hidden: int
+
+    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs: Any):
+        super().__init__()
+        self.spec = spec
+        self.hidden = hidden
+
+    def forward(self, batch: Batch) -> BackboneOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Framework(nn.Module):
+    """Wraps a backbone; owns heads, losses and post-hoc steps.
+
+    The training loop calls, in order: ``on_train_begin(info)``; per step ``out = self(batch)`` and
+    ``loss, parts = self.loss(batch, out, progress)`` where progress ∈ [0, 1] is the fraction of training done;
+    after training ``fit_post_hoc(val)`` with validation outputs only; at prediction ``predict(batch)`` returns
+    logits [B, K_out] after any post-hoc correction.
+    """
+
+    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
+        super().__init__()
+        self.backbone = backbone
+        self.spec = spec
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        """info: n_train, train_patterns (long [N_train]), train_labels, pos_weight, device."""
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Tensor:
+        return self(batch)["logits"]
+
+    def fit_post_hoc(self, val: dict[str, Tensor]) -> None:
+        """val: logits, labels, label_mask, pattern (validation split only)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-serialisable state saved beside the weights (e.g. a fitted rectifier)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+BACKBONES: Registry[type[Backbone]] = Registry("backbone")
+FRAMEWORKS: Registry[type[Framework]] = Registry("framework")
