@@ -1,0 +1,122 @@
+"""Per-cohort assembled tensors of the feature store (docs/contracts.md §2).
+
+The content-addressed item cache lives beside this (``featurize/cache.py``); this module only writes and reads
+the assembled, cohort-ordered tensors that the model layer loads in one read per modality.
+
+Layout::
+
+    STORE/cohorts/<cohort_id>/samples.parquet        sample_id in cohort row order
+    STORE/cohorts/<cohort_id>/<modality>.safetensors "x" [N, D] or [N, T, D], "mask" [N], optional "observed"
+    STORE/cohorts/<cohort_id>/<modality>.json        manifest (fingerprint, pooling, dtype, counts, ...)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+
+from medmodal.common import MedmodalError, atomic_file, write_json
+
+
+def read_cohort_manifest(cohort_dir: str | Path) -> dict[str, Any]:
+    path = Path(cohort_dir) / "manifest.json"
+    if not path.is_file():
+        raise MedmodalError("not a cohort directory (manifest.json missing)", path=cohort_dir)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise MedmodalError(f"unreadable JSON ({err.msg} at line {err.lineno})", path=path) from None
+
+
+def cohort_sample_ids(cohort_dir: str | Path) -> list[str]:
+    path = Path(cohort_dir) / "cohort.parquet"
+    if not path.is_file():
+        raise MedmodalError("missing", path=path)
+    return pl.read_parquet(path, columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
+
+
+def compute_cohort_id(source: str, task: str, sample_ids: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(sample_ids)).encode()).hexdigest()[:12]
+    return f"{source}__{task}__{digest}"
+
+
+def cohort_id(cohort_dir: str | Path) -> str:
+    """The manifest's cohort_id, or the same id recomputed when an older manifest lacks it."""
+    man = read_cohort_manifest(cohort_dir)
+    if man.get("cohort_id"):
+        return str(man["cohort_id"])
+    return compute_cohort_id(man["source"], man["task"], cohort_sample_ids(cohort_dir))
+
+
+def cohort_store_dir(store: str | Path, cohort_dir: str | Path) -> Path:
+    return Path(store) / "cohorts" / cohort_id(cohort_dir)
+
+
+def write_samples(out_dir: Path, sample_ids: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out_dir / "samples.parquet") as fh:
+        pl.DataFrame({"sample_id": sample_ids}, schema={"sample_id": pl.Utf8}).write_parquet(fh)
+
+
+def write_modality(
+    out_dir: Path,
+    modality: str,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    manifest: dict[str, Any],
+    observed: torch.Tensor | None = None,
+) -> None:
+    """Write one modality's [N, ...] tensor, its [N] mask and its manifest, each atomically."""
+    if mask.dtype != torch.bool or mask.ndim != 1 or mask.shape[0] != x.shape[0]:
+        raise ValueError(f"{modality}: mask must be bool [N] matching x {tuple(x.shape)}")
+    tensors = {"x": x.contiguous(), "mask": mask.contiguous()}
+    if observed is not None:
+        tensors["observed"] = observed.to(torch.bool).contiguous()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{modality}.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out_dir / f"{modality}.safetensors")
+    meta = {
+        "modality": modality,
+        "shape": list(x.shape),
+        "dtype": str(x.dtype).replace("torch.", ""),
+        "n_observed": int(mask.sum()),
+        **manifest,
+    }
+    write_json(out_dir / f"{modality}.json", meta)
+
+
+def load_cohort_features(
+    store: str | Path, cohort_dir: str | Path, modalities: list[str] | None = None
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Return (sample_ids in cohort row order, {modality: {"x", "mask", ["observed"], "manifest"}}).
+
+    Only modalities that have been featurized are returned; ``modalities`` restricts and orders them.
+    The row order is checked against the cohort so a stale store never silently misaligns labels.
+    """
+    d = cohort_store_dir(store, cohort_dir)
+    samples_path = d / "samples.parquet"
+    if not samples_path.is_file():
+        raise MedmodalError(
+            "no features for this cohort in the store (run `medmodal featurize all COHORT_DIR --store STORE`)",
+            path=d,
+        )
+    sample_ids = pl.read_parquet(samples_path)["sample_id"].to_list()
+    if sample_ids != cohort_sample_ids(cohort_dir):
+        raise MedmodalError("row order differs from the cohort's cohort.parquet; re-run featurize", path=samples_path)
+    available = sorted(p.stem for p in d.glob("*.safetensors"))
+    wanted = available if modalities is None else modalities
+    out: dict[str, dict[str, Any]] = {}
+    for m in wanted:
+        path = d / f"{m}.safetensors"
+        if not path.is_file():
+            raise MedmodalError(f"modality '{m}' not featurized (have: {', '.join(available) or 'none'})", path=d)
+        tensors = load_file(str(path))
+        tensors["manifest"] = json.loads((d / f"{m}.json").read_text())
+        out[m] = tensors
+    return sample_ids, out
