@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from medmodal.common import Registry
 
 Batch = dict[str, Any]
-"""x: {modality: [B, D_m] | [B, T, D_m]}, mask: bool [B, M], labels: float [B, K], label_mask: bool [B, K],
-pattern: long [B], index: long [B] (row of the sample in its dataset)."""
+"""x: {modality: [B, D_m] | [B, T, D_m]}, mask: bool [B, M], labels: float [B, K] (0/1 for binary labels, the
+class index for multiclass ones, 0 where label_mask is false), label_mask: bool [B, K], pattern: long [B]
+(Σ_i mask_i · 2^i), index: long [B] (row of the sample within the split being iterated; for training batches
+0..n_train-1, the rows of ``on_train_begin``'s train_* tensors)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class LabelSpec:
     name: str
     kind: str = "binary"  # "binary" | "multiclass"
     n_classes: int = 2
+    classes: tuple[str, ...] = ()  # class names in index order (manifest "classes"); informational
 
     @property
     def n_outputs(self) -> int:
@@ -56,6 +59,11 @@ class DataSpec:
     @property
     def n_patterns(self) -> int:
         return 2 ** len(self.modalities)
+
+    @property
+    def n_outputs(self) -> int:
+        """Logit columns C = Σ_k n_outputs(k): one per binary label, n_classes per multiclass label."""
+        return sum(lab.n_outputs for lab in self.labels)
 
 
 @dataclass
@@ -96,9 +104,12 @@ class Framework(nn.Module):
         self.spec = spec
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
-        """info: n_train, train_patterns (long [N_train]), train_labels, pos_weight, device."""
+        """info: n_train, train_patterns (long [N_train]), train_labels (float [N_train, K]), train_label_mask
+        (bool [N_train, K]), pos_weight (float [K]; n_neg / n_pos of each binary label on train, 1 for
+        multiclass labels), device. ``batch["index"]`` of a training batch indexes these N_train rows."""
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - interface
+        """Returns at least ``{"logits": [B, C]}`` with C = ``spec.n_outputs`` columns in ``spec.labels`` order."""
         raise NotImplementedError
 
     def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
