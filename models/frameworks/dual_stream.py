@@ -1,0 +1,152 @@
+"""The causal / biased dual stream shared by ``dfd`` and ``cdmm``: two feature streams and heads over a
+representation, the per-sample loss EMA that weights them, and their joint loss.
+
+Design (DFD, arXiv 2601.21941, built from its stated components with the standard choices of Learning from
+Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md for which is which):
+
+    z_c = E_c(h),  z_b = E_b(h)                      causal / biased features     (B, D)
+    ŷ_c = C_c(z_c),  ŷ_b = C_b(z_b)                   logits                        (B, C)
+    L_b = GCE_q(ŷ_b, y)                              biased stream latches onto easy, bias-aligned samples
+    w_i = EMA(CE_b)_i / (EMA(CE_b)_i + EMA(CE_c)_i)  large where the biased stream fails (bias-conflicting)
+    L_c = Σ_i w_i · CE(ŷ_c, y)_i / Σ_i w_i
+    L   = L_c + L_b + λ · Î(z_c; z_b)                Î = CLUB upper bound (default) or HSIC
+
+Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from medmodal.models.frameworks.label_losses import gce, masked_mean, per_sample_ce
+from medmodal.models.frameworks.mi import make_dependence_penalty
+
+
+@dataclass(frozen=True)
+class DualStreamConfig:
+    stream_dim: int = 64  # D: each stream's feature size; small so that CLUB's Gaussian q stays well-posed
+    q: float = 0.7  # GCE exponent (LfF's default)
+    ema_alpha: float = 0.7  # weight of the *old* value in the per-sample loss EMA (LfF's default)
+    mi: str = "club"  # "club" | "hsic" | "none"
+    mi_weight: float = 0.1  # λ; CLUB is in nats and ~1 for moderately dependent 64-d features
+    predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
+
+    def __post_init__(self):
+        if self.stream_dim < 1:
+            raise ValueError(f"stream_dim must be >= 1, got {self.stream_dim}")
+        if not 0.0 < self.q <= 1.0:
+            raise ValueError(f"q must be in (0, 1], got {self.q}")
+        if not 0.0 <= self.ema_alpha < 1.0:
+            raise ValueError(f"ema_alpha must be in [0, 1), got {self.ema_alpha}")
+        if self.mi not in ("club", "hsic", "none"):
+            raise ValueError(f"mi must be club, hsic or none, got {self.mi!r}")
+        if self.mi_weight < 0:
+            raise ValueError(f"mi_weight must be >= 0, got {self.mi_weight}")
+        if self.predict_from not in ("causal", "both"):
+            raise ValueError(f"predict_from must be causal or both, got {self.predict_from!r}")
+
+
+class LossEMA:
+    """Exponential moving average of a per-sample, per-label loss, indexed by the sample's dataset row.
+
+    ``update`` sets a sample's first value directly (an EMA started at 0 would call every sample easy in the
+    first epoch) and grows its table when it meets a row beyond it, so it does not depend on the loop sizing it
+    exactly. Training-only state: it is not saved with the model (a resumed run restarts the averages).
+    """
+
+    def __init__(self, alpha: float, n_rows: int = 0, n_labels: int = 1, device: torch.device | str = "cpu"):
+        self.alpha = alpha
+        self.values = torch.zeros(n_rows, n_labels, device=device)  # (N, K)
+        self.seen = torch.zeros(n_rows, n_labels, dtype=torch.bool, device=device)
+
+    def _ensure(self, index: Tensor, n_labels: int) -> None:
+        n = int(index.max()) + 1 if index.numel() else 0
+        if self.values.shape[1] != n_labels:
+            self.values = torch.zeros(self.values.shape[0], n_labels, device=self.values.device)
+            self.seen = torch.zeros_like(self.values, dtype=torch.bool)
+        if n > self.values.shape[0]:
+            grow = n - self.values.shape[0]
+            self.values = torch.cat([self.values, self.values.new_zeros(grow, n_labels)])
+            self.seen = torch.cat([self.seen, self.seen.new_zeros(grow, n_labels)])
+
+    @torch.no_grad()
+    def update(self, index: Tensor, loss: Tensor, mask: Tensor) -> Tensor:
+        """Fold ``loss`` [B, K] into rows ``index`` [B] where ``mask`` [B, K]; return the EMA of those rows."""
+        self._ensure(index, loss.shape[1])
+        dev = self.values.device
+        index, loss, mask = index.to(dev), loss.detach().to(dev, torch.float32), mask.to(dev)
+        old, seen = self.values[index], self.seen[index]
+        new = torch.where(seen, self.alpha * old + (1 - self.alpha) * loss, loss)
+        new = torch.where(mask, new, old)
+        self.values[index] = new
+        self.seen[index] = seen | mask
+        return new
+
+    def get(self, index: Tensor) -> Tensor:
+        return self.values[index.to(self.values.device)]
+
+
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+
+class DualStream(nn.Module):
+    """Causal and biased streams with their heads, and the DFD loss over them.
+
+    Shapes: forward(h (B, H)) -> {"z_causal" (B, D), "z_biased" (B, D), "logits_causal" (B, C),
+    "logits_biased" (B, C), "logits" (B, C)}.
+    """
+
+    def __init__(self, in_dim: int, n_outputs: int, spec_labels, config: DualStreamConfig):
+        super().__init__()
+        self.cfg = config
+        self.spec_labels = tuple(spec_labels)
+        d = config.stream_dim
+        self.causal = _mlp(in_dim, d)
+        self.biased = _mlp(in_dim, d)
+        self.head_causal = nn.Linear(d, n_outputs)
+        self.head_biased = nn.Linear(d, n_outputs)
+        self.penalty = make_dependence_penalty(config.mi, d, d, hidden=d)
+        self.ema_causal = LossEMA(config.ema_alpha, n_labels=len(self.spec_labels))
+        self.ema_biased = LossEMA(config.ema_alpha, n_labels=len(self.spec_labels))
+        self.pos_weight: Tensor | None = None
+
+    def reset_state(self, n_rows: int, pos_weight: Tensor | None, device) -> None:
+        k = len(self.spec_labels)
+        self.ema_causal = LossEMA(self.cfg.ema_alpha, n_rows, k, device)
+        self.ema_biased = LossEMA(self.cfg.ema_alpha, n_rows, k, device)
+        self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        z_c, z_b = self.causal(h), self.biased(h)
+        logits_c, logits_b = self.head_causal(z_c), self.head_biased(z_b)
+        logits = logits_c if self.cfg.predict_from == "causal" else 0.5 * (logits_c + logits_b)
+        return {"z_causal": z_c, "z_biased": z_b, "logits_causal": logits_c, "logits_biased": logits_b,
+                "logits": logits}
+
+    def loss(self, batch, out: dict[str, Tensor], update_ema: bool) -> tuple[Tensor, dict[str, float]]:
+        labels, lmask = batch["labels"], batch["label_mask"].bool()
+        pw = None if self.pos_weight is None else self.pos_weight.to(labels.device)
+        ce_c = per_sample_ce(out["logits_causal"], labels, lmask, self.spec_labels, pw)  # (B, K)
+        ce_b = per_sample_ce(out["logits_biased"], labels, lmask, self.spec_labels)  # (B, K)
+        if update_ema:
+            ema_c = self.ema_causal.update(batch["index"], ce_c, lmask)
+            ema_b = self.ema_biased.update(batch["index"], ce_b, lmask)
+        else:  # evaluation of the loss (e.g. on validation rows): use the batch's own losses
+            ema_c, ema_b = ce_c.detach(), ce_b.detach()
+        ema_c, ema_b = ema_c.to(ce_c.device), ema_b.to(ce_c.device)
+        w = (ema_b / (ema_b + ema_c).clamp_min(1e-8)).detach()  # (B, K) relative difficulty
+        loss_c = masked_mean(ce_c, lmask, w)
+        loss_b = masked_mean(gce(out["logits_biased"], labels, lmask, self.spec_labels, self.cfg.q), lmask)
+        total = loss_c + loss_b
+        parts = {"causal_ce": loss_c.item(), "biased_gce": loss_b.item(),
+                 "weight_mean": float(masked_mean(w, lmask))}
+        if self.penalty is not None:
+            dep, q_loss = self.penalty(out["z_causal"], out["z_biased"])
+            total = total + self.cfg.mi_weight * dep + q_loss
+            parts[f"{self.cfg.mi}"] = dep.item()
+            if self.cfg.mi == "club":
+                parts["club_q_nll"] = q_loss.item()
+        return total, parts

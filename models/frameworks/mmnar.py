@@ -1,0 +1,210 @@
+"""``mmnar``: causal representation learning under modality missing-not-at-random, over any backbone.
+
+Paper: "Causal Representation Learning from Multimodal Clinical Records under Non-Random Modality
+Missingness" (arXiv 2509.17228). Which modalities a patient has (δ) is decided by clinicians from how the patient
+looks, so δ is informative; the framework conditions on it instead of ignoring it, and corrects what is left:
+
+1. Missingness-aware fusion. Per-modality tokens t_m (the backbone's, zero when missing) are gated by an
+   embedding of δ and fused by attention restricted to the observed modalities:
+       e = MLP(δ)                                           (B, H)
+       g_m = σ(W_g [t_m ; e]),  t'_m = g_m ⊙ t_m + p_m        (B, M, H)   p_m: modality embedding
+       z = Attn([e ; h ; t'_1..t'_M], key mask = [1, 1, δ])[0] (B, H)     h: backbone's fused vector
+2. Leave-one-observed-modality-out reconstruction in embedding space: for every observed m of a sample with at
+   least two observed modalities, fuse with δ minus m, decode t̂_m, and align projections with InfoNCE (τ = 0.1)
+       L_rec = ½ [CE(sim(P t_m, P t̂_m)/τ) + CE(sim(P t̂_m, P t_m)/τ)], positives on the diagonal
+3. Pattern prediction from z (BCE over the M bits of δ) as an auxiliary task.
+4. Multitask heads: one small head per label on z.
+5. Schedule: auxiliary pre-training (progress < pretrain_frac: L = L_aux), then fine-tuning with
+   L = L_sup + λ(progress) L_aux, λ annealed from aux_weight to 0 by a half cosine.
+6. Rectifier: per-pattern logit offsets fitted on validation residuals with empirical-Bayes shrinkage
+   (``rectifier.PatternRectifier``), added in ``predict``. It is fitted only in ``fit_post_hoc(val)``.
+
+Shapes: B batch, M modalities, H backbone hidden, C logit columns.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
+from medmodal.models.frameworks.dfd import add_backbone_aux
+from medmodal.models.frameworks.label_losses import masked_mean, outcome_targets, output_probs, per_sample_ce
+from medmodal.models.frameworks.rectifier import PatternRectifier
+
+
+@dataclass(frozen=True)
+class MMNARConfig:
+    heads: int = 4  # attention heads of the fusion block (must divide the backbone's hidden size)
+    tau: float = 0.1  # InfoNCE temperature (the paper's)
+    proj_dim: int = 64  # InfoNCE projection size
+    rec_weight: float = 1.0  # weight of L_rec inside L_aux
+    pattern_weight: float = 0.5  # weight of the pattern-prediction BCE inside L_aux
+    aux_weight: float = 0.5  # λ at the start of fine-tuning
+    pretrain_frac: float = 0.2  # fraction of training spent on auxiliary pre-training only
+    rectify: bool = True  # apply the validation-fitted rectifier in predict()
+
+    def __post_init__(self):
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not 0.0 <= self.pretrain_frac < 1.0:
+            raise ValueError(f"pretrain_frac must be in [0, 1), got {self.pretrain_frac}")
+        for name in ("rec_weight", "pattern_weight", "aux_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+class MissingnessAwareFusion(nn.Module):
+    """δ-gated modality tokens fused by one pre-norm attention block whose keys are the observed modalities.
+
+    Shapes: forward(tokens (B, M, H), fused (B, H), delta bool (B, M)) -> z (B, H).
+    """
+
+    def __init__(self, n_modalities: int, hidden: int, heads: int):
+        super().__init__()
+        if hidden % heads:
+            heads = math.gcd(hidden, heads)  # keep the block valid for any backbone width
+        self.delta_embed = nn.Sequential(nn.Linear(n_modalities, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.gate = nn.Linear(2 * hidden, hidden)
+        self.modality_embed = nn.Parameter(torch.randn(n_modalities, hidden) * 0.02)  # (M, H)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
+
+    def forward(self, tokens: Tensor, fused: Tensor, delta: Tensor) -> Tensor:
+        b, m, h = tokens.shape
+        e = self.delta_embed(delta.to(tokens.dtype))  # (B, H)
+        g = torch.sigmoid(self.gate(torch.cat([tokens, e[:, None, :].expand(b, m, h)], dim=-1)))  # (B, M, H)
+        # Missing rows are zeroed again: the gate's bias must not turn an absent modality into a signal.
+        t = (g * tokens + self.modality_embed[None]) * delta[..., None].to(tokens.dtype)  # (B, M, H)
+        seq = torch.cat([e[:, None], fused[:, None], t], dim=1)  # (B, 2 + M, H)
+        ignore = torch.cat([torch.zeros(b, 2, dtype=torch.bool, device=delta.device), ~delta], dim=1)
+        x = self.norm1(seq)
+        a, _ = self.attn(x[:, :1], x, x, key_padding_mask=ignore, need_weights=False)  # (B, 1, H)
+        z = seq[:, 0] + a[:, 0]
+        return z + self.mlp(self.norm2(z))  # (B, H)
+
+
+def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
+    """Symmetric InfoNCE between rows of a and b (N, D); row i of each is the positive pair."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / tau  # (N, N)
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@FRAMEWORKS.register("mmnar")
+class MMNAR(Framework):
+    """Missingness-aware fusion, reconstruction + contrastive and pattern auxiliaries, multitask heads,
+    validation-fitted per-pattern rectifier."""
+
+    config_class = MMNARConfig
+
+    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
+        super().__init__(backbone, spec)
+        self.cfg = MMNARConfig(**kwargs)
+        h, m = backbone.hidden, len(spec.modalities)
+        self.fusion = MissingnessAwareFusion(m, h, self.cfg.heads)
+        self.decoder = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, h))
+        self.project = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, self.cfg.proj_dim))
+        self.pattern_head = nn.Linear(h, m)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, lab.n_outputs)) for lab in spec.labels
+        )
+        self.rectifier = PatternRectifier(m, spec.n_outputs)
+        self.pos_weight: Tensor | None = None
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        pw = info.get("pos_weight")
+        self.pos_weight = None if pw is None else torch.as_tensor(pw, dtype=torch.float32)
+        self.rectifier = PatternRectifier(self.rectifier.n_modalities, self.rectifier.n_columns)
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        bo = self.backbone(batch)
+        delta = batch["mask"].bool()
+        z = self.fusion(bo.tokens, bo.fused, delta)  # (B, H)
+        out = {
+            "z": z,
+            "logits": torch.cat([head(z) for head in self.heads], dim=-1),  # (B, C)
+            "pattern_logits": self.pattern_head(z),  # (B, M)
+            "tokens": bo.tokens,
+            "fused": bo.fused,
+        }
+        if bo.aux_loss is not None:
+            out["backbone_aux"] = bo.aux_loss
+        return out
+
+    def reconstruction_loss(self, tokens: Tensor, fused: Tensor, delta: Tensor) -> Tensor:
+        """Leave-one-observed-modality-out InfoNCE, all M variants fused in one batched pass."""
+        b, m, h = tokens.shape
+        eye = torch.eye(m, dtype=torch.bool, device=delta.device)
+        held = delta[:, None, :] & eye[None]  # (B, M_out, M): which modality is left out
+        eligible = delta & (delta.sum(1, keepdim=True) >= 2)  # (B, M): observed and not the only one
+        rest = delta[:, None, :] & ~held  # (B, M_out, M)
+        z_rest = self.fusion(
+            tokens[:, None].expand(b, m, m, h).reshape(b * m, m, h),
+            fused[:, None].expand(b, m, h).reshape(b * m, h),
+            rest.reshape(b * m, m),
+        ).reshape(b, m, h)  # (B, M_out, H)
+        recon = self.decoder(torch.cat([z_rest, self.fusion.modality_embed[None].expand(b, m, h)], dim=-1))
+        losses = []
+        for j in range(m):
+            rows = eligible[:, j]
+            if int(rows.sum()) >= 2:  # InfoNCE needs at least one negative
+                losses.append(info_nce(self.project(tokens[rows, j]), self.project(recon[rows, j]), self.cfg.tau))
+        return torch.stack(losses).mean() if losses else tokens.new_zeros(())
+
+    def aux_weight(self, progress: float) -> float:
+        p0 = self.cfg.pretrain_frac
+        if progress < p0:
+            return 1.0
+        return self.cfg.aux_weight * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - p0) / (1 - p0))))
+
+    def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
+        delta = batch["mask"].bool()
+        labels, lmask = batch["labels"], batch["label_mask"].bool()
+        rec = self.reconstruction_loss(out["tokens"], out["fused"], delta)
+        pat = F.binary_cross_entropy_with_logits(out["pattern_logits"], delta.to(out["pattern_logits"].dtype))
+        aux = self.cfg.rec_weight * rec + self.cfg.pattern_weight * pat
+        pw = None if self.pos_weight is None else self.pos_weight.to(labels.device)
+        sup = masked_mean(per_sample_ce(out["logits"], labels, lmask, self.spec.labels, pw), lmask)
+        lam = self.aux_weight(progress)
+        pretraining = progress < self.cfg.pretrain_frac
+        loss = aux if pretraining else sup + lam * aux
+        parts = {"supervised": sup.item(), "reconstruction_nce": rec.item(), "pattern_bce": pat.item(),
+                 "aux_weight": lam, "pretraining": float(pretraining)}
+        loss = add_backbone_aux(loss, parts, out.get("backbone_aux"))
+        parts["loss"] = loss.item()
+        return loss, parts
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Tensor:
+        logits = self(batch)["logits"]
+        if self.cfg.rectify:
+            logits = self.rectifier.apply(logits, batch["pattern"])
+        return logits
+
+    def fit_post_hoc(self, val: dict[str, Tensor]) -> None:
+        """Fit the rectifier on *validation* logits (uncorrected), labels, label mask and pattern only.
+
+        Each column is fitted on its log-odds (the raw logit for a binary label; log p_c / (1 − p_c) within a
+        multiclass label), so that the offset added to that logit column moves exactly these log-odds.
+        """
+        targets, tmask = outcome_targets(val["labels"], val["label_mask"].bool(), self.spec.labels)
+        log_odds = torch.logit(output_probs(val["logits"].float(), self.spec.labels), eps=1e-6)
+        self.rectifier.fit(log_odds, targets, tmask, val["pattern"])
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"rectifier": self.rectifier.state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "rectifier" in state:
+            self.rectifier.load_state(state["rectifier"])
