@@ -1,0 +1,4 @@
+"""Debiasing frameworks, found by name in ``models.base.FRAMEWORKS``; one import line each."""
+from . import cdmm  # noqa: F401  (issue 6)
+from . import dfd  # noqa: F401  (issue 6)
+from . import mmnar  # noqa: F401  (issue 6)
