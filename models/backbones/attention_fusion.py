@@ -1,0 +1,81 @@
+"""Attention fusion: a transformer over modality tokens with key-padding masks and a missingness-pattern token.
+
+In the line of the multimodal transformers used for EHR + notes + images (e.g. MedFuse, Hayat et al., MLHC 2022;
+HAIM-style fusion; the "missing-modality-robust" transformers of Ma et al., CVPR 2022). Each observed modality
+contributes one token t_m = f_m(x_m) + p_m (p_m a learned modality-type embedding). A [CLS] token carries a
+learned embedding of the missingness pattern π = Σ_m δ_m 2^m, so the model can condition on *which* modalities
+are present (informative missingness) without ever seeing a missing modality's values:
+
+    h_0 = [c + E_pattern(π); t_1; …; t_M],   h_L = Transformer(h_0, key_padding_mask = ¬δ)
+    fused = LayerNorm(h_L[0]),   tokens_m = δ_m · h_L[m]
+
+Missing modalities are padded keys, so no attention weight ever lands on them; their own output rows are zeroed.
+The [CLS] token is never padded, which is what keeps an all-missing row finite (a softmax over zero keys would be
+NaN): such a patient attends only to its pattern token.
+
+Shapes: tokens (B, M, H), fused (B, H).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
+from medmodal.models.encoders import build_encoders, encode_modalities, pattern_from_mask
+
+
+@dataclass(frozen=True)
+class AttentionFusionConfig:
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    ff_mult: int = 2  # feed-forward width = ff_mult * hidden; tokens are few, a wide FFN buys little
+    dropout: float = 0.1
+    pattern_embedding: bool = True
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"attention_fusion: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.layers < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"attention_fusion: layers must be >= 1 and dropout in [0, 1), got {self}")
+
+
+@BACKBONES.register("attention_fusion")
+class AttentionFusion(Backbone):
+    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs):
+        super().__init__(spec, hidden)
+        self.cfg = cfg = AttentionFusionConfig(hidden=hidden, **kwargs)
+        if len(spec.modalities) > 16:
+            raise ValueError("attention_fusion: the pattern embedding supports at most 16 modalities")
+        self.encoders = build_encoders(spec, hidden, cfg.dropout)
+        self.modality_embedding = nn.Parameter(torch.zeros(len(spec.modalities), hidden))
+        self.cls = nn.Parameter(torch.zeros(hidden))
+        self.pattern_embedding = nn.Embedding(spec.n_patterns, hidden) if cfg.pattern_embedding else None
+        layer = nn.TransformerEncoderLayer(
+            hidden, cfg.heads, cfg.ff_mult * hidden, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        # nested tensors would change which kernel runs with the batch's padding; keep one code path
+        self.transformer = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        nn.init.normal_(self.modality_embedding, std=0.02)
+        nn.init.normal_(self.cls, std=0.02)
+        if self.pattern_embedding is not None:
+            nn.init.normal_(self.pattern_embedding.weight, std=0.02)
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    def forward(self, batch: Batch) -> BackboneOutput:
+        mask = batch["mask"]  # (B, M)
+        tokens = encode_modalities(self.encoders, batch, self.spec) + self.modality_embedding  # (B, M, H)
+        cls = self.cls.expand(mask.shape[0], -1)  # (B, H)
+        if self.pattern_embedding is not None:
+            # the pattern is recomputed from the mask, so it can never disagree with what the model sees
+            cls = cls + self.pattern_embedding(pattern_from_mask(mask))
+        seq = torch.cat([cls[:, None, :], tokens], dim=1)  # (B, 1 + M, H)
+        padding = torch.cat([torch.zeros_like(mask[:, :1]), ~mask], dim=1)  # (B, 1 + M); True = ignore
+        h = self.transformer(seq, src_key_padding_mask=padding)  # (B, 1 + M, H)
+        out_tokens = torch.where(mask[..., None], h[:, 1:], torch.zeros((), dtype=h.dtype, device=h.device))
+        return BackboneOutput(tokens=out_tokens, fused=self.norm(h[:, 0]))
