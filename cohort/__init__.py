@@ -1,0 +1,16 @@
+"""Leakage-safe cohorts from raw files: sources, tasks, the DuckDB runner, splits, masks, audits, report.
+
+Library API (docs/cohort.md):
+    build_cohort(source, raw, task, out, *, note_root=None, cxr_root=None, memory_limit=None, threads=None,
+                 seed=0, overwrite=True, dataset_version=None) -> Path
+    format_report(cohort_dir) -> rich renderable
+    SOURCES, TASKS: the registries (a new source = one module in cohort/sources/ + sql/<source>/ + one import
+    line in cohort/sources/__init__.py; a new task = one YAML in cohort/tasks/ + one SQL file per source).
+"""
+from medmodal.cohort import sources, tasks  # noqa: F401  (fill the registries)
+from medmodal.cohort.audits import audit_cohort_dir
+from medmodal.cohort.base import SOURCES, TASKS, TaskSpec, tasks_for
+from medmodal.cohort.build import build_cohort
+from medmodal.cohort.report import format_report
+
+__all__ = ["SOURCES", "TASKS", "TaskSpec", "audit_cohort_dir", "build_cohort", "format_report", "tasks_for"]

@@ -1,0 +1,6 @@
+"""Dataset sources, one module each; importing a module registers it in ``medmodal.cohort.base.SOURCES``.
+
+Adding a source = one module here (a ``Source`` subclass with ``@SOURCES.register``) + one folder
+``sql/<source>/`` + one import line below.
+"""
+from medmodal.cohort.sources import mimic_iv  # noqa: F401

@@ -1,0 +1,132 @@
+"""Leakage and consistency audits, run on the written cohort files of every build (any source).
+
+They read only the outputs (cohort / modalities / notes / images / timeseries parquet) plus the manifest's
+modality list and time rules, so they check what downstream stages will actually see, independently of the
+SQL that produced it. Any failure raises one MedmodalError line; ``build_cohort`` then removes the half-built
+directory.
+
+Checks:
+  * ``unique_sample_id`` / ``sorted_sample_id``: the row-order contract.
+  * ``split_overlap``: no subject in two splits.
+  * ``notes_after_cutoff`` / ``images_after_cutoff``: no note or image later than prediction_time + the
+    modality's grace (0 unless the task says otherwise, e.g. readmission's 24 h filing grace for notes);
+    no note of a type whose modality the task does not allow.
+  * ``measurements_after_prediction``: no hourly bin starting after prediction_time; no ``<m>_time`` of any
+    modality later than prediction_time + grace (``structured_time`` / ``timeseries_time`` are the last
+    measurement times, so this covers every measurement behind the aggregates).
+  * ``mask_consistency``: has_<m> agrees with <m>_time, pattern and n_observed agree with the has_* bits,
+    modalities.parquet has the cohort's rows in the cohort's order.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from medmodal.common import MedmodalError
+
+
+def _q(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalError:
+    more = f" (e.g. {example})" if example is not None else ""
+    return MedmodalError(f"audit '{check}' failed: {n} {what}{more}", path=path)
+
+
+def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
+    """Run every audit; return the names of the checks that passed (all of them, or raise)."""
+    d = Path(cohort_dir)
+    modalities: list[str] = manifest["modalities"]
+    kinds: dict[str, str] = manifest["modality_kinds"]
+    grace = {m: float(manifest["time_rules"].get(m, {}).get("grace_hours", 0.0)) for m in modalities}
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW cohort AS SELECT * FROM read_parquet({_q(d / 'cohort.parquet')})")
+        con.execute(f"CREATE VIEW modalities AS SELECT * FROM read_parquet({_q(d / 'modalities.parquet')})")
+        con.execute(f"CREATE VIEW notes AS SELECT * FROM read_parquet({_q(d / 'notes.parquet')})")
+        con.execute(f"CREATE VIEW images AS SELECT * FROM read_parquet({_q(d / 'images.parquet')})")
+        con.execute(f"CREATE VIEW timeseries AS SELECT * FROM read_parquet({_q(d / 'timeseries.parquet')})")
+        passed: list[str] = []
+
+        def check(name: str, path: Path, what: str, sql: str) -> None:
+            n, example = con.execute(f"SELECT count(*), min(example) FROM ({sql})").fetchone()
+            if n:
+                raise _fail(name, path, what, n, example)
+            passed.append(name)
+
+        cohort_path = d / "cohort.parquet"
+        check("unique_sample_id", cohort_path, "duplicated sample_id",
+              "SELECT sample_id AS example FROM cohort GROUP BY sample_id HAVING count(*) > 1")
+        check("sorted_sample_id", cohort_path, "rows out of sample_id order",
+              "SELECT sample_id AS example FROM (SELECT sample_id, lag(sample_id) OVER () AS prev FROM cohort) "
+              "WHERE prev IS NOT NULL AND prev >= sample_id")
+        check("split_overlap", cohort_path, "subjects in more than one split",
+              "SELECT CAST(subject_id AS VARCHAR) AS example FROM cohort GROUP BY subject_id "
+              "HAVING count(DISTINCT split) > 1")
+        check("split_values", cohort_path, "rows with a split other than train/val/test",
+              "SELECT sample_id AS example FROM cohort WHERE split IS NULL OR split NOT IN ('train', 'val', 'test')")
+
+        # Notes: one modality per note_type (<type>_note); a type the task does not allow is a leak too.
+        note_grace = " ".join(
+            f"WHEN '{m[: -len('_note')]}' THEN {grace[m]}" for m in modalities if kinds[m] == "text" and m.endswith("_note")
+        )
+        notes_path = d / "notes.parquet"
+        check("notes_in_cohort", notes_path, "notes of samples not in the cohort",
+              "SELECT n.note_id AS example FROM notes n ANTI JOIN cohort c USING (sample_id)")
+        check("notes_after_cutoff", notes_path, "notes after prediction_time + grace or of a type the task forbids",
+              f"""SELECT n.note_id AS example FROM notes n JOIN cohort c USING (sample_id)
+                  WHERE (CASE n.note_type {note_grace or ''} ELSE NULL END) IS NULL
+                     OR n.charttime IS NULL
+                     OR n.charttime > c.prediction_time
+                        + to_microseconds(CAST((CASE n.note_type {note_grace or ''} ELSE 0 END) * 3600e6 AS BIGINT))""")
+
+        image_mods = [m for m in modalities if kinds[m] == "image"]
+        images_path = d / "images.parquet"
+        check("images_in_cohort", images_path, "images of samples not in the cohort",
+              "SELECT i.dicom_id AS example FROM images i ANTI JOIN cohort c USING (sample_id)")
+        image_grace = max((grace[m] for m in image_mods), default=0.0)
+        check("images_after_cutoff", images_path,
+              "images after prediction_time + grace" + ("" if image_mods else " (task allows no image modality)"),
+              f"""SELECT i.dicom_id AS example FROM images i JOIN cohort c USING (sample_id)
+                  WHERE {'FALSE' if image_mods else 'TRUE'} OR i.study_time IS NULL
+                     OR i.study_time > c.prediction_time + to_microseconds(CAST({image_grace} * 3600e6 AS BIGINT))""")
+
+        ts_path = d / "timeseries.parquet"
+        cohort_cols = {r[0] for r in con.execute("DESCRIBE cohort").fetchall()}
+        if "window_start_time" in cohort_cols:
+            check("measurements_after_prediction", ts_path, "hourly bins starting after prediction_time or before hour 0",
+                  """SELECT t.sample_id AS example FROM timeseries t JOIN cohort c USING (sample_id)
+                     WHERE t.hour < 0 OR c.window_start_time + to_hours(CAST(t.hour AS BIGINT)) > c.prediction_time""")
+
+        mod_path = d / "modalities.parquet"
+        check("modalities_rows", mod_path, "rows not matching cohort.parquet's sample_id order",
+              """SELECT coalesce(m.sample_id, c.sample_id) AS example
+                 FROM (SELECT sample_id, row_number() OVER () AS r FROM modalities) m
+                 FULL JOIN (SELECT sample_id, row_number() OVER () AS r FROM cohort) c USING (r)
+                 WHERE m.sample_id IS DISTINCT FROM c.sample_id""")
+        for m in modalities:
+            check(f"{m}_time_after_cutoff", mod_path, f"samples whose {m}_time is after prediction_time + grace",
+                  f"""SELECT m.sample_id AS example FROM modalities m JOIN cohort c USING (sample_id)
+                      WHERE m."{m}_time" > c.prediction_time
+                            + to_microseconds(CAST({grace[m]} * 3600e6 AS BIGINT))""")
+        bits = " + ".join(f'CAST("has_{m}" AS BIGINT) * {1 << i}' for i, m in enumerate(modalities)) or "0"
+        count = " + ".join(f'CAST("has_{m}" AS BIGINT)' for m in modalities) or "0"
+        consistent = " AND ".join(f'("has_{m}" = ("{m}_time" IS NOT NULL))' for m in modalities) or "TRUE"
+        check("mask_consistency", mod_path, "rows whose has_*, *_time, pattern and n_observed disagree",
+              f"SELECT sample_id AS example FROM modalities WHERE NOT ({consistent}) "
+              f"OR pattern <> {bits} OR n_observed <> {count}")
+        return passed
+    finally:
+        con.close()
+
+
+def audit_cohort_dir(cohort_dir: str | Path) -> list[str]:
+    """Re-run the audits on an existing cohort directory (as ``medmodal cohort report`` could)."""
+    path = Path(cohort_dir) / "manifest.json"
+    if not path.is_file():
+        raise MedmodalError("not a cohort directory (manifest.json missing)", path=cohort_dir)
+    return run_audits(cohort_dir, json.loads(path.read_text()))

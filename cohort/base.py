@@ -1,0 +1,176 @@
+"""What a source and a task are: the typed specs, and the two registries that find them by name.
+
+A **source** (one module in ``cohort/sources/``) knows one dataset: which raw files exist and their column types,
+how to detect the release, which modalities it can offer, and which SQL files in ``sql/<source>/`` turn a task's
+``candidates`` relation into the per-modality outputs. A **task** (one YAML file in ``cohort/tasks/``) is data:
+index event, prediction time, inclusion steps, labels, the modalities it allows and each one's time rule, plus
+the stem of the SQL file that implements it under ``sql/<source>/tasks/``.
+
+The relations a source's SQL must leave behind for the generic builder (``cohort/build.py``):
+
+=====================  ==========================================================================================
+``candidates``         task SQL: one row per index event; ``sample_id``, ``subject_id``, ``index_time``,
+                       ``prediction_time``, ``window_start_time``, the label columns, the subgroup columns, one
+                       Boolean ``incl_<step>`` per inclusion step; columns starting with ``_`` stay internal.
+``structured_features`` (sample_id, feature, value) long form; ``structured_feature_list`` (position, feature,
+                       modality) fixes the columns of structured.parquet and their order.
+``timeseries_out``     (sample_id, hour, variable, value) hourly means, hour 0 = first hour of the window.
+``notes_out``          (sample_id, note_id, note_type, charttime, text) allowed notes only.
+``images_out``         (sample_id, dicom_id, study_id, view, study_time, path) allowed images only.
+``modality_last``      (sample_id, modality, last_time): one row per sample that has the modality.
+=====================  ==========================================================================================
+
+The builder creates ``cohort`` (the candidates that pass every inclusion step, with ``split``) before the
+source's post-task SQL runs, so those files select from ``cohort``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from medmodal.common import MedmodalError, Registry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SQL_ROOT = REPO_ROOT / "sql"
+
+MODALITY_KINDS = ("structured", "timeseries", "text", "image")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One raw table: where it lives, its columns with DuckDB types, and which columns the SQL relies on.
+
+    ``columns`` lists every column the SQL may select (type per column). Columns of the real file that are not
+    listed are ignored; listed columns that are not ``required`` may be absent (they read as NULL), which keeps
+    the view schema identical across releases that add or drop a column.
+    """
+
+    view: str  # DuckDB view name the SQL uses, e.g. "admissions"
+    module: str  # which root it lives under: a key of Source.roots(), e.g. "hosp", "note", "cxr"
+    stem: str  # file name without .csv / .csv.gz, relative to the module root
+    columns: Mapping[str, str]
+    required: tuple[str, ...]
+    optional: bool = False  # an absent optional file is an empty view, its modality marked absent
+
+    def __post_init__(self) -> None:
+        missing = [c for c in self.required if c not in self.columns]
+        if missing:
+            raise ValueError(f"{self.view}: required columns {missing} have no type")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    name: str  # e.g. "discharge_note"; the has_<name> / <name>_time columns of modalities.parquet
+    kind: str  # one of MODALITY_KINDS
+    needs: tuple[str, ...] = ()  # views it is built from; all absent -> reported as unavailable
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"modality {self.name}: kind must be one of {MODALITY_KINDS}")
+
+
+@dataclass(frozen=True)
+class LabelDef:
+    name: str  # column name in cohort.parquet (and manifest.labels[i].name)
+    column: str  # column the task SQL produces (lets two tasks share one SQL file)
+    kind: str = "binary"
+    classes: tuple[Any, ...] = (0, 1)
+    definition: str = ""
+
+
+@dataclass(frozen=True)
+class InclusionStep:
+    step: str  # the task SQL provides Boolean column incl_<step>
+    description: str
+
+
+@dataclass(frozen=True)
+class ModalityRule:
+    rule: str  # the time rule in words (restated in docs/tasks.md)
+    grace_hours: float = 0.0  # items may be up to this long after prediction_time (audited)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as data. Loaded from ``cohort/tasks/<name>.yaml``; see docs/tasks.md for every field."""
+
+    name: str
+    description: str
+    sources: tuple[str, ...]
+    sql: str  # stem of sql/<source>/tasks/<sql>.sql
+    index_event: str
+    prediction_time: str
+    observation_window: str
+    labels: tuple[LabelDef, ...]
+    inclusion: tuple[InclusionStep, ...]
+    modalities: Mapping[str, ModalityRule]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sql_path: Path | None = None  # explicit SQL file (tests); otherwise sql/<source>/tasks/<sql>.sql
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise ValueError(f"task {self.name}: needs at least one label")
+        for lab in self.labels:
+            if lab.kind not in ("binary", "multiclass"):
+                raise ValueError(f"task {self.name}: label {lab.name} kind must be binary or multiclass")
+        steps = [s.step for s in self.inclusion]
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"task {self.name}: duplicate inclusion step")
+
+    def sql_file(self, source: str) -> Path:
+        return self.sql_path if self.sql_path is not None else SQL_ROOT / source / "tasks" / f"{self.sql}.sql"
+
+    def grace_hours(self, modality: str) -> float:
+        rule = self.modalities.get(modality)
+        return 0.0 if rule is None else float(rule.grace_hours)
+
+
+class Source:
+    """Base class of a dataset source. Subclass, fill the class attributes, decorate with ``@SOURCES.register``.
+
+    Only ``detect_version`` and (optionally) ``extra_params`` hold Python logic; everything relational is SQL.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    files: ClassVar[tuple[FileSpec, ...]]
+    modalities: ClassVar[tuple[ModalitySpec, ...]]
+    subgroups: ClassVar[tuple[str, ...]]  # cohort.parquet columns for subgroup metrics
+    population_view: ClassVar[str]  # view whose distinct subject_id is the attrition's first row
+    before_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run before the task SQL
+    after_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run on `cohort`
+
+    @property
+    def sql_dir(self) -> Path:
+        return SQL_ROOT / self.name
+
+    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+        """Map each FileSpec.module to a directory. Default: ``raw/<module>``, overridden by ``<module>_root``."""
+        out = {}
+        for spec in self.files:
+            override = module_roots.get(f"{spec.module}_root")
+            out[spec.module] = Path(override) if override is not None else Path(raw) / spec.module
+        return out
+
+    def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:
+        """Return (dataset_version, evidence in words). ``con`` has every view registered."""
+        raise NotImplementedError
+
+    def extra_params(self, roots: dict[str, Path], version: str) -> dict[str, Any]:
+        """Source-specific SQL parameters (e.g. where image files live)."""
+        return {}
+
+    def modality(self, name: str) -> ModalitySpec:
+        for m in self.modalities:
+            if m.name == name:
+                return m
+        raise MedmodalError(f"source {self.name} has no modality '{name}'")
+
+
+SOURCES: Registry[type[Source]] = Registry("source")
+TASKS: Registry[TaskSpec] = Registry("task")
+
+
+def tasks_for(source: str) -> list[str]:
+    return [t for t in TASKS.names() if source in TASKS.get(t).sources]

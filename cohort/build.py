@@ -1,0 +1,337 @@
+"""``build_cohort``: raw files -> one cohort directory (docs/contracts.md §1), for any registered source and task.
+
+Steps: locate and header-check the raw files -> typed DuckDB views -> detect the release -> the source's
+pre-task SQL -> the task SQL (``candidates``) -> attrition and the ``cohort`` table with splits -> the source's
+post-task SQL -> every output written by DuckDB straight to Parquet -> audits -> manifest. Everything lands in
+a temporary sibling directory that is renamed into place only when all of it, audits included, succeeded.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import duckdb
+import polars as pl
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+import medmodal
+from medmodal.cohort.audits import run_audits
+from medmodal.cohort.base import SOURCES, TASKS, REPO_ROOT, Source, TaskSpec, tasks_for
+from medmodal.cohort.masks import modalities_sql
+from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
+from medmodal.cohort.splits import FRACTIONS, assign_splits
+from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
+
+OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
+
+
+def build_cohort(
+    source: str,
+    raw: str | Path,
+    task: str | TaskSpec,
+    out: str | Path,
+    *,
+    note_root: str | Path | None = None,
+    cxr_root: str | Path | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    overwrite: bool = True,
+    dataset_version: str | None = None,
+) -> Path:
+    """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
+
+    ``task="all"`` builds every task of the source into ``out/<task>/``. ``dataset_version`` overrides the
+    release detection (e.g. "3.1"). Raises MedmodalError (one line) on bad input; leaves no partial output.
+    """
+    src = SOURCES.get(source)()
+    out = Path(out)
+    if task == "all":
+        for name in tasks_for(source):
+            build_cohort(source, raw, name, out / name, note_root=note_root, cxr_root=cxr_root,
+                         memory_limit=memory_limit, threads=threads, seed=seed, overwrite=overwrite,
+                         dataset_version=dataset_version)
+        return out
+    spec = task if isinstance(task, TaskSpec) else TASKS.get(task)
+    if source not in spec.sources:
+        raise MedmodalError(f"task '{spec.name}' is not defined for source '{source}' "
+                            f"(its tasks: {', '.join(tasks_for(source)) or 'none'})")
+    unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
+    if unknown:
+        raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{source}' lacks")
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise MedmodalError("raw data folder not found", path=raw)
+    roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
+    located = locate(src.files, roots)
+    absent = [f"{it.spec.module}/{it.spec.stem}.csv(.gz)" for it in located if it.path is None]
+    if absent:
+        console.print(f"[yellow]absent optional files[/yellow] (their modalities are marked missing): {', '.join(absent)}")
+
+    started = dt.datetime.now(dt.timezone.utc)
+    work = Path(tempfile.mkdtemp(prefix=".medmodal-work-", dir=_existing_parent(out)))
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            con = connect(work, memory_limit=memory_limit, threads=threads)
+            try:
+                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed,
+                                  dataset_version=dataset_version)
+            finally:
+                con.close()
+            manifest["created_at"] = started.isoformat(timespec="seconds")
+            manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
+            write_json(tmp / "manifest.json", manifest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = manifest["row_counts"]["cohort"]
+    console.print(f"[green]cohort[/green] {source}/{spec.name}: {n} samples -> {out}")
+    return out
+
+
+def _existing_parent(out: Path) -> Path:
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _params(src: Source, spec: TaskSpec, roots: dict[str, Path], version: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"dataset_version": version}
+    for m in src.modalities:
+        params[f"allow_{m.name}"] = m.name in spec.modalities
+        params[f"{m.name}_grace_hours"] = spec.grace_hours(m.name)
+    params.update(src.extra_params(roots, version))
+    params.update(spec.params)
+    return params
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    spec: TaskSpec,
+    raw: Path,
+    roots: dict[str, Path],
+    located: list[Located],
+    tmp: Path,
+    *,
+    seed: int,
+    dataset_version: str | None,
+) -> dict[str, Any]:
+    con.execute("SET enable_progress_bar = false")
+    register_views(con, located)
+    version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
+    params = _params(src, spec, roots, version)
+    sql_files = [src.sql_dir / f"{s}.sql" for s in src.before_task_sql] + [spec.sql_file(src.name)]
+    post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
+    for p in sql_files + post_files:
+        if not p.is_file():
+            raise MedmodalError("SQL file missing", path=p)
+
+    steps = len(sql_files) + 1 + len(post_files) + 2
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        bar = progress.add_task(f"{src.name}/{spec.name}", total=steps)
+
+        def step(label: str) -> None:
+            progress.update(bar, description=f"{src.name}/{spec.name}: {label}")
+
+        for p in sql_files:
+            step(p.stem)
+            run_sql_file(con, p, params, located)
+            progress.advance(bar)
+        step("cohort, splits, attrition")
+        attrition = _make_cohort(con, src, spec, located, seed)
+        progress.advance(bar)
+        for p in post_files:
+            step(p.stem)
+            run_sql_file(con, p, params, located)
+            progress.advance(bar)
+        step("writing parquet")
+        modalities = [m.name for m in src.modalities if m.name in spec.modalities]
+        feature_groups = _write_outputs(con, spec, src, modalities, attrition, located, tmp)
+        progress.advance(bar)
+        step("audits")
+        manifest = _manifest(con, src, spec, raw, located, tmp, version, evidence, params, modalities,
+                             feature_groups, seed, sql_files + post_files)
+        manifest["audits_passed"] = run_audits(tmp, manifest)
+        progress.advance(bar)
+    return manifest
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
+
+
+def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed: int) -> pl.DataFrame:
+    """Attrition over the inclusion steps, then ``cohort`` = candidates passing all steps, with their split."""
+    cols = _columns(con, "candidates")
+    needed = ["sample_id", "subject_id", "index_time", "prediction_time", "window_start_time"]
+    needed += [lab.column for lab in spec.labels] + list(src.subgroups) + [f"incl_{s.step}" for s in spec.inclusion]
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        raise MedmodalError(f"task SQL does not produce column '{missing[0]}'", path=spec.sql_file(src.name))
+
+    rows = []
+    n_pop = con.execute(f"SELECT count(DISTINCT subject_id) FROM {src.population_view}").fetchone()[0]
+    rows.append(("population", f"subjects in {src.population_view}", n_pop, n_pop))
+    conds: list[str] = []
+    n_s, n_x = con.execute("SELECT count(DISTINCT subject_id), count(*) FROM candidates").fetchone()
+    rows.append(("index_event", spec.index_event, n_s, n_x))
+    for s in spec.inclusion:
+        conds.append(f'coalesce("incl_{s.step}", false)')
+        n_s, n_x = con.execute(
+            f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
+        ).fetchone()
+        rows.append((s.step, s.description, n_s, n_x))
+    attrition = pl.DataFrame(
+        rows, schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
+        orient="row",
+    )
+    where = " AND ".join(conds) or "TRUE"
+    subjects = [r[0] for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()]
+    splits = assign_splits(subjects, seed)  # noqa: F841  (registered with DuckDB below)
+    con.register("split_assignment", splits.to_arrow())
+    rename = {lab.column: lab.name for lab in spec.labels}
+    projection = []
+    for c in cols:
+        if c.startswith("incl_"):
+            continue
+        if c in rename:
+            projection.append(f'CAST(c."{c}" AS TINYINT) AS "{rename[c]}"')
+        else:
+            projection.append(f'c."{c}"')
+    run_sql(con, f"""
+        CREATE OR REPLACE TABLE cohort AS
+        SELECT {", ".join(projection)}, s.split
+        FROM candidates AS c
+        JOIN split_assignment AS s ON CAST(c.subject_id AS VARCHAR) = s.subject_key
+        WHERE {where}
+        ORDER BY c.sample_id
+    """, located, what="cohort")
+    con.unregister("split_assignment")
+    dup = con.execute("SELECT sample_id FROM cohort GROUP BY 1 HAVING count(*) > 1 LIMIT 1").fetchone()
+    if dup:
+        raise MedmodalError(f"task SQL yields sample_id '{dup[0]}' twice", path=spec.sql_file(src.name))
+    return attrition
+
+
+def _copy(con, located: list[Located], select: str, path: Path) -> None:
+    target = "'" + str(path).replace("'", "''") + "'"
+    run_sql(con, f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION zstd)", located, what=path.name)
+
+
+def _write_outputs(con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame,
+                   located: list[Located], tmp: Path) -> dict[str, list[str]]:
+    label_names = [lab.name for lab in spec.labels]
+    public = [c for c in _columns(con, "cohort") if not c.startswith("_")]
+    order = [c for c in public if c not in label_names and c != "split"]
+    # Contract order: ids and times first, then labels and split, then the descriptive extras.
+    front = [c for c in order if c in ("sample_id", "subject_id") or c.endswith("_id") or c.endswith("_time")]
+    rest = [c for c in order if c not in front]
+    cols = front + label_names + ["split"] + rest
+    _copy(con, located, f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} FROM cohort ORDER BY sample_id",
+          tmp / "cohort.parquet")
+
+    _copy(con, located, modalities_sql(modalities), tmp / "modalities.parquet")
+
+    features = con.execute(
+        "SELECT feature, modality FROM structured_feature_list ORDER BY position, feature"
+    ).fetchall()
+    groups: dict[str, list[str]] = {}
+    for feat, mod in features:
+        groups.setdefault(mod, []).append(feat)
+    groups = {m: f for m, f in groups.items() if m in modalities}
+    pivot = ", ".join(
+        f"CAST(max(f.value) FILTER (WHERE f.feature = '{feat}') AS DOUBLE) AS \"{feat}\""
+        for feat, mod in features if mod in groups
+    )
+    _copy(con, located, f"""
+        SELECT c.sample_id{', ' + pivot if pivot else ''}
+        FROM cohort AS c LEFT JOIN structured_features AS f USING (sample_id)
+        GROUP BY c.sample_id ORDER BY c.sample_id""", tmp / "structured.parquet")
+
+    ts_where = "TRUE" if "timeseries" in modalities else "FALSE"
+    _copy(con, located, f"""
+        SELECT sample_id, CAST(hour AS INTEGER) AS hour, CAST(variable AS VARCHAR) AS variable,
+               CAST(value AS DOUBLE) AS value
+        FROM timeseries_out WHERE {ts_where} ORDER BY sample_id, hour, variable""", tmp / "timeseries.parquet")
+    _copy(con, located, """
+        SELECT sample_id, CAST(note_id AS VARCHAR) AS note_id, CAST(note_type AS VARCHAR) AS note_type,
+               CAST(charttime AS TIMESTAMP) AS charttime, CAST(text AS VARCHAR) AS text
+        FROM notes_out ORDER BY sample_id, charttime, note_id""", tmp / "notes.parquet")
+    _copy(con, located, """
+        SELECT sample_id, CAST(dicom_id AS VARCHAR) AS dicom_id, study_id, CAST(view AS VARCHAR) AS view,
+               CAST(study_time AS TIMESTAMP) AS study_time, CAST(path AS VARCHAR) AS path
+        FROM images_out ORDER BY sample_id, study_time, dicom_id""", tmp / "images.parquet")
+    attrition.write_parquet(tmp / "attrition.parquet")
+    return groups
+
+
+def _sha256_text(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest(con, src: Source, spec: TaskSpec, raw: Path, located: list[Located], tmp: Path, version: str,
+              evidence: str, params: dict[str, Any], modalities: list[str], feature_groups: dict[str, list[str]],
+              seed: int, sql_files: Sequence[Path]) -> dict[str, Any]:
+    from medmodal.featurize.store import compute_cohort_id  # imports torch: only when a manifest is written
+
+    row_counts = {name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item()
+                  for name in OUTPUT_FILES}
+    sample_ids = pl.read_parquet(tmp / "cohort.parquet", columns=["sample_id"])["sample_id"].to_list()
+    label_counts = {
+        lab.name: {str(k): int(v) for k, v in con.execute(
+            f'SELECT CAST("{lab.name}" AS VARCHAR), count(*) FROM cohort GROUP BY 1 ORDER BY 1').fetchall()}
+        for lab in spec.labels
+    }
+    images = pl.read_parquet(tmp / "images.parquet", columns=["path"])["path"].to_list()
+    missing_images = sum(1 for p in images if not os.path.exists(p))
+    if missing_images:
+        console.print(f"[yellow]{missing_images} of {len(images)} images have no file on disk[/yellow] "
+                      "(kept; the image featurizer will mark them unreadable)")
+    unavailable = [
+        m.name for m in src.modalities
+        if m.name in modalities and m.needs and all(
+            it.path is None for it in located if it.spec.view in m.needs)
+    ]
+    return {
+        "source": src.name,
+        "task": spec.name,
+        "cohort_id": compute_cohort_id(src.name, spec.name, sample_ids),
+        "dataset_version": version,
+        "dataset_version_evidence": evidence,
+        "task_definition": {
+            "description": spec.description,
+            "index_event": spec.index_event,
+            "prediction_time": spec.prediction_time,
+            "observation_window": spec.observation_window,
+            "inclusion": [{"step": s.step, "description": s.description} for s in spec.inclusion],
+            "params": dict(spec.params),
+        },
+        "prediction_time_rule": spec.prediction_time,
+        "modalities": modalities,
+        "modality_kinds": {m: src.modality(m).kind for m in modalities},
+        "time_rules": {m: {"rule": spec.modalities[m].rule, "grace_hours": spec.modalities[m].grace_hours}
+                       for m in modalities},
+        "unavailable_modalities": unavailable,
+        "feature_groups": feature_groups,
+        "labels": [{"name": lab.name, "kind": lab.kind, "classes": list(lab.classes), "definition": lab.definition}
+                   for lab in spec.labels],
+        "label_counts": label_counts,
+        "subgroups": list(src.subgroups),
+        "split_seed": seed,
+        "split_fractions": FRACTIONS,
+        "row_counts": row_counts,
+        "images_missing_file": missing_images,
+        "raw_root": str(raw.resolve()),
+        "raw_files": {it.spec.view: (file_fingerprint(it.path) if it.path is not None else None) for it in located},
+        "sql_hashes": {str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p):
+                       _sha256_text(p) for p in sql_files},
+        "sql_params": {k: v for k, v in params.items()},
+        "medmodal_version": medmodal.__version__,
+        "duckdb_version": duckdb.__version__,
+    }

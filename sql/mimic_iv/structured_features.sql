@@ -1,0 +1,51 @@
+-- structured_features: (sample_id, feature, value) long form of structured.parquet.
+-- Depends on: cohort, measurements, structured_feature_list.
+--
+-- Per variable over the window: min, max, mean, last (latest charttime; ties by value, so reruns agree) and
+-- count. A variable never measured has count 0 and NULL statistics: "not measured" is information the model
+-- may use, so it is not imputed here. Means use fsum (compensated summation) so parallel scans give the same
+-- bits on every run. Demographics are one-hot against the fixed category lists.
+
+CREATE OR REPLACE TABLE structured_features AS
+WITH stats AS (
+    SELECT
+        sample_id,
+        variable,
+        min(value) AS "min",
+        max(value) AS "max",
+        fsum(value) / count(value) AS "mean",
+        last(value ORDER BY charttime, value) AS "last",
+        CAST(count(value) AS DOUBLE) AS "count"
+    FROM measurements
+    GROUP BY sample_id, variable
+),
+stats_long AS (
+    UNPIVOT stats ON "min", "max", "mean", "last", "count" INTO NAME stat VALUE value
+),
+never_measured AS (
+    SELECT c.sample_id, f.feature, 0.0 AS value
+    FROM cohort AS c
+    CROSS JOIN structured_feature_list AS f
+    WHERE f.feature LIKE '%\_count' ESCAPE '\'
+),
+demographics AS (
+    SELECT c.sample_id, f.feature,
+           CASE
+               WHEN f.feature = 'age' THEN c.age
+               WHEN f.feature = 'gender_' || c.gender THEN 1.0
+               WHEN f.feature = 'race_group_' || c.race_group THEN 1.0
+               WHEN f.feature = 'insurance_' || c.insurance THEN 1.0
+               WHEN f.feature = 'admission_type_' || c.admission_type THEN 1.0
+               ELSE 0.0
+           END AS value
+    FROM cohort AS c
+    CROSS JOIN structured_feature_list AS f
+    WHERE f.position < 1000
+)
+SELECT sample_id, feature, max(value) AS value
+FROM (
+    SELECT sample_id, variable || '_' || stat AS feature, value FROM stats_long
+    UNION ALL SELECT * FROM never_measured
+    UNION ALL SELECT * FROM demographics
+)
+GROUP BY sample_id, feature;
