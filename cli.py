@@ -90,6 +90,106 @@ def cohort_tasks() -> None:
 
 # ---------------------------------------------------------------------------------------------- featurize (issue 4)
 
+_STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohorts/ live under it).")
+_DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda[:N].")
+_PRECISION = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.")
+
+
+def _csv(value: Optional[str]) -> Optional[List[str]]:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _wrote(summaries: dict) -> None:
+    dirs = sorted({str(s.path.parent) for s in summaries.values()})
+    console.print(f"wrote {', '.join(dirs) or 'nothing (no modality of this kind in the cohort)'}")
+
+
+@featurize_app.command("text")
+@friendly
+def featurize_text_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
+    store: Path = _STORE,
+    model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--model", help="HF repo id in the local cache, or a model directory."),
+    note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list, e.g. discharge,radiology (default: all)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Token windows per forward pass."),
+    device: str = _DEVICE,
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per window incl. [CLS]/[SEP]."),
+    stride: int = typer.Option(128, "--stride", help="Tokens shared by consecutive windows of a long note."),
+    pooling: str = typer.Option("mean", "--pooling", help="Notes per sample: mean | latest."),
+    token_pooling: str = typer.Option("mean", "--token-pooling", help="Window vector: mean (masked) | cls."),
+    precision: str = _PRECISION,
+) -> None:
+    """Embed notes (one modality per note type) into the feature store, reusing cached vectors."""
+    from medmodal.featurize import featurize_text
+
+    _wrote(featurize_text(cohort_dir, store, model=model, note_types=_csv(note_types), batch_size=batch_size, device=device,
+                          max_length=max_length, stride=stride, pooling=pooling, token_pooling=token_pooling, precision=precision))
+
+
+@featurize_app.command("image")
+@friendly
+def featurize_image_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
+    store: Path = _STORE,
+    model: str = typer.Option("densenet121", "--model", help="timm model name."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (.safetensors preferred); default: local HF cache."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    device: str = _DEVICE,
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader workers (default min(8, CPUs))."),
+    pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
+    precision: str = _PRECISION,
+) -> None:
+    """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
+    from medmodal.featurize import featurize_image
+
+    _wrote(featurize_image(cohort_dir, store, model=model, weights=weights, batch_size=batch_size, device=device,
+                           num_workers=num_workers, pooling=pooling, precision=precision))
+
+
+@featurize_app.command("structured")
+@friendly
+def featurize_structured_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
+    store: Path = _STORE,
+    max_hours: int = typer.Option(48, "--max-hours", help="Cap on the timeseries length T (hours)."),
+) -> None:
+    """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
+    from medmodal.featurize import featurize_structured
+
+    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours))
+
+
+@featurize_app.command("all")
+@friendly
+def featurize_all_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
+    store: Path = _STORE,
+    text_model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--text-model", help="HF repo id in the local cache, or a directory."),
+    image_model: str = typer.Option("densenet121", "--image-model", help="timm model name."),
+    image_weights: Optional[Path] = typer.Option(None, "--image-weights", help="Image weights file (.safetensors preferred)."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modalities (default: all in the manifest)."),
+    note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list of note types (default: all)."),
+    device: str = _DEVICE,
+    precision: str = _PRECISION,
+    text_batch_size: int = typer.Option(32, "--text-batch-size"),
+    image_batch_size: int = typer.Option(32, "--image-batch-size"),
+    max_length: int = typer.Option(512, "--max-length"),
+    stride: int = typer.Option(128, "--stride"),
+    text_pooling: str = typer.Option("mean", "--text-pooling", help="Notes per sample: mean | latest."),
+    image_pooling: str = typer.Option("mean", "--image-pooling", help="Images per sample: mean | latest."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
+    max_hours: int = typer.Option(48, "--max-hours"),
+) -> None:
+    """Featurize every modality of the cohort: structured, timeseries, notes, images."""
+    from medmodal.featurize import featurize_all
+
+    _wrote(featurize_all(cohort_dir, store, text_model=text_model, image_model=image_model, image_weights=image_weights,
+                         modalities=_csv(modalities), note_types=_csv(note_types), device=device, precision=precision,
+                         text_batch_size=text_batch_size, image_batch_size=image_batch_size, max_length=max_length,
+                         stride=stride, text_pooling=text_pooling, image_pooling=image_pooling, num_workers=num_workers,
+                         max_hours=max_hours))
+
+
 # ---------------------------------------------------------------------------------------------- train / evaluate (issue 5)
 
 

@@ -1,0 +1,205 @@
+"""Featurization: cohort directory -> feature store (docs/contracts.md §2, docs/features.md).
+
+Library entry points (the CLI's ``medmodal featurize text|image|structured|all`` call these):
+
+- :func:`featurize_text` - notes, one modality per note type, transformers encoder, cached by content;
+- :func:`featurize_image` - chest X-rays (JPG/PNG/DICOM), timm encoder, cached by content;
+- :func:`featurize_structured` - structured.parquet and timeseries.parquet tensors with train-fitted z-scores;
+- :func:`featurize_all` - every modality of the cohort's manifest, each through the featurizer of its kind.
+
+A featurizer is found by modality kind in ``FEATURIZERS``; a new kind is one module plus one import line below.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from medmodal.common import MedmodalError
+from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
+from medmodal.featurize.inputs import CohortInputs
+from medmodal.featurize.store import load_cohort_features
+
+# one import line per featurizer module: each registers itself in FEATURIZERS
+from medmodal.featurize import structured as _structured  # noqa: E402,F401  (kinds: structured, timeseries)
+from medmodal.featurize import text as _text  # noqa: E402,F401  (kind: text)
+from medmodal.featurize import image as _image  # noqa: E402,F401  (kind: image)
+
+from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig  # noqa: E402
+from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig  # noqa: E402
+from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig  # noqa: E402
+
+__all__ = [
+    "FEATURIZERS",
+    "POOLINGS",
+    "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_TEXT_MODEL",
+    "ImageConfig",
+    "ModalityFeatures",
+    "ModalitySummary",
+    "StructuredConfig",
+    "TextConfig",
+    "TimeseriesConfig",
+    "featurize",
+    "featurize_all",
+    "featurize_image",
+    "featurize_structured",
+    "featurize_text",
+    "load_cohort_features",
+]
+
+
+def featurize(
+    cohort_dir: str | Path,
+    store: str | Path,
+    *,
+    kinds: Iterable[str] | None = None,
+    modalities: Iterable[str] | None = None,
+    configs: dict[str, Any] | None = None,
+) -> dict[str, ModalitySummary]:
+    """Run the registered featurizer of each modality kind (``configs[kind]`` or its default config).
+
+    Each kind's outputs are written as soon as that kind finishes, so a failure in a later kind keeps the
+    earlier ones (and every computed item stays in the cache either way).
+    """
+    cohort = CohortInputs.open(cohort_dir)
+    wanted_kinds = None if kinds is None else set(kinds)
+    wanted_mods = None if modalities is None else set(modalities)
+    if wanted_mods is not None and (unknown := wanted_mods - set(cohort.modalities)):
+        raise MedmodalError(
+            f"unknown modalities {', '.join(sorted(unknown))} (cohort has: {', '.join(cohort.modalities)})",
+            path=cohort.dir / "manifest.json",
+            field="modalities",
+        )
+    configs = configs or {}
+    summaries: dict[str, ModalitySummary] = {}
+    kinds_in_order = list(dict.fromkeys(cohort.kind(m) for m in cohort.modalities))
+    for kind in kinds_in_order:
+        if wanted_kinds is not None and kind not in wanted_kinds:
+            continue
+        mods = [m for m in cohort.modalities_of(kind) if wanted_mods is None or m in wanted_mods]
+        if not mods:
+            continue
+        featurizer = FEATURIZERS.get(kind)()
+        cfg = configs.get(kind) or featurizer.Config()
+        results = featurizer.run(cohort, mods, store, cfg)
+        summaries.update(write_outputs(cohort, store, results))
+    return summaries
+
+
+def featurize_text(
+    cohort_dir: str | Path,
+    store: str | Path,
+    *,
+    model: str = DEFAULT_TEXT_MODEL,
+    note_types: Iterable[str] | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    max_length: int = 512,
+    stride: int = 128,
+    pooling: str = "mean",
+    token_pooling: str = "mean",
+    precision: str = "auto",
+    chunk_size: int = 256,
+    shard_size: int = 1024,
+) -> dict[str, ModalitySummary]:
+    """Embed the notes of every ``<type>_note`` modality (or only ``note_types``) into the store."""
+    cfg = TextConfig(
+        model=model,
+        note_types=None if note_types is None else tuple(note_types),
+        batch_size=batch_size,
+        device=device,
+        max_length=max_length,
+        stride=stride,
+        pooling=pooling,
+        token_pooling=token_pooling,
+        precision=precision,
+        chunk_size=chunk_size,
+        shard_size=shard_size,
+    )
+    return featurize(cohort_dir, store, kinds=["text"], configs={"text": cfg})
+
+
+def featurize_image(
+    cohort_dir: str | Path,
+    store: str | Path,
+    *,
+    model: str = DEFAULT_IMAGE_MODEL,
+    weights: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    num_workers: int | None = None,
+    pooling: str = "mean",
+    precision: str = "auto",
+    shard_size: int = 1024,
+) -> dict[str, ModalitySummary]:
+    """Embed the images of every image modality into the store."""
+    cfg = ImageConfig(
+        model=model,
+        weights=None if weights is None else str(weights),
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        pooling=pooling,
+        precision=precision,
+        shard_size=shard_size,
+    )
+    return featurize(cohort_dir, store, kinds=["image"], configs={"image": cfg})
+
+
+def featurize_structured(cohort_dir: str | Path, store: str | Path, *, max_hours: int = 48) -> dict[str, ModalitySummary]:
+    """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
+    return featurize(
+        cohort_dir,
+        store,
+        kinds=["structured", "timeseries"],
+        configs={"structured": StructuredConfig(), "timeseries": TimeseriesConfig(max_hours=max_hours)},
+    )
+
+
+def featurize_all(
+    cohort_dir: str | Path,
+    store: str | Path,
+    *,
+    text_model: str = DEFAULT_TEXT_MODEL,
+    image_model: str = DEFAULT_IMAGE_MODEL,
+    image_weights: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    note_types: Iterable[str] | None = None,
+    text_batch_size: int = 32,
+    image_batch_size: int = 32,
+    max_length: int = 512,
+    stride: int = 128,
+    text_pooling: str = "mean",
+    token_pooling: str = "mean",
+    image_pooling: str = "mean",
+    num_workers: int | None = None,
+    max_hours: int = 48,
+    modalities: Iterable[str] | None = None,
+) -> dict[str, ModalitySummary]:
+    """Every modality of the cohort (or only ``modalities``): structured, timeseries, text, image."""
+    configs = {
+        "structured": StructuredConfig(),
+        "timeseries": TimeseriesConfig(max_hours=max_hours),
+        "text": TextConfig(
+            model=text_model,
+            note_types=None if note_types is None else tuple(note_types),
+            batch_size=text_batch_size,
+            device=device,
+            precision=precision,
+            max_length=max_length,
+            stride=stride,
+            pooling=text_pooling,
+            token_pooling=token_pooling,
+        ),
+        "image": ImageConfig(
+            model=image_model,
+            weights=None if image_weights is None else str(image_weights),
+            batch_size=image_batch_size,
+            device=device,
+            precision=precision,
+            num_workers=num_workers,
+            pooling=image_pooling,
+        ),
+    }
+    return featurize(cohort_dir, store, modalities=modalities, configs=configs)

@@ -1,0 +1,279 @@
+"""What every featurizer shares: the registries, the cached item-embedding loop, per-sample pooling, the output.
+
+A **featurizer** handles one modality kind (``text``, ``image``, ``structured``, ``timeseries``): it is a class
+registered with ``@FEATURIZERS.register(kind)`` that has a frozen ``Config`` dataclass and a
+``run(cohort, modalities, store, config) -> {modality: ModalityFeatures}`` method. Adding a kind is one file plus
+one import line in ``featurize/__init__.py``; ``featurize_all`` finds it through the manifest's
+``modality_kinds``.
+
+Item-based featurizers (notes, images) go through :func:`embed_items`: content keys -> cache lookup -> compute
+only the missing items through an :class:`ItemEncoder` -> append to the cache -> pool items per sample with a
+named policy from ``POOLINGS``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from medmodal.common import Registry, console
+from medmodal.featurize.cache import EmbeddingCache
+from medmodal.featurize.inputs import CohortInputs
+from medmodal.featurize.store import write_modality, write_samples
+
+log = logging.getLogger("medmodal.featurize")
+
+FEATURIZERS: Registry[type] = Registry("featurizer")
+POOLINGS: Registry[Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = Registry("pooling policy")
+
+MAX_LISTED_SKIPS = 100  # skipped item ids listed in a manifest; the counts cover all of them
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+@dataclass
+class ModalityFeatures:
+    """One modality assembled in cohort row order (docs/contracts.md §2)."""
+
+    x: torch.Tensor  # float32 (N, D) or (N, T, V)
+    mask: torch.Tensor  # bool (N,)
+    manifest: dict[str, Any]
+    observed: torch.Tensor | None = None  # bool, same shape as x (structured / timeseries)
+
+
+@dataclass
+class ModalitySummary:
+    modality: str
+    path: Path
+    computed: int = 0
+    reused: int = 0
+    skipped: int = 0
+    observed: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.modality}: {self.computed} computed, {self.reused} reused, {self.skipped} skipped; "
+            f"{self.observed} samples observed -> {self.path}"
+        )
+
+
+def write_outputs(cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures]) -> dict[str, ModalitySummary]:
+    """Write samples.parquet and each modality's tensors + manifest (each file atomically)."""
+    out_dir = Path(store) / "cohorts" / cohort.cohort_id
+    write_samples(out_dir, cohort.sample_ids)
+    summaries = {}
+    for m, feats in results.items():
+        write_modality(out_dir, m, feats.x, feats.mask, feats.manifest, observed=feats.observed)
+        counts = feats.manifest.get("counts", {})
+        summaries[m] = ModalitySummary(
+            modality=m,
+            path=out_dir / f"{m}.safetensors",
+            computed=counts.get("computed", 0),
+            reused=counts.get("reused", 0),
+            skipped=counts.get("skipped", 0),
+            observed=int(feats.mask.sum()),
+        )
+        console.print(summaries[m].line(), soft_wrap=True)
+    return summaries
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from medmodal.common import MedmodalError
+
+        raise MedmodalError(f"device '{device}' requested but CUDA is not available (use --device cpu or auto)")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` = bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+# ---------------------------------------------------------------------------------------------------- pooling
+@POOLINGS.register("mean")
+def pool_mean(vectors: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Unweighted mean of a sample's item vectors. vectors (K, D), rows (K,) -> (N, D)."""
+    out = np.zeros((n, vectors.shape[1]), dtype=np.float64)
+    np.add.at(out, rows, vectors)
+    counts = np.bincount(rows, minlength=n)[:, None]
+    return (out / np.maximum(counts, 1)).astype(np.float32)
+
+
+@POOLINGS.register("latest")
+def pool_latest(vectors: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """The last item of each sample; items arrive sorted by (row, time, item_id), so the last one is the latest."""
+    out = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+    out[rows] = vectors  # later assignments win: numpy applies fancy-index writes in order
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("  -- items/s" if speed is None else f"{speed:7.1f} items/s", style="progress.data.speed")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- cached items
+@dataclass
+class EncodedBatch:
+    """What an encoder yields: vectors for some items (by position) and the items it had to skip."""
+
+    positions: list[int]
+    vectors: np.ndarray  # float32 (len(positions), D)
+    keys: list[bytes]  # the cache key actually computed for each position (content read by the encoder)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+class ItemEncoder(Protocol):
+    description: dict[str, Any]  # fingerprinted: model identity, weights hash, preprocessing
+    dim: int
+
+    def encode(self, positions: list[int], advance: Callable[[int], None]) -> Iterator[EncodedBatch]:
+        """Compute the items at ``positions``; call ``advance(k)`` as k items finish."""
+
+
+@dataclass
+class ItemEmbeddings:
+    vectors: np.ndarray  # float32 (n_items, D)
+    ok: np.ndarray  # bool (n_items,)
+    reasons: list[str | None]  # skip reason per item (None when ok)
+    computed: int
+    reused: int
+    cache: EmbeddingCache
+
+
+def embed_items(
+    label: str,
+    item_ids: list[str],
+    keys: list[bytes | None],
+    reasons: list[str | None],
+    encoder: ItemEncoder,
+    store: str | Path,
+    *,
+    shard_size: int,
+    flush_seconds: float = 60.0,
+) -> ItemEmbeddings:
+    """Embed every item once: reuse cached vectors, compute the rest, append them to the cache.
+
+    ``keys[i]`` is None when item i was already rejected (``reasons[i]`` says why, e.g. an empty note).
+    """
+    n = len(item_ids)
+    cache = EmbeddingCache.open(store, encoder.description)
+    reasons = list(reasons)
+    candidates = [i for i in range(n) if keys[i] is not None]
+    hit = cache.lookup([keys[i] for i in candidates], dim=encoder.dim)
+    vectors = np.zeros((n, encoder.dim), dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    cand = np.asarray(candidates, dtype=np.int64)
+    if len(cand):
+        vectors[cand[hit.found]] = hit.vectors[hit.found]
+        ok[cand[hit.found]] = True
+    reused = int(hit.found.sum())
+    # the same item reached through two samples (one note linked to two stays) is computed once
+    first_of: dict[bytes, int] = {}
+    copies: list[tuple[int, int]] = []
+    for pos in cand[~hit.found].tolist():
+        if keys[pos] in first_of:
+            copies.append((pos, first_of[keys[pos]]))
+        else:
+            first_of[keys[pos]] = pos
+    todo = list(first_of.values())
+    computed = 0
+    t0 = time.perf_counter()
+    with progress_bar() as bar, cache.writer(shard_size=shard_size, flush_seconds=flush_seconds) as writer:
+        task = bar.add_task(label, total=len(todo))
+        for batch in encoder.encode(todo, lambda k: bar.advance(task, k)):
+            if batch.positions:
+                vectors[batch.positions] = batch.vectors
+                ok[batch.positions] = True
+                writer.add(batch.keys, batch.vectors, [item_ids[p] for p in batch.positions])
+                computed += len(batch.positions)
+            for pos, why in batch.skipped:
+                reasons[pos] = why
+    for pos, src in copies:
+        vectors[pos], ok[pos], reasons[pos] = vectors[src], ok[src], reasons[src]
+        computed += int(ok[src])
+    dt = time.perf_counter() - t0
+    skipped = sum(r is not None for r in reasons)
+    rate = f", {computed / dt:.1f} items/s" if computed and dt > 0 else ""
+    console.print(f"{label}: {computed} computed, {reused} reused, {skipped} skipped{rate}", soft_wrap=True)
+    return ItemEmbeddings(vectors=vectors, ok=ok, reasons=reasons, computed=computed, reused=reused, cache=cache)
+
+
+def assemble_items(
+    modality: str,
+    kind: str,
+    cohort: CohortInputs,
+    rows: np.ndarray,
+    item_ids: list[str],
+    emb: ItemEmbeddings,
+    pooling: str,
+    extra_manifest: dict[str, Any],
+) -> ModalityFeatures:
+    """Pool item vectors per sample (items given in (row, time, item_id) order) into (N, D) plus mask and manifest."""
+    pool = POOLINGS.get(pooling)
+    has = cohort.has[modality]
+    keep = emb.ok & has[rows]
+    x = pool(emb.vectors[keep], rows[keep], cohort.n)
+    mask = np.zeros(cohort.n, dtype=bool)
+    mask[rows[keep]] = True
+    mask &= has
+    x[~mask] = 0.0
+    with_items = np.zeros(cohort.n, dtype=bool)
+    with_items[rows] = True
+    reason_counts = Counter(r for r in emb.reasons if r is not None)
+    skipped_list = [{"item_id": item_ids[i], "reason": r} for i, r in enumerate(emb.reasons) if r is not None]
+    manifest = {
+        "kind": kind,
+        "encoder": {"fingerprint": emb.cache.fingerprint, "cache_dir": str(emb.cache.root), **emb.cache.description},
+        "pooling": pooling,
+        "counts": {
+            "items": len(item_ids),
+            "computed": emb.computed,
+            "reused": emb.reused,
+            "skipped": len(skipped_list),
+            "observed": int(mask.sum()),
+        },
+        "skip_reasons": dict(sorted(reason_counts.items())),
+        "skipped_items": skipped_list[:MAX_LISTED_SKIPS],
+        "mask_false_reasons": {
+            "absent under the task's time rule": int((~has).sum()),
+            "has_ true but no items in the cohort tables": int((has & ~with_items).sum()),
+            "every item skipped": int((has & with_items & ~mask).sum()),
+        },
+        **extra_manifest,
+    }
+    return ModalityFeatures(x=torch.from_numpy(np.ascontiguousarray(x)), mask=torch.from_numpy(mask), manifest=manifest)

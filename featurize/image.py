@@ -1,0 +1,292 @@
+"""Chest X-ray embeddings with a timm backbone, from JPG/PNG or DICOM files, cached by file content.
+
+The model is ``timm.create_model(name, pretrained=False, num_classes=0)`` (the pooled pre-logits features), with
+weights loaded from ``--weights`` (safetensors preferred; a ``.pth``/``.bin`` is read with
+``torch.load(weights_only=True)``, never as a pickle) or from the timm checkpoint in the local Hugging Face
+cache. The eval transform is the model's own ``resolve_data_config`` / ``create_transform``. A DataLoader with
+worker processes reads, hashes and decodes files (featurize/decode.py) in parallel with the forward passes; a
+file that cannot be read or decoded is skipped with its reason and never stops the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import polars as pl
+import torch
+
+from medmodal.common import MedmodalError, file_fingerprint
+from medmodal.featurize.base import (
+    FEATURIZERS,
+    POOLINGS,
+    EncodedBatch,
+    ModalityFeatures,
+    assemble_items,
+    autocast,
+    embed_items,
+    progress_bar,
+    resolve_device,
+    resolve_precision,
+)
+from medmodal.featurize.cache import item_key
+from medmodal.featurize.decode import DECODE_VERSION, ImageDecodeError, decode_image
+
+DEFAULT_IMAGE_MODEL = "densenet121"  # the CheXNet backbone; any timm name works
+IMAGE_ENCODER_CODE = "image-v1"  # fingerprinted: bump when the loading / pooling code changes
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    model: str = DEFAULT_IMAGE_MODEL
+    weights: str | None = None  # safetensors (or .pth/.bin state dict); None: the local HF cache's timm weights
+    pooling: str = "mean"  # images per sample: a POOLINGS name ("mean", "latest")
+    batch_size: int = 32
+    num_workers: int | None = None  # DataLoader workers; None: min(8, CPU count)
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    shard_size: int = 1024
+    hash_threads: int = 8  # threads reading + hashing files for the cache lookup (I/O bound)
+
+    def __post_init__(self) -> None:
+        POOLINGS.get(self.pooling)
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
+        if self.batch_size < 1 or self.shard_size < 1 or (self.num_workers is not None and self.num_workers < 0):
+            raise MedmodalError("batch_size and shard_size must be >= 1, num_workers >= 0")
+
+    @property
+    def workers(self) -> int:
+        return min(8, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def resolve_image_weights(model: str, weights: str | None) -> Path:
+    if weights:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise MedmodalError("image weights file not found", path=p)
+        return p.resolve()
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if repo:
+        from huggingface_hub import hf_hub_download
+
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            try:
+                return Path(hf_hub_download(repo, fname, local_files_only=True))
+            except Exception:
+                continue
+    hint = f"`huggingface-cli download {repo}` on a networked machine and copy ~/.cache/huggingface here, or " if repo else ""
+    raise MedmodalError(
+        f"no local weights for timm model '{model}' (medmodal never downloads): run {hint}pass --weights "
+        f"/path/to/{model}.safetensors"
+    )
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MedmodalError(f"not a weights-only state dict ({type(err).__name__}); convert it to safetensors", path=path) from None
+    for wrapper in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+            break
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def build_timm_model(name: str, weights_path: Path) -> torch.nn.Module:
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError as err:
+        raise MedmodalError(f"unknown timm model '{name}' ({err})") from None
+    own = model.state_dict()
+    sd = load_state_dict_file(weights_path)
+    kept = {k: v for k, v in sd.items() if k in own}  # drops the classifier of a checkpoint with a head
+    missing = [k for k in own if k not in kept]
+    wrong = [k for k, v in kept.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if missing or wrong:
+        bad = (missing or wrong)[0]
+        raise MedmodalError(
+            f"weights do not fit timm model '{name}': {len(missing)} missing, {len(wrong)} mis-shaped tensors "
+            f"(first: {bad})",
+            path=weights_path,
+        )
+    model.load_state_dict(kept, strict=True)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def read_and_hash(path: str) -> tuple[str | None, str | None]:
+    """(sha256 of the file, None) or (None, skip reason)."""
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+        return h.hexdigest(), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except OSError as err:
+        return None, f"unreadable file ({type(err).__name__})"
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Items at ``positions``: read bytes once, hash them (the cache key of what is actually embedded), decode."""
+
+    def __init__(self, paths: list[str], positions: list[int], transform: Callable):
+        self.paths, self.positions, self.transform = paths, positions, transform
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, str | None]:
+        pos = self.positions[i]
+        path = self.paths[pos]
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            return pos, None, None, "file not found"
+        except OSError as err:
+            return pos, None, None, f"unreadable file ({type(err).__name__})"
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            x = self.transform(decode_image(path, data))  # (3, H, W)
+        except ImageDecodeError as err:
+            return pos, None, sha, err.reason
+        except Exception as err:  # a decoder bug on one odd file must not end a million-image run
+            return pos, None, sha, f"image decoding failed ({type(err).__name__})"
+        return pos, x, sha, None
+
+
+def collate_images(batch: list[tuple]) -> dict[str, Any]:
+    good = [b for b in batch if b[1] is not None]
+    return {
+        "positions": [b[0] for b in good],
+        "x": torch.stack([b[1] for b in good]) if good else None,  # (B, 3, H, W)
+        "sha": [b[2] for b in good],
+        "skipped": [(b[0], b[3]) for b in batch if b[1] is None],
+    }
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the workers decode; the main process owns the cores for the model
+
+
+class ImageEncoder:
+    def __init__(self, cfg: ImageConfig):
+        import timm
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        weights = resolve_image_weights(cfg.model, cfg.weights)
+        self.model = build_timm_model(cfg.model, weights)
+        self.data_config = timm.data.resolve_data_config({}, model=self.model)
+        self.transform = timm.data.create_transform(**self.data_config, is_training=False)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.dim = int(self.model.num_features)
+        self.description: dict[str, Any] = {
+            "kind": "image",
+            "model": cfg.model,
+            "weights_sha256": file_fingerprint(weights)["hash"],
+            "preprocessing": {
+                "decode": DECODE_VERSION,
+                "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+            },
+            "precision": self.precision,
+            "encoder_code": IMAGE_ENCODER_CODE,
+        }
+        self.item_ids: list[str] = []
+        self.paths: list[str] = []
+
+    def bind(self, item_ids: list[str], paths: list[str]) -> "ImageEncoder":
+        self.item_ids, self.paths = item_ids, paths
+        return self
+
+    def forward(self, x: torch.Tensor) -> np.ndarray:
+        cuda = self.device.type == "cuda"
+        x = x.to(self.device, non_blocking=cuda)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            feats = self.model(x)  # (B, D)
+        return feats.float().cpu().numpy()
+
+    def encode(self, positions: list[int], advance: Callable[[int], None]) -> Iterator[EncodedBatch]:
+        if not positions:
+            return
+        workers = self.cfg.workers
+        loader = torch.utils.data.DataLoader(
+            ImageFiles(self.paths, positions, self.transform),
+            batch_size=self.cfg.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=collate_images,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers > 0 else None,
+            worker_init_fn=_worker_init if workers > 0 else None,
+        )
+        for batch in loader:
+            vecs = self.forward(batch["x"]) if batch["x"] is not None else np.zeros((0, self.dim), np.float32)
+            keys = [item_key(self.item_ids[p], sha) for p, sha in zip(batch["positions"], batch["sha"])]
+            advance(len(batch["positions"]) + len(batch["skipped"]))
+            yield EncodedBatch(positions=batch["positions"], vectors=vecs, keys=keys, skipped=batch["skipped"])
+
+
+def hash_files(label: str, paths: list[str], threads: int) -> list[tuple[str | None, str | None]]:
+    """Read + sha256 every file (threads: hashlib releases the GIL) for the cache lookup."""
+    out: list[tuple[str | None, str | None]] = []
+    with progress_bar() as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        task = bar.add_task(f"{label} hashing", total=len(paths))
+        for res in pool.map(read_and_hash, paths, chunksize=64):
+            out.append(res)
+            bar.advance(task, 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- featurizer
+@FEATURIZERS.register("image")
+class ImageFeaturizer:
+    kind = "image"
+    Config = ImageConfig
+
+    def run(self, cohort, modalities: list[str], store: str | Path, cfg: ImageConfig) -> dict[str, ModalityFeatures]:
+        if not modalities:
+            return {}
+        images = cohort.table("images", ["dicom_id", "study_time", "path"])
+        encoder = ImageEncoder(cfg)
+        results = {}
+        for m in modalities:
+            # one image table feeds every image modality; a sample without the modality is never embedded
+            part = images.filter(pl.Series(cohort.has[m][images["row"].to_numpy()]))
+            part = part.with_columns(pl.col("dicom_id").cast(pl.Utf8), pl.col("path").cast(pl.Utf8))
+            part = part.sort(["row", "study_time", "dicom_id"], nulls_last=False)
+            if part["dicom_id"].null_count():
+                raise MedmodalError("null dicom_id", path=cohort.dir / "images.parquet", field="dicom_id")
+            item_ids = part["dicom_id"].to_list()
+            # contract: absolute paths; a relative one is taken relative to the cohort dir (a portable cohort)
+            paths = [p if not p or os.path.isabs(p) else str(cohort.dir / p) for p in part["path"].fill_null("").to_list()]
+            hashed = hash_files(m, paths, cfg.hash_threads)
+            keys = [None if sha is None else item_key(i, sha) for i, (sha, _) in zip(item_ids, hashed)]
+            reasons = [why for _, why in hashed]
+            emb = embed_items(m, item_ids, keys, reasons, encoder.bind(item_ids, paths), store, shard_size=cfg.shard_size)
+            extra = {"preprocessing": encoder.description["preprocessing"], "dtype_compute": encoder.precision,
+                     "config": asdict(cfg)}
+            results[m] = assemble_items(m, "image", cohort, part["row"].to_numpy(), item_ids, emb, cfg.pooling, extra)
+        return results

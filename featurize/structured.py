@@ -1,0 +1,190 @@
+"""Tabular tensors: ``structured`` modalities from structured.parquet, ``timeseries`` from timeseries.parquet.
+
+Both are z-scored with statistics fitted on the **train split only** (so validation and test values never shape
+the features), then missing values become 0 with a separate ``observed`` mask of the same shape - the model sees
+"unobserved" explicitly instead of a fake mean. Rows of samples whose ``has_<m>`` is false hold zeros and
+``observed`` false, as docs/contracts.md §2 requires.
+
+Timeseries shape (N, T, V): T = hours from the first hour of the observation window up to the last hour present
+in the cohort, capped at ``max_hours`` (default 48, the usual ICU first-48-hours window; later hours are dropped
+and counted); V = the variables observed in the train split, sorted by name (a variable seen only outside train
+cannot be normalised without leakage and is dropped, counted in the manifest).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from medmodal.common import MedmodalError
+from medmodal.featurize.base import FEATURIZERS, ModalityFeatures
+from medmodal.featurize.inputs import CohortInputs
+
+
+@dataclass(frozen=True)
+class StructuredConfig:
+    pass  # nothing to choose: z-score on train, NaN -> 0 with an observed mask
+
+
+@dataclass(frozen=True)
+class TimeseriesConfig:
+    max_hours: int = 48  # cap on T; hours at or beyond it are dropped (counted in the manifest)
+
+    def __post_init__(self) -> None:
+        if self.max_hours < 1:
+            raise MedmodalError(f"max_hours must be >= 1 (got {self.max_hours})", field="max_hours")
+
+
+def fit_zscore(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean/std over the train rows' finite values. values (R, F), train bool (R,) -> (F,), (F,), (F,)."""
+    tv = values[train]
+    finite = np.isfinite(tv)
+    n = finite.sum(0)
+    safe = np.where(finite, tv, 0.0)
+    mean = np.divide(safe.sum(0), n, out=np.zeros(values.shape[1]), where=n > 0)
+    var = np.divide((np.where(finite, tv - mean, 0.0) ** 2).sum(0), n, out=np.ones(values.shape[1]), where=n > 0)
+    std = np.sqrt(var)
+    std[~(std > 0)] = 1.0  # a constant column is centred, not blown up
+    return mean, std, n
+
+
+def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    observed = np.isfinite(values)
+    x = np.where(observed, (np.where(observed, values, 0.0) - mean) / std, 0.0)
+    return x.astype(np.float32), observed
+
+
+@FEATURIZERS.register("structured")
+class StructuredFeaturizer:
+    kind = "structured"
+    Config = StructuredConfig
+
+    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: StructuredConfig) -> dict[str, ModalityFeatures]:
+        if not modalities:
+            return {}
+        groups = cohort.manifest.get("feature_groups") or {}
+        path = cohort.dir / "structured.parquet"
+        results = {}
+        for m in modalities:
+            cols = groups.get(m)
+            if not cols:
+                raise MedmodalError(f"no columns listed for structured modality '{m}'", path=cohort.dir / "manifest.json", field="feature_groups")
+            table = cohort.table("structured", list(cols))
+            if table["row"].n_unique() != table.height:
+                raise MedmodalError("duplicate sample_id rows", path=path, field="sample_id")
+            values = np.full((cohort.n, len(cols)), np.nan)  # (N, F)
+            rows = table["row"].to_numpy()
+            for j, c in enumerate(cols):
+                if not table[c].dtype.is_numeric() and table[c].dtype != pl.Null:
+                    raise MedmodalError(f"must be numeric (is {table[c].dtype})", path=path, field=c)
+                values[rows, j] = table[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            n_nonfinite = int(np.isinf(values).sum())
+            values[np.isinf(values)] = np.nan
+            has = cohort.has[m]
+            values[~has] = np.nan
+            mean, std, n_fit = fit_zscore(values, cohort.split == "train")
+            x, observed = _normalise(values, mean, std)
+            manifest = {
+                "kind": "structured",
+                "columns": list(cols),
+                "encoder": {"fingerprint": None, "description": "z-score fitted on the train split; NaN -> 0"},
+                "pooling": None,
+                "normalisation": {
+                    "fitted_on": "train",
+                    "n_train_samples": int((cohort.split == "train").sum()),
+                    "mean": mean.tolist(),
+                    "std": std.tolist(),
+                    "n_fit_values": n_fit.astype(int).tolist(),
+                    "columns_without_train_values": [c for c, k in zip(cols, n_fit) if k == 0],
+                },
+                "counts": {
+                    "computed": cohort.n,
+                    "reused": 0,
+                    "skipped": 0,
+                    "observed": int(has.sum()),
+                    "non_finite_values": n_nonfinite,
+                },
+                "observed_fraction": float(observed[has].mean()) if has.any() else 0.0,
+                "config": asdict(cfg),
+            }
+            results[m] = ModalityFeatures(
+                x=torch.from_numpy(x), mask=torch.from_numpy(has.copy()), observed=torch.from_numpy(observed), manifest=manifest
+            )
+        return results
+
+
+@FEATURIZERS.register("timeseries")
+class TimeseriesFeaturizer:
+    kind = "timeseries"
+    Config = TimeseriesConfig
+
+    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TimeseriesConfig) -> dict[str, ModalityFeatures]:
+        if not modalities:
+            return {}
+        path = cohort.dir / "timeseries.parquet"
+        ts = cohort.table("timeseries", ["hour", "variable", "value"])
+        if ts["hour"].null_count() or (ts.height and ts["hour"].min() < 0):
+            raise MedmodalError("hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour")
+        if not ts["value"].dtype.is_numeric():
+            raise MedmodalError(f"must be numeric (is {ts['value'].dtype})", path=path, field="value")
+        ts = ts.with_columns(pl.col("value").cast(pl.Float64), pl.col("variable").cast(pl.Utf8), pl.col("hour").cast(pl.Int64))
+        ts = ts.filter(pl.col("value").is_finite())
+        results = {}
+        for m in modalities:
+            has = cohort.has[m]
+            part = ts.filter(pl.Series(has[ts["row"].to_numpy()]))
+            n_hours = int(part["hour"].max()) + 1 if part.height else 1
+            T = min(cfg.max_hours, n_hours)
+            late = int((part["hour"] >= T).sum())
+            part = part.filter(pl.col("hour") < T)
+            part = part.group_by(["row", "hour", "variable"]).agg(pl.col("value").mean())  # duplicates -> hourly mean
+            part = part.with_columns(pl.Series("train", cohort.split[part["row"].to_numpy()] == "train", dtype=pl.Boolean))
+            stats = (
+                part.filter(pl.col("train"))
+                .group_by("variable")
+                .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).alias("std"), pl.len().alias("n"))
+                .sort("variable")
+            )
+            variables = stats["variable"].to_list()
+            dropped = sorted(set(part["variable"].unique().to_list()) - set(variables))
+            part = part.filter(pl.col("variable").is_in(variables))
+            mean = stats["mean"].to_numpy().astype(np.float64)
+            std = stats["std"].fill_null(1.0).to_numpy().astype(np.float64)
+            std[~(std > 0)] = 1.0
+            n_fit = stats["n"].to_numpy()
+            vidx = {name: i for i, name in enumerate(variables)}
+            r = part["row"].to_numpy()
+            h = part["hour"].to_numpy()
+            v = np.array([vidx[s] for s in part["variable"].to_list()], dtype=np.int64)
+            vals = part["value"].to_numpy()
+            x = np.zeros((cohort.n, T, len(variables)), dtype=np.float32)  # (N, T, V)
+            observed = np.zeros((cohort.n, T, len(variables)), dtype=bool)
+            if len(vals):
+                x[r, h, v] = ((vals - mean[v]) / std[v]).astype(np.float32)
+                observed[r, h, v] = True
+            manifest = {
+                "kind": "timeseries",
+                "variables": variables,
+                "hours": T,
+                "hour_cap": cfg.max_hours,
+                "encoder": {"fingerprint": None, "description": "hourly values z-scored per variable on the train split; NaN -> 0"},
+                "pooling": None,
+                "normalisation": {"fitted_on": "train", "mean": mean.tolist(), "std": std.tolist(), "n_fit_values": n_fit.astype(int).tolist()},
+                "counts": {
+                    "computed": cohort.n,
+                    "reused": 0,
+                    "skipped": 0,
+                    "observed": int(has.sum()),
+                    "values": int(len(vals)),
+                    "values_after_hour_cap_dropped": late,
+                },
+                "variables_dropped_not_in_train": dropped,
+                "config": asdict(cfg),
+            }
+            results[m] = ModalityFeatures(
+                x=torch.from_numpy(x), mask=torch.from_numpy(has.copy()), observed=torch.from_numpy(observed), manifest=manifest
+            )
+        return results

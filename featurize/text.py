@@ -1,0 +1,254 @@
+"""Clinical-note embeddings with a Hugging Face encoder (default Bio_ClinicalBERT), cached by content.
+
+Per note: the tokenizer's own overflow windows (``return_overflowing_tokens``: windows of ``max_length`` tokens
+incl. [CLS]/[SEP], consecutive windows sharing ``stride`` tokens) -> one vector per window (``token_pooling``:
+attention-masked mean of the last hidden states, or the [CLS] state) -> unweighted mean over the note's windows.
+Per sample: the notes of one type are pooled by a named policy (``mean`` or ``latest``); each note type is its own
+modality ``<type>_note``.
+
+Throughput: notes are processed in chunks of ``chunk_size``; inside a chunk all windows are sorted by length and
+batched with padding only to the longest window of the batch, under ``torch.inference_mode`` and bf16/fp16
+autocast on CUDA. Note text is never logged; errors name the note id only.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import polars as pl
+import torch
+
+from medmodal.common import MedmodalError, file_fingerprint
+from medmodal.featurize.base import (
+    FEATURIZERS,
+    POOLINGS,
+    EncodedBatch,
+    ModalityFeatures,
+    assemble_items,
+    autocast,
+    embed_items,
+    resolve_device,
+    resolve_precision,
+)
+from medmodal.featurize.cache import content_sha256, item_key
+from medmodal.featurize.inputs import CohortInputs
+
+DEFAULT_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
+TEXT_ENCODER_CODE = "text-v1"  # fingerprinted: bump when the windowing / pooling code changes
+# Files that change what a checkpoint computes; READMEs and other frameworks' weights do not.
+_MODEL_FILE_PATTERNS = (
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json",
+)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    model: str = DEFAULT_TEXT_MODEL
+    note_types: tuple[str, ...] | None = None  # None: every `<type>_note` modality of the manifest
+    max_length: int = 512  # tokens per window incl. special tokens; capped at the model's maximum
+    stride: int = 128  # tokens shared by consecutive windows of a long note (a quarter of 512)
+    token_pooling: str = "mean"  # window vector: "mean" (masked mean of last hidden states) or "cls"
+    pooling: str = "mean"  # notes per sample: a POOLINGS name ("mean", "latest")
+    batch_size: int = 32  # windows per forward pass
+    chunk_size: int = 256  # notes whose windows are length-sorted together (also bounds work lost on a kill)
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on CUDA, fp32 on CPU)
+    shard_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise MedmodalError(f"max_length must be >= 8 (got {self.max_length})", field="max_length")
+        if not 0 <= self.stride <= self.max_length // 2:
+            raise MedmodalError(f"stride must be in [0, max_length/2] (got {self.stride})", field="stride")
+        if self.token_pooling not in ("mean", "cls"):
+            raise MedmodalError(f"token_pooling must be mean or cls (got {self.token_pooling!r})", field="token_pooling")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
+        POOLINGS.get(self.pooling)
+        if self.batch_size < 1 or self.chunk_size < 1 or self.shard_size < 1:
+            raise MedmodalError("batch_size, chunk_size and shard_size must be >= 1")
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def resolve_local_model(name_or_path: str, *, what: str = "text model") -> Path:
+    """A local directory, or the snapshot of a hub repo id in the local Hugging Face cache. Never downloads."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    if p.exists():
+        raise MedmodalError(f"{what} path is not a directory", path=p)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path, local_files_only=True))
+    except Exception:
+        raise MedmodalError(
+            f"{what} '{name_or_path}' is neither a local directory nor in the local Hugging Face cache "
+            f"(medmodal never downloads). On a networked machine run `huggingface-cli download {name_or_path}` "
+            f"and copy ~/.cache/huggingface here (or set HF_HOME), or pass --model /path/to/model_dir"
+        ) from None
+
+
+def model_files_hash(model_dir: Path) -> dict[str, str]:
+    """{relative path: content hash} of the files that define the checkpoint (weights, config, tokenizer)."""
+    files = sorted({f for pat in _MODEL_FILE_PATTERNS for f in model_dir.glob(pat) if f.is_file()})
+    if not files:
+        raise MedmodalError("no model files (config.json, weights) found", path=model_dir)
+    return {str(f.relative_to(model_dir)): file_fingerprint(f)["hash"] for f in files}
+
+
+class TextEncoder:
+    """Tokenizer + encoder loaded once; ``embed(texts)`` returns one float32 vector per note."""
+
+    def __init__(self, cfg: TextConfig):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # its "sequence longer than max length" notices are expected here
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        model_dir = resolve_local_model(cfg.model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            self.model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        except Exception as err:
+            raise MedmodalError(f"cannot load the text model ({type(err).__name__}: {err})", path=model_dir) from None
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise MedmodalError("a fast (Rust) tokenizer is needed for windowing; add tokenizer.json", path=model_dir)
+        self.model.eval().to(self.device)
+        limits = [cfg.max_length, getattr(self.model.config, "max_position_embeddings", cfg.max_length)]
+        if 0 < getattr(self.tokenizer, "model_max_length", 0) < 100_000:
+            limits.append(self.tokenizer.model_max_length)
+        self.max_length = int(min(limits))
+        self.stride = min(cfg.stride, self.max_length // 2)
+        self.dim = int(self.model.config.hidden_size)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        name = cfg.model if not Path(cfg.model).expanduser().is_dir() else Path(cfg.model).resolve().name
+        self.description: dict[str, Any] = {
+            "kind": "text",
+            "model": name,
+            "model_type": getattr(self.model.config, "model_type", None),
+            "files": model_files_hash(model_dir),
+            "preprocessing": {
+                "max_length": self.max_length,
+                "stride": self.stride,
+                "token_pooling": cfg.token_pooling,
+                "window_pooling": "mean",
+                "special_tokens": True,
+            },
+            "precision": self.precision,
+            "encoder_code": TEXT_ENCODER_CODE,
+        }
+        self.texts: list[str] = []
+        self.keys: list[bytes | None] = []
+
+    # --------------------------------------------------------------------------------------- windows -> vectors
+    def _windows(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        enc = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return enc["input_ids"], np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+
+    def _forward(self, windows: list[list[int]]) -> np.ndarray:
+        """A batch of token-id lists -> (B, D) float32, padded to the longest window of this batch only."""
+        longest = max(len(w) for w in windows)
+        ids = torch.full((len(windows), longest), self.pad_id, dtype=torch.long)  # (B, L)
+        attn = torch.zeros((len(windows), longest), dtype=torch.long)  # (B, L)
+        for i, w in enumerate(windows):
+            ids[i, : len(w)] = torch.tensor(w, dtype=torch.long)
+            attn[i, : len(w)] = 1
+        cuda = self.device.type == "cuda"
+        if cuda:
+            ids, attn = ids.pin_memory(), attn.pin_memory()
+        ids = ids.to(self.device, non_blocking=cuda)
+        attn = attn.to(self.device, non_blocking=cuda)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            hidden = self.model(input_ids=ids, attention_mask=attn).last_hidden_state.float()  # (B, L, H)
+        if self.cfg.token_pooling == "cls":
+            vec = hidden[:, 0]  # (B, H)
+        else:
+            m = attn.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+            vec = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
+        return vec.cpu().numpy()
+
+    def embed(self, texts: list[str], advance: Callable[[int], None] = lambda k: None) -> np.ndarray:
+        """(n, D) float32 note vectors for non-empty ``texts``: length-sorted windows, then mean per note."""
+        windows, owner = self._windows(texts)
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+        win_vecs = np.zeros((len(windows), self.dim), dtype=np.float32)
+        remaining = np.bincount(owner, minlength=len(texts))
+        for s in range(0, len(order), self.cfg.batch_size):
+            idx = order[s : s + self.cfg.batch_size]
+            win_vecs[idx] = self._forward([windows[i] for i in idx])
+            done = owner[idx]
+            np.subtract.at(remaining, done, 1)
+            advance(int(np.count_nonzero(remaining[np.unique(done)] == 0)))
+        sums = np.zeros((len(texts), self.dim), dtype=np.float64)
+        np.add.at(sums, owner, win_vecs)
+        return (sums / np.maximum(np.bincount(owner, minlength=len(texts)), 1)[:, None]).astype(np.float32)
+
+    # --------------------------------------------------------------------------------------- ItemEncoder
+    def bind(self, texts: list[str], keys: list[bytes | None]) -> "TextEncoder":
+        self.texts, self.keys = texts, keys
+        return self
+
+    def encode(self, positions: list[int], advance: Callable[[int], None]) -> Iterator[EncodedBatch]:
+        for s in range(0, len(positions), self.cfg.chunk_size):
+            chunk = positions[s : s + self.cfg.chunk_size]
+            vecs = self.embed([self.texts[p] for p in chunk], advance)
+            yield EncodedBatch(positions=chunk, vectors=vecs, keys=[self.keys[p] for p in chunk])
+
+
+# ---------------------------------------------------------------------------------------------------- featurizer
+@FEATURIZERS.register("text")
+class TextFeaturizer:
+    kind = "text"
+    Config = TextConfig
+
+    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TextConfig) -> dict[str, ModalityFeatures]:
+        wanted = [m for m in modalities if cfg.note_types is None or m.removesuffix("_note") in cfg.note_types]
+        for m in wanted:
+            if not m.endswith("_note"):
+                raise MedmodalError(f"text modality '{m}' must be named '<note_type>_note'", path=cohort.dir / "manifest.json")
+        if not wanted:
+            return {}
+        notes = cohort.table("notes", ["note_id", "note_type", "charttime", "text"])
+        encoder = TextEncoder(cfg)
+        results = {}
+        for m in wanted:
+            note_type = m.removesuffix("_note")
+            part = notes.filter(pl.col("note_type") == note_type)
+            # notes of samples without the modality under the time rule are never embedded
+            part = part.filter(pl.Series(cohort.has[m][part["row"].to_numpy()]))
+            part = part.with_columns(pl.col("note_id").cast(pl.Utf8)).sort(["row", "charttime", "note_id"], nulls_last=False)
+            if part["note_id"].null_count():
+                raise MedmodalError("null note_id", path=cohort.dir / "notes.parquet", field="note_id")
+            item_ids = part["note_id"].to_list()
+            texts = [t if isinstance(t, str) else "" for t in part["text"].to_list()]
+            keys: list[bytes | None] = []
+            reasons: list[str | None] = []
+            for nid, t in zip(item_ids, texts):
+                empty = not t.strip()
+                keys.append(None if empty else item_key(nid, content_sha256(t)))
+                reasons.append("empty note" if empty else None)
+            emb = embed_items(m, item_ids, keys, reasons, encoder.bind(texts, keys), store, shard_size=cfg.shard_size)
+            extra = {
+                "preprocessing": encoder.description["preprocessing"],
+                "pooling_windows_per_note": "mean",
+                "dtype_compute": encoder.precision,
+                "config": asdict(cfg),
+            }
+            results[m] = assemble_items(
+                m, "text", cohort, part["row"].to_numpy(), item_ids, emb, cfg.pooling, extra
+            )
+        return results
