@@ -1,2 +1,4 @@
 """Fusion backbones; importing this package registers each one in ``BACKBONES`` (one file + one line each)."""
-from . import attention_fusion, late_fusion, muse  # noqa: F401
+from . import attention_fusion  # noqa: F401
+from . import late_fusion  # noqa: F401
+from . import muse  # noqa: F401

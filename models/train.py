@@ -1,0 +1,390 @@
+"""Train any registered framework around any registered backbone on a cohort's cached features.
+
+One function, ``train``, used by ``medmodal train`` and by benchmarks. What it does, in order:
+
+1. load the cohort's tensors once (``models/data.py``), on the GPU when they fit (else pinned host memory);
+2. build ``FRAMEWORKS[framework](BACKBONES[backbone](spec))`` and call ``on_train_begin`` with the training
+   split's patterns, labels, label mask and ``pos_weight`` (class imbalance: n_neg / n_pos per binary label);
+3. AdamW (no weight decay on biases / norms), linear warm-up then cosine decay, gradient clipping, bf16 autocast
+   on CUDA; each step is one ``tensor[rows]`` gather and ``loss(batch, out, progress)``;
+4. after every epoch, validation AUPRC (mean over tasks; macro over classes) decides early stopping — AUPRC and
+   not AUROC because the outcomes are rare and the papers report both but select on AUPRC;
+5. restore the best epoch, ``fit_post_hoc`` on **validation** outputs only, predict every split, score, and
+   write the run directory atomically (docs/contracts.md §4).
+
+Scale-out: under ``torchrun --nproc_per_node K`` the same call runs DistributedDataParallel (NCCL on GPUs, gloo on
+the CPU). The global batch stays ``batch_size`` (each rank takes ceil(batch_size / K) rows of a shared, seeded
+permutation, padded like DistributedSampler), so the schedule and the number of steps match a single process;
+rank 0 decides early stopping and writes the run directory.
+
+Determinism: the seed fixes initialisation, the per-epoch permutations (a generator seeded with (seed, epoch)) and
+dropout; on the CPU two runs with the same inputs and seed give identical weights and predictions.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import medmodal
+from medmodal.common import MedmodalError, atomic_dir, console, write_json
+from medmodal.featurize.store import cohort_id as read_cohort_id
+from medmodal.models.base import Framework
+from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
+from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
+from medmodal.models.evaluate import (
+    autocast, predict_all, predict_logits, prediction_frame, print_summary, resolve_device, score,
+)
+from medmodal.models.frameworks.label_losses import label_columns, masked_mean, output_probs, per_sample_ce
+from medmodal.models.metrics import point_metrics
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256  # global batch (split across DDP ranks)
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05  # fraction of all steps spent warming up linearly from 0
+    grad_clip: float = 1.0  # max global L2 norm of the gradient
+    patience: int = 5  # epochs without a better validation AUPRC before stopping
+    class_weighting: str = "pos_weight"  # "pos_weight" | "none"
+    amp: bool = True  # autocast on CUDA (ignored on the CPU)
+    eval_batch_size: int = 1024
+    n_boot: int = 1000
+    observed_indicators: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+            raise MedmodalError(f"need epochs >= 1, batch_size >= 1, lr > 0, patience >= 1 (got {self})")
+        if self.class_weighting not in ("pos_weight", "none"):
+            raise MedmodalError(f"class_weighting must be 'pos_weight' or 'none', got '{self.class_weighting}'")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise MedmodalError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+
+
+def parse_kv(items: list[str] | None, option: str = "--framework-arg") -> dict[str, Any]:
+    """``["q=0.7", "predict_from=both"]`` -> ``{"q": 0.7, "predict_from": "both"}`` (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MedmodalError(f"expected key=value, got '{item}'", field=option)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "DistEnv":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+class _TrainStep(nn.Module):
+    """forward = model forward + framework loss, so DistributedDataParallel sees every parameter use."""
+
+    def __init__(self, model: Framework):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch, progress: float):
+        out = self.model(batch)
+        return self.model.loss(batch, out, progress)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _schedule(total: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def _shard(n: int, seed: int, epoch: int, env: DistEnv) -> torch.Tensor:
+    """This rank's share of a seeded permutation of range(n), padded to a multiple of the world size."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    if env.world > 1:
+        pad = (-n) % env.world
+        perm = torch.cat([perm, perm[:pad]])[env.rank :: env.world]
+    return perm
+
+
+def validation_scores(model: Framework, data: CohortData, rows: torch.Tensor, cfg: TrainConfig, device) -> dict:
+    """Raw validation logits, unweighted CE, and AUROC / AUPRC averaged over tasks (None when undefined)."""
+    logits = predict_logits(model, data, rows, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp, raw=True)
+    y, lm = data.labels[rows].cpu(), data.label_mask[rows].cpu()
+    val_loss = float(masked_mean(per_sample_ce(logits, y, lm, data.spec.labels), lm)) if len(rows) else float("nan")
+    probs = output_probs(logits, data.spec.labels).numpy()
+    aurocs, auprcs = [], []
+    for k, (lab, sl) in enumerate(zip(data.spec.labels, label_columns(data.spec.labels))):
+        sel = lm[:, k].numpy()
+        p = probs[sel, sl][:, 0] if lab.kind == "binary" else probs[sel, sl]
+        pm = point_metrics(y[sel, k].numpy().astype(int), p) if sel.sum() else {"auroc": None, "auprc": None}
+        aurocs.append(pm["auroc"])
+        auprcs.append(pm["auprc"])
+
+    def mean(v):
+        v = [x for x in v if x is not None]
+        return float(np.mean(v)) if v else None
+
+    return {"logits": logits, "val_loss": val_loss, "val_auroc": mean(aurocs), "val_auprc": mean(auprcs)}
+
+
+def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a.plot(ep, [h["val_loss"] for h in history], label="val CE")
+    a.set_xlabel("epoch")
+    a.legend()
+    for key in ("val_auroc", "val_auprc"):
+        b.plot(ep, [np.nan if h[key] is None else h[key] for h in history], label=key.replace("val_", "val "))
+    b.set_xlabel("epoch")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _broadcast(values: list[float], env: DistEnv, device) -> list[float]:
+    if env.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.tolist()
+
+
+def train(
+    cohort_dir: str | Path,
+    store: str | Path,
+    out: str | Path,
+    *,
+    backbone: str,
+    framework: str = "erm",
+    tasks: list[str] | None = None,
+    modalities: list[str] | None = None,
+    epochs: int = 30,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "auto",
+    backbone_args: dict[str, Any] | None = None,
+    framework_args: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Path:
+    """Train, select the best validation epoch, score and write RUN_DIR (``out``); returns ``out``.
+
+    ``options`` are further ``TrainConfig`` fields (weight_decay, patience, class_weighting, n_boot, ...).
+    """
+    out, cohort_dir, store = Path(out).absolute(), Path(cohort_dir).absolute(), Path(store).absolute()
+    try:
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, **options)
+    except TypeError as err:
+        raise MedmodalError(f"unknown training option ({err})") from None
+    if out.exists() and not overwrite:
+        raise MedmodalError("already exists (pass --overwrite to replace it)", path=out)
+    env = DistEnv.from_env()
+    dev = resolve_device(device)
+    if env.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(dev)
+    own_group = env.world > 1 and not dist.is_initialized()
+    if own_group:
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    try:
+        return _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg, seed, dev, env,
+                      backbone_args or {}, framework_args or {}, progress and env.main)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: TrainConfig, seed, dev, env,
+           backbone_args, framework_args, show_progress) -> Path:
+    t_start = time.time()
+    seed_everything(seed)
+    data = load_cohort(cohort_dir, store, tasks=tasks, modalities=modalities,
+                       observed_indicators=cfg.observed_indicators)
+    train_rows, val_rows = data.rows("train"), data.rows("val")
+    if not bool(data.label_mask[val_rows].any()):
+        raise MedmodalError("no labelled validation samples (split == 'val'); early stopping needs them",
+                            path=cohort_dir / "cohort.parquet", field="split")
+    if fits_on_device(data, dev):
+        data.to(dev)
+        train_rows, val_rows = train_rows.to(dev), val_rows.to(dev)
+    elif dev.type == "cuda":
+        data.pin()
+    spec = data.spec
+    model, bb_cfg, fw_cfg = build_model(spec, backbone, framework, backbone_args, framework_args)
+    model.to(dev)
+    y_tr, lm_tr = data.labels[train_rows], data.label_mask[train_rows]
+    pw = pos_weight(y_tr.cpu(), lm_tr.cpu(), spec) if cfg.class_weighting == "pos_weight" else torch.ones(
+        len(spec.labels))
+    model.on_train_begin({
+        "n_train": len(train_rows), "train_patterns": data.pattern[train_rows].to(dev), "train_labels": y_tr.to(dev),
+        "train_label_mask": lm_tr.to(dev), "pos_weight": pw.to(dev), "device": dev,
+    })
+    step_module: nn.Module = _TrainStep(model)
+    if env.world > 1:
+        # find_unused_parameters: frameworks may leave a head idle in some phases (e.g. warm-up);
+        # broadcast_buffers off: per-sample framework state (loss EMAs) lives on each rank
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True,
+            broadcast_buffers=False,
+        )
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    rank_bs = math.ceil(cfg.batch_size / env.world)
+    n_rank = math.ceil(len(train_rows) / env.world)
+    steps = max(1, math.ceil(n_rank / rank_bs))
+    total = cfg.epochs * steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, max(1, round(cfg.warmup_frac * total))))
+    use_scaler = dev.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, best_state = -math.inf, -1, None
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not show_progress)
+    if env.main:
+        console.print(f"training {framework}/{backbone} on {len(train_rows)} samples "
+                      f"({', '.join(spec.modality_names)}; tasks {', '.join(l.name for l in spec.labels)}) "
+                      f"on {dev}{f' x{env.world} ranks' if env.world > 1 else ''}")
+    global_step = 0
+    with prog:
+        ep_task = prog.add_task("epochs", total=cfg.epochs)
+        for epoch in range(cfg.epochs):
+            model.train()
+            t0 = time.time()
+            perm = _shard(len(train_rows), seed, epoch, env).to(train_rows.device)
+            b_task = prog.add_task(f"epoch {epoch + 1}", total=steps)
+            losses, parts_sum = [], {}
+            for s in range(steps):
+                idx = perm[s * rank_bs : (s + 1) * rank_bs]  # every rank has the same number of steps
+                batch = data.batch(train_rows[idx], idx, dev)
+                with autocast(dev, cfg.amp):
+                    loss, parts = step_module(batch, global_step / total)
+                if not torch.isfinite(loss):
+                    raise MedmodalError(f"loss became {float(loss)} at epoch {epoch + 1} step {s + 1}; lower --lr")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                global_step += 1
+                losses.append(float(loss.detach()))
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+                prog.advance(b_task)
+            prog.remove_task(b_task)
+            val = validation_scores(model, data, val_rows, cfg, dev)
+            score_now = val["val_auprc"] if val["val_auprc"] is not None else -val["val_loss"]
+            score_now, = _broadcast([score_now], env, dev)
+            improved = score_now > best_score
+            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val["val_loss"],
+                   "val_auroc": val["val_auroc"], "val_auprc": val["val_auprc"], "lr": opt.param_groups[0]["lr"],
+                   "seconds": round(time.time() - t0, 3), **{k: v / steps for k, v in parts_sum.items()}}
+            history.append(row)
+            if improved:
+                best_score, best_epoch = score_now, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+            if env.main:
+                fmt = lambda v: "  n/a" if v is None else f"{v:.3f}"  # noqa: E731
+                console.print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+                              f"val CE {row['val_loss']:.4f}  AUROC {fmt(row['val_auroc'])}  "
+                              f"AUPRC {fmt(row['val_auprc'])}  {row['seconds']:.1f}s{'  *' if improved else ''}")
+            prog.advance(ep_task)
+            if epoch + 1 - best_epoch >= cfg.patience:
+                if env.main and epoch + 1 < cfg.epochs:
+                    console.print(f"early stop: no better validation AUPRC for {cfg.patience} epochs")
+                break
+
+    model.load_state_dict(best_state)
+    val = validation_scores(model, data, val_rows, cfg, dev)  # raw logits of the selected epoch
+    model.fit_post_hoc({"logits": val["logits"].to(dev), "labels": data.labels[val_rows],
+                        "label_mask": data.label_mask[val_rows], "pattern": data.pattern[val_rows]})
+    if not env.main:
+        return out
+
+    logits = predict_all(model, data, batch_size=cfg.eval_batch_size, device=dev, amp=cfg.amp)
+    frame = prediction_frame(data, logits)
+    metrics = score(frame, data, n_boot=cfg.n_boot, seed=seed)
+    metrics["training"] = {
+        "best_epoch": best_epoch, "epochs_run": len(history), "selection": "val AUPRC (mean over tasks)",
+        "seconds": round(time.time() - t_start, 2), "device": str(dev), "world_size": env.world,
+        "history": history,
+    }
+    config = {
+        "medmodal_version": medmodal.__version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "backbone": {"name": backbone, "config": bb_cfg},
+        "framework": {"name": framework, "config": fw_cfg},
+        "data": {
+            "spec": spec_to_json(spec), "indicators": data.indicators, "store": str(store),
+            "cohort": {"dir": str(cohort_dir), "cohort_id": read_cohort_id(cohort_dir),
+                       "source": data.manifest.get("source"), "task": data.manifest.get("task")},
+            "feature_fingerprints": feature_fingerprints(data.feature_manifests),
+            "pos_weight": pw.tolist(), "n": {s: int((data.split == s).sum()) for s in ("train", "val", "test")},
+        },
+        "train": asdict(cfg), "seed": seed, "device": str(dev), "world_size": env.world,
+    }
+    with atomic_dir(out) as tmp:
+        save_weights(tmp, model.cpu(), data.normalizer)
+        write_json(tmp / CONFIG, config)
+        frame.write_parquet(tmp / "predictions.parquet")
+        write_json(tmp / "metrics.json", metrics)
+        _plot_curve(history, tmp / "training_curve.png")
+    model.to(dev)
+    print_summary(metrics, "test", title=f"{framework}/{backbone}: test metrics (best epoch {best_epoch})")
+    return out
