@@ -74,12 +74,17 @@ def format_report(cohort_dir: str | Path) -> Group:
 
     labels = [lab["name"] for lab in man["labels"]]
     pt = pattern_table(d)
-    t2 = Table(title=f"Missingness patterns (bit i = {', '.join(man['modalities'])})", title_justify="left")
-    for col in ["pattern", "modalities", "n", "share", *[f"{lab} rate" for lab in labels]]:
-        t2.add_column(col, justify="left" if col == "modalities" else "right")
+    bits = ", ".join(f"{i}={m}" for i, m in enumerate(man["modalities"]))
+    t2 = Table(title=f"Missingness patterns: n, share and label rate per pattern (bits: {bits})", title_justify="left")
+    t2.add_column("pattern", justify="right")
+    t2.add_column("modalities", overflow="fold", ratio=3)
+    t2.add_column("n", justify="right")
+    t2.add_column("share", justify="right")
+    for lab in labels:
+        t2.add_column(f"{lab} rate", justify="right", overflow="fold", ratio=1)
     for r in pt.iter_rows(named=True):
         rates = ["-" if r[f"{lab}_rate"] is None else f"{r[f'{lab}_rate']:.3f}" for lab in labels]
-        t2.add_row(str(r["pattern"]), r["modalities"], f"{r['n']:,}", f"{r['share']:.1%}", *rates)
+        t2.add_row(str(r["pattern"]), r["modalities"].replace("+", " + "), f"{r['n']:,}", f"{r['share']:.1%}", *rates)
     return Group(head, t1, t2)
 
 
@@ -98,7 +103,9 @@ def tasks_table() -> Table:
     from medmodal.cohort.base import SOURCES, TASKS, tasks_for
 
     t = Table(title="Sources and tasks", title_justify="left")
-    for col in ("source", "task", "labels", "prediction time", "modalities"):
+    t.add_column("source", no_wrap=True)
+    t.add_column("task", no_wrap=True)
+    for col in ("labels", "prediction time", "modalities"):
         t.add_column(col, overflow="fold")
     for s in SOURCES.names():
         src = SOURCES.get(s)

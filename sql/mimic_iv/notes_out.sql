@@ -6,7 +6,8 @@
 --    charttime <= _note_end_time (dischtime + the filing grace), however early they were charted;
 --  * by time: notes of the subject with charttime in [window_start_time, min(prediction_time, _note_end_time)],
 --    used when the task links by time (mortality) and for radiology reports whose hadm_id is NULL.
--- Empty texts are dropped: there is nothing to embed and they would mark the modality present.
+-- The two branches are disjoint (a note has a matching hadm_id or is linked by time, never both), so no DISTINCT
+-- over long texts is needed. Empty texts are dropped: nothing to embed, and they would mark the modality present.
 
 CREATE OR REPLACE TABLE notes_out AS
 WITH notes AS (
@@ -37,5 +38,5 @@ by_time AS (
      AND n.charttime >= c.window_start_time
      AND n.charttime <= least(c.prediction_time, c._note_end_time)
 )
-SELECT DISTINCT sample_id, CAST(note_id AS VARCHAR) AS note_id, note_type, charttime, text
+SELECT sample_id, CAST(note_id AS VARCHAR) AS note_id, note_type, charttime, text
 FROM (SELECT * FROM by_admission UNION ALL SELECT * FROM by_time);
