@@ -88,6 +88,34 @@ def cohort_tasks() -> None:
 
 # ---------------------------------------------------------------------------------------------- simulate (issue 3)
 
+
+@app.command("simulate")
+@friendly
+def simulate_cmd(
+    source: str = typer.Argument(..., help="mimic_iv | eicu | adni"),
+    out: Path = typer.Option(..., "--out", help="Output directory: raw files in the real layout + truth.parquet."),
+    subjects: int = typer.Option(1000, "--subjects", help="Number of subjects (patients / participants)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and arguments give byte-identical files."),
+    environment: str = typer.Option("train", "--environment", help="train | shifted | outcome_shift | order_shift | decoupled."),
+    strength: List[str] = typer.Option([], "--strength", help="KEY=VALUE override of a causal strength, repeatable (docs/simulator.md)."),
+    image_size: int = typer.Option(256, "--image-size", help="Edge of the square CXR films in pixels."),
+    no_images: bool = typer.Option(False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Write a synthetic dataset from the documented structural causal model."""
+    from medmodal.simulate import simulate
+
+    pairs = {}
+    for item in strength:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MedmodalError(f"--strength expects KEY=VALUE, got '{item}'")
+        pairs[key.strip()] = value.strip()
+    path = simulate(source, out, subjects=subjects, seed=seed, environment=environment, images=not no_images,
+                    image_size=image_size, overwrite=overwrite, **pairs)
+    console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
+
+
 # ---------------------------------------------------------------------------------------------- featurize (issue 4)
 
 _STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohorts/ live under it).")

@@ -134,7 +134,7 @@ class EventWriter:
     def __init__(self, world: World):
         self.world = world
         env = world.environment.index
-        self.next_labevent_id = 500_000_000 + env * 400_000_000
+        self.next_labevent_id = 500_000_000 + env * 300_000_000
         self.next_specimen_id = 300_000_000 + env * 50_000_000
 
     # --------------------------------------------------------------------------------------------- labevents

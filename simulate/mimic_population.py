@@ -215,7 +215,7 @@ def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Po
     base = world.environment.index * 20_000_000 + subj["k"][adm["sub"]] * MAX_ADMISSIONS + adm["slot"]
     adm["subject_id"] = subj["subject_id"][adm["sub"]]
     adm["hadm_id"] = 100_000_000 + base
-    adm["stay_id"] = 200_000_000 + base
+    adm["stay_id"] = 300_000_000 + base
     for key in ("insurance", "language", "marital_status", "race"):
         adm[key] = subj[key][adm["sub"]]
 

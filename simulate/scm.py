@@ -86,12 +86,18 @@ class Environment:
     description: str
 
 
+# A 2 x 2 of flips plus the decoupled world. Note what each does to the *missingness -> outcome* association
+# that runs through C (its sign is outcome_sign * order_sign): 'shifted' flips both C relations, so C's marks
+# mislead but the C-borne association between missingness and outcome keeps its sign; 'outcome_shift' and
+# 'order_shift' flip one relation each, which also flips that association.
 ENVIRONMENTS: dict[str, Environment] = {
     e.name: e
     for e in (
         Environment("train", 0, +1.0, +1.0, "C raises outcome risk and ordering (the training hospital)"),
-        Environment("shifted", 1, -1.0, -1.0, "C->outcome and C->ordering flipped; U->outcome unchanged"),
-        Environment("decoupled", 2, 0.0, 0.0, "C has no effect on outcome or ordering; marks remain"),
+        Environment("shifted", 1, -1.0, -1.0, "C->outcome and C->ordering both flipped; U->outcome unchanged"),
+        Environment("outcome_shift", 2, -1.0, +1.0, "only C->outcome flipped (so missingness->outcome via C flips)"),
+        Environment("order_shift", 3, +1.0, -1.0, "only C->ordering flipped (so missingness->outcome via C flips)"),
+        Environment("decoupled", 4, 0.0, 0.0, "C has no effect on outcome or ordering; its marks remain"),
     )
 }
 
