@@ -73,7 +73,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
         # Notes: one modality per note_type (<type>_note); a type the task does not allow is a leak too.
         note_grace = " ".join(
             f"WHEN '{m[: -len('_note')]}' THEN {grace[m]}" for m in modalities if kinds[m] == "text" and m.endswith("_note")
-        )
+        ) or "WHEN NULL THEN NULL"  # no text modality (eICU, ADNI): every note is a leak
         notes_path = d / "notes.parquet"
         check("notes_in_cohort", notes_path, "notes of samples not in the cohort",
               "SELECT n.note_id AS example FROM notes n ANTI JOIN cohort c USING (sample_id)")

@@ -157,6 +157,10 @@ class Source:
         """Return (dataset_version, evidence in words). ``con`` has every view registered."""
         raise NotImplementedError
 
+    def check_values(self, con: Any, located: Any) -> None:
+        """Value checks a typed CSV read cannot make (text columns the SQL parses, e.g. eICU's age "> 89" or ADNI's
+        CSF "<200"): raise MedmodalError naming the file and field. ``con`` has every view registered."""
+
     def extra_params(self, roots: dict[str, Path], version: str) -> dict[str, Any]:
         """Source-specific SQL parameters (e.g. where image files live)."""
         return {}

@@ -69,9 +69,9 @@ def build_cohort(
         raise MedmodalError("raw data folder not found", path=raw)
     roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
     located = locate(src.files, roots)
-    absent = [f"{it.spec.module}/{it.spec.stem}.csv(.gz)" for it in located if it.path is None]
+    absent = _absent_files(src, spec, located)
     if absent:
-        console.print(f"[yellow]absent optional files[/yellow] (their modalities are marked missing): {', '.join(absent)}")
+        console.print("[yellow]absent optional files[/yellow]: " + "; ".join(f"{a['file']} ({a['effect']})" for a in absent))
 
     started = dt.datetime.now(dt.timezone.utc)
     work = Path(tempfile.mkdtemp(prefix=".medmodal-work-", dir=_existing_parent(out)))
@@ -90,6 +90,24 @@ def build_cohort(
         shutil.rmtree(work, ignore_errors=True)
     n = manifest["row_counts"]["cohort"]
     console.print(f"[green]cohort[/green] {source}/{spec.name}: {n} samples -> {out}")
+    return out
+
+
+def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[dict[str, str]]:
+    """Each absent optional file and what its absence does to the task's modalities (printed and in the manifest)."""
+    missing = {it.spec.view for it in located if it.path is None}
+    out = []
+    for it in located:
+        if it.path is not None:
+            continue
+        hit = [m for m in src.modalities if m.name in spec.modalities and it.spec.view in m.needs]
+        lost = [m.name for m in hit if set(m.needs) <= missing]
+        partial = [m.name for m in hit if m.name not in lost]
+        effect = "; ".join(
+            ([f"{', '.join(lost)} marked missing"] if lost else [])
+            + ([f"{', '.join(partial)} built from the other files only"] if partial else [])
+        ) or "not used by this task"
+        out.append({"file": f"{it.spec.module}/{it.spec.stem}.csv(.gz)", "view": it.spec.view, "effect": effect})
     return out
 
 
@@ -123,6 +141,7 @@ def _build(
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
+    src.check_values(con, located)
     version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
     params = _params(src, spec, roots, version)
     sql_files = [src.sql_dir / f"{s}.sql" for s in src.before_task_sql] + [spec.sql_file(src.name)]
@@ -245,16 +264,25 @@ def _write_outputs(con, spec: TaskSpec, src: Source, modalities: list[str], attr
     for feat, mod in features:
         groups.setdefault(mod, []).append(feat)
     groups = {m: f for m, f in groups.items() if m in modalities}
-    pivot = ", ".join(
-        f"CAST(max(f.value) FILTER (WHERE f.feature = '{feat}') AS DOUBLE) AS \"{feat}\""
-        for feat, mod in features if mod in groups
-    )
-    _copy(con, located, f"""
-        SELECT c.sample_id{', ' + pivot if pivot else ''}
-        FROM cohort AS c LEFT JOIN structured_features AS f USING (sample_id)
-        GROUP BY c.sample_id ORDER BY c.sample_id""", tmp / "structured.parquet")
+    wanted = [feat for feat, mod in features if mod in groups]
+    if wanted:
+        # PIVOT with an explicit IN list: one grouped pass (~30x faster than one FILTER aggregate per column, which
+        # took seconds for eICU's ~200 features on the demo); columns come out exactly as listed, NULL if unseen.
+        names = ", ".join("'" + f.replace("'", "''") + "'" for f in wanted)
+        casts = ", ".join(f'CAST(p."{f}" AS DOUBLE) AS "{f}"' for f in wanted)
+        select = f"""
+            WITH p AS (
+                PIVOT (SELECT c.sample_id, f.feature, f.value
+                       FROM cohort AS c LEFT JOIN structured_features AS f USING (sample_id))
+                ON feature IN ({names}) USING max(value) GROUP BY sample_id
+            )
+            SELECT p.sample_id, {casts} FROM p ORDER BY p.sample_id"""
+    else:
+        select = "SELECT sample_id FROM cohort ORDER BY sample_id"
+    _copy(con, located, select, tmp / "structured.parquet")
 
-    ts_where = "TRUE" if "timeseries" in modalities else "FALSE"
+    # Timeseries rows belong to the task's timeseries-kind modality, whatever its name (MIMIC-IV: timeseries).
+    ts_where = "TRUE" if any(src.modality(m).kind == "timeseries" for m in modalities) else "FALSE"
     _copy(con, located, f"""
         SELECT sample_id, CAST(hour AS INTEGER) AS hour, CAST(variable AS VARCHAR) AS variable,
                CAST(value AS DOUBLE) AS value
@@ -318,6 +346,7 @@ def _manifest(con, src: Source, spec: TaskSpec, raw: Path, located: list[Located
         "time_rules": {m: {"rule": spec.modalities[m].rule, "grace_hours": spec.modalities[m].grace_hours}
                        for m in modalities},
         "unavailable_modalities": unavailable,
+        "absent_files": _absent_files(src, spec, located),
         "feature_groups": feature_groups,
         "labels": [{"name": lab.name, "kind": lab.kind, "classes": list(lab.classes), "definition": lab.definition}
                    for lab in spec.labels],
