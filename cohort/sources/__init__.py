@@ -4,3 +4,5 @@ Adding a source = one module here (a ``Source`` subclass with ``@SOURCES.registe
 ``sql/<source>/`` + one import line below.
 """
 from medmodal.cohort.sources import mimic_iv  # noqa: F401
+from medmodal.cohort.sources import eicu  # noqa: F401
+from medmodal.cohort.sources import adni  # noqa: F401
