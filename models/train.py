@@ -29,6 +29,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -274,12 +275,15 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
     })
     step_module: nn.Module = _TrainStep(model)
     if env.world > 1:
-        # find_unused_parameters: frameworks may leave a head idle in some phases (e.g. warm-up);
-        # broadcast_buffers off: per-sample framework state (loss EMAs) lives on each rank
-        step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True,
-            broadcast_buffers=False,
-        )
+        # find_unused_parameters unless the framework promises every parameter gets a gradient every step (a
+        # framework may leave a head idle in some phase); broadcast_buffers off: per-sample framework state (loss
+        # EMAs) lives on each rank
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch renames broadcast_buffers; same semantics
+            step_module = nn.parallel.DistributedDataParallel(
+                step_module, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False,
+                find_unused_parameters=getattr(model, "ddp_find_unused_parameters", True),
+            )
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     rank_bs = math.ceil(cfg.batch_size / env.world)
     n_rank = math.ceil(len(train_rows) / env.world)

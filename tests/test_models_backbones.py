@@ -28,6 +28,15 @@ SPEC = DataSpec(
 H = 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Two cores are shared by every test process; more torch threads only spin against each other."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_batch(n: int = 32, seed: int = 0) -> dict:
     """Random inputs whose first structured feature drives the labels; row 0 has no modality at all."""
     g = torch.Generator().manual_seed(seed)

@@ -36,6 +36,7 @@ class ERMConfig:
 @FRAMEWORKS.register("erm")
 class ERM(Framework):
     config_class = ERMConfig
+    ddp_find_unused_parameters = False  # backbone and head are used on every step
 
     def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
         super().__init__(backbone, spec)
