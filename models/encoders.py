@@ -47,7 +47,8 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.proj(x))  # (B, T, H)
-        _, last = self.gru(h)  # (1, B, H)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # recurrent kernels stay in fp32 under AMP
+            _, last = self.gru(h.float())  # (1, B, H)
         return self.drop(self.norm(last[0]))  # (B, H)
 
 

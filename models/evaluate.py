@@ -9,7 +9,8 @@ metrics.json layout::
 
     {"tasks": {task: {split: {"overall": M, "by_pattern": {name: M}, "by_subgroup": {col: {value: M}}}}},
      "bootstrap": {...}, "cohort": {...}}
-    M = {"n", "n_pos" | "class_counts", "auroc" | {"value", "ci_low", "ci_high", "n_boot"}, "auprc", "brier", "ece"}
+    M = {"n", "n_pos" | "class_counts", "auroc": {"value", "ci_low", "ci_high", "n_boot"}, "auprc", "brier", "ece"}
+    (value / ci_* are null where undefined — one class only — or, for ci_*, not bootstrapped)
 
 Only the test split (and ``all`` for an external cohort) gets intervals and pattern / subgroup breakdowns;
 train and val get point estimates (they are for diagnosing over-fitting, not for reporting).
@@ -138,8 +139,7 @@ def primary_summary(metrics: dict[str, Any], split: str = "test") -> dict[str, A
     out = {}
     for task, per_split in metrics["tasks"].items():
         o = per_split.get(split, {}).get("overall", {})
-        out[task] = {m: (v["value"] if isinstance(v, dict) else v) for m, v in o.items()
-                     if m in ("auroc", "auprc", "brier", "ece")}
+        out[task] = {m: o[m]["value"] for m in ("auroc", "auprc", "brier", "ece") if m in o}
     return out
 
 
@@ -155,12 +155,10 @@ def print_summary(metrics: dict[str, Any], split: str = "test", title: str = "")
             continue
 
         def fmt(v):
-            if isinstance(v, dict):
-                if v["value"] is None:
-                    return "n/a"
-                ci = f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v["ci_low"] is not None else ""
-                return f"{v['value']:.3f}{ci}"
-            return "n/a" if v is None else f"{v:.3f}"
+            if v["value"] is None:
+                return "n/a"
+            ci = f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v["ci_low"] is not None else ""
+            return f"{v['value']:.3f}{ci}"
 
         table.add_row(task, str(o["n"]), *(fmt(o.get(m)) for m in ("auroc", "auprc", "brier", "ece")))
     console.print(table)

@@ -117,14 +117,14 @@ def metrics_with_ci(
     p = np.asarray(p, dtype=float)
     res: dict[str, Any] = {"n": int(len(y))}
     if len(y) == 0:
-        return res | {m: None for m in METRICS}
+        return res | {m: {"value": None, "ci_low": None, "ci_high": None, "n_boot": 0} for m in METRICS}
     if p.ndim == 1:
         res["n_pos"] = int((y == 1).sum())
     else:
         res["class_counts"] = np.bincount(y.astype(int), minlength=p.shape[1]).tolist()
     point = point_metrics(y, p)
-    if n_boot <= 0:
-        return res | point
+    if n_boot <= 0:  # same layout as with intervals, so readers need one code path
+        return res | {m: {"value": point[m], "ci_low": None, "ci_high": None, "n_boot": 0} for m in METRICS}
     draws: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     rng = np.random.default_rng(seed)
     for start in range(0, n_boot, _CHUNK):
