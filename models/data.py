@@ -213,12 +213,14 @@ def load_cohort(
     normalizer: Normalizer | None = None,
     expect: DataSpec | None = None,
     indicators: list[str] | None = None,
+    subgroups: list[str] | None = None,
 ) -> CohortData:
     """Load labels, splits and features of one cohort.
 
     Training: ``normalizer=None`` fits one on the train split. Evaluation of a trained model: pass its
     ``normalizer``, ``expect`` (its DataSpec) and ``indicators``: modalities are aligned to it, a modality this
     store lacks becomes all-missing (a site without chest X-rays), and a dimension mismatch is an error.
+    ``subgroups``: cohort.parquet columns kept for stratified metrics (default: the manifest's ``subgroups``).
     """
     cohort_dir = Path(cohort_dir)
     manifest = read_cohort_manifest(cohort_dir)
@@ -315,7 +317,13 @@ def load_cohort(
         x_final[m] = torch.where(masks[m].reshape(-1, *([1] * (z.ndim - 1))), z, torch.zeros(()))
     mask = torch.stack([masks[s.name] for s in specs], dim=1)  # (N, M)
 
-    subgroup_cols = [c for c in manifest.get("subgroups", []) if c in cohort.columns]
+    if subgroups is not None:
+        absent = [c for c in subgroups if c not in cohort.columns]
+        if absent:
+            raise MedmodalError("subgroup column missing", path=cohort_path, field=absent[0])
+        subgroup_cols = list(subgroups)
+    else:
+        subgroup_cols = [c for c in manifest.get("subgroups", []) if c in cohort.columns]
     groups = cohort.select([pl.col(c).cast(pl.Utf8).fill_null("missing") for c in subgroup_cols])
     spec = DataSpec(tuple(specs), labels)
     return CohortData(

@@ -199,7 +199,8 @@ def evaluate(
     train_cohort = cfg["data"]["cohort"]
     cohort_dir = Path(cohort_dir or train_cohort["dir"])
     store = Path(store or cfg["data"]["store"])
-    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"])
+    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"],
+                       subgroups=subgroups)
     _check_fingerprints(cfg, data, store)
     tc = cfg["train"]
     logits = predict_all(model, data, batch_size=tc["eval_batch_size"], device=dev, amp=tc["amp"])
@@ -208,7 +209,7 @@ def evaluate(
     external = cid != train_cohort["cohort_id"]
     splits = ("train", "val", "test", "all") if external else ("train", "val", "test")
     report = ("test", "all") if external else REPORT_SPLITS
-    metrics = score(frame, data, splits=splits, report_splits=report, subgroups=subgroups,
+    metrics = score(frame, data, splits=splits, report_splits=report,
                     n_boot=tc["n_boot"] if n_boot is None else n_boot, seed=cfg["seed"])
     metrics["cohort"] = {"dir": str(cohort_dir), "cohort_id": cid, "external": external, "run_dir": str(run_dir)}
     out = Path(out) if out else run_dir / "eval" / cid

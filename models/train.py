@@ -42,7 +42,7 @@ from torch import nn
 import medmodal
 from medmodal.common import MedmodalError, atomic_dir, console, write_json
 from medmodal.featurize.store import cohort_id as read_cohort_id
-from medmodal.models.base import Framework
+from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
 from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
 from medmodal.models.evaluate import (
@@ -232,6 +232,7 @@ def train(
         raise MedmodalError(f"unknown training option ({err})") from None
     if out.exists() and not overwrite:
         raise MedmodalError("already exists (pass --overwrite to replace it)", path=out)
+    BACKBONES.get(backbone), FRAMEWORKS.get(framework)  # fail on a typo before loading any data
     env = DistEnv.from_env()
     dev = resolve_device(device)
     if env.world > 1 and dev.type == "cuda":

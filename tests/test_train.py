@@ -138,6 +138,21 @@ def test_evaluate_on_another_cohort_without_cxr(runs, tmp_path):
     assert not any("cxr" in k for k in m["tasks"]["mortality"]["all"]["by_pattern"])
 
 
+def test_evaluate_by_requested_subgroup_and_refuses_bad_runs(runs, tmp_path):
+    out = evaluate(runs["late_fusion"], out=tmp_path / "by_split", subgroups=["split"], n_boot=0)
+    by = json.loads((out / "metrics.json").read_text())["tasks"]["mortality"]["test"]["by_subgroup"]
+    assert list(by) == ["split"] and list(by["split"]) == ["test"]
+    with pytest.raises(MedmodalError, match="field 'insurance'"):
+        evaluate(runs["late_fusion"], out=tmp_path / "x", subgroups=["insurance"])
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["late_fusion"], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(MedmodalError, match="model.safetensors"):
+        evaluate(broken, out=tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path):
     with pytest.raises(MedmodalError, match="unknown backbone 'gru'"):
         train(*toy, tmp_path / "x", backbone="gru", epochs=1, progress=False)
