@@ -1,0 +1,183 @@
+"""The ADNI source: the hand-made ADNIMERGE fixture (tests/data/adni_fixture, see its SUBJECTS.md) against
+hand-written expected CSVs, the multiclass label and manifest contract, splits by RID, bad input, and the
+simulator's ADNIMERGE output."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from medmodal.cohort import build_cohort, tasks_for
+from medmodal.cohort.splits import split_of
+from medmodal.common import MedmodalError
+from medmodal.featurize.store import compute_cohort_id
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "adni_fixture"
+EXPECTED = FIXTURE / "expected"
+ADNI_TASKS = ["diagnosis_3class", "mci_conversion_24m"]
+MODALITIES = ["demographics", "mri", "fdg_pet", "amyloid_pet", "csf"]
+COGNITIVE = ("MMSE", "CDRSB", "ADAS", "RAVLT", "FAQ", "MOCA", "Ecog", "mPACC", "LDELTOTAL", "DIGITSCOR", "TRABSCOR")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("adni_fixture_cohorts")
+    build_cohort("adni", FIXTURE, "all", out, threads=1)
+    return out
+
+
+def _expected(path: Path, actual: pl.DataFrame) -> pl.DataFrame:
+    exp = pl.read_csv(path, infer_schema_length=0)
+    casts = []
+    for col in exp.columns:
+        dtype = actual.schema[col]
+        if dtype == pl.Datetime("us"):
+            casts.append(pl.col(col).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us"))
+        elif dtype == pl.Boolean:
+            casts.append(pl.col(col) == "true")
+        else:
+            casts.append(pl.col(col).cast(dtype))
+    return exp.with_columns(casts)
+
+
+def test_every_adni_task_is_registered_and_builds(built):
+    assert sorted(tasks_for("adni")) == ADNI_TASKS
+    for task in ADNI_TASKS:
+        assert (built / task / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("task,name", [(t, n) for t in ADNI_TASKS for n in ("cohort", "attrition", "modalities")]
+                         + [("diagnosis_3class", "structured")])
+def test_fixture_matches_expected_csv(built, task, name):
+    actual = pl.read_parquet(built / task / f"{name}.parquet")
+    exp = _expected(EXPECTED / task / f"{name}.csv", actual)
+    assert_frame_equal(actual.select(exp.columns), exp, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("task", ADNI_TASKS)
+def test_manifest_contract(built, task):
+    d = built / task
+    man = json.loads((d / "manifest.json").read_text())
+    cohort = pl.read_parquet(d / "cohort.parquet")
+    assert man["source"] == "adni" and man["task"] == task
+    assert man["cohort_id"] == compute_cohort_id("adni", task, cohort["sample_id"].to_list())
+    assert man["modalities"] == MODALITIES
+    assert set(man["modality_kinds"].values()) == {"structured"}
+    assert man["subgroups"] == ["gender", "age_group", "race", "apoe4"] and set(man["subgroups"]) <= set(cohort.columns)
+    assert man["dataset_version"] == "ADNIMERGE 2024-03-01"  # newest update_stamp
+    assert cohort.schema["subject_id"] == pl.Int64 and cohort.schema[task] == pl.Int8
+    assert (cohort["index_time"] == cohort["prediction_time"]).all()
+    assert {"split_overlap", "mask_consistency", "csf_time_after_cutoff"} <= set(man["audits_passed"])
+    assert sum(man["label_counts"][task].values()) == cohort.height
+
+
+def test_diagnosis_is_a_multiclass_label_with_named_classes(built):
+    man = json.loads((built / "diagnosis_3class" / "manifest.json").read_text())
+    assert man["labels"] == [{"name": "diagnosis_3class", "kind": "multiclass", "classes": ["CN", "MCI", "Dementia"],
+                              "definition": man["labels"][0]["definition"]}]
+    assert man["label_counts"]["diagnosis_3class"] == {"0": 6, "1": 12, "2": 4}
+    conv = json.loads((built / "mci_conversion_24m" / "manifest.json").read_text())
+    assert conv["labels"][0]["kind"] == "binary" and conv["labels"][0]["classes"] == [0, 1]
+
+
+def test_cognitive_scores_never_become_features(built):
+    """DX is made from the cognitive battery: no score (nor DX_bl) may reach structured.parquet."""
+    for task in ADNI_TASKS:
+        man = json.loads((built / task / "manifest.json").read_text())
+        cols = pl.read_parquet(built / task / "structured.parquet").columns
+        assert cols == ["sample_id"] + [c for m in MODALITIES if m in man["feature_groups"] for c in man["feature_groups"][m]]
+        assert not [c for c in cols if c.startswith(COGNITIVE) or c.upper().startswith("DX")]
+        assert [len(man["feature_groups"][m]) for m in MODALITIES] == [18, 8, 1, 3, 6]
+
+
+def test_splits_are_by_rid_never_by_visit(built):
+    by_subject: dict[int, str] = {}
+    for task in ADNI_TASKS:
+        cohort = pl.read_parquet(built / task / "cohort.parquet")
+        for rid, split in cohort.select("subject_id", "split").iter_rows():
+            assert split == split_of(rid, 0)
+            assert by_subject.setdefault(rid, split) == split
+        assert cohort.group_by("subject_id").agg(pl.col("split").n_unique())["split"].max() == 1
+
+
+def test_rebuild_is_identical(built, tmp_path):
+    again = build_cohort("adni", FIXTURE, "diagnosis_3class", tmp_path / "again", threads=2)
+    for name in ("cohort", "modalities", "structured", "attrition"):
+        assert_frame_equal(pl.read_parquet(again / f"{name}.parquet"),
+                           pl.read_parquet(built / "diagnosis_3class" / f"{name}.parquet"))
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture()
+def raw(tmp_path) -> Path:
+    dst = tmp_path / "raw"
+    dst.mkdir()
+    shutil.copy(FIXTURE / "ADNIMERGE.csv", dst / "ADNIMERGE.csv")
+    return dst
+
+
+def _build_fails(raw: Path, out: Path, task: str = "diagnosis_3class") -> MedmodalError:
+    with pytest.raises(MedmodalError) as info:
+        build_cohort("adni", raw, task, out)
+    assert "\n" not in str(info.value)
+    assert not out.exists() and not list(out.parent.glob(".medmodal-work-*"))
+    return info.value
+
+
+def _edit(raw: Path, old: str, new: str) -> None:
+    path = raw / "ADNIMERGE.csv"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_missing_file(raw, tmp_path):
+    (raw / "ADNIMERGE.csv").unlink()
+    err = _build_fails(raw, tmp_path / "out")
+    assert "required file missing" in str(err) and "ADNIMERGE" in str(err)
+
+
+def test_renamed_column_names_file_and_field(raw, tmp_path):
+    _edit(raw, ",Hippocampus,", ",Hippo,")
+    err = _build_fails(raw, tmp_path / "out")
+    assert err.path.endswith("ADNIMERGE.csv") and err.field == "Hippocampus"
+
+
+def test_unknown_diagnosis_is_an_error(raw, tmp_path):
+    _edit(raw, ",NL to MCI,", ",probable AD,")
+    err = _build_fails(raw, tmp_path / "out")
+    assert err.field == "DX" and "'probable AD'" in str(err) and "RID 77" in str(err)
+
+
+def test_unparseable_csf_value_is_an_error(raw, tmp_path):
+    _edit(raw, ",<80,", ",n/a,")
+    err = _build_fails(raw, tmp_path / "out")
+    assert err.field == "TAU" and "RID 22" in str(err)
+
+
+def test_duplicated_visit_is_an_error(raw, tmp_path):
+    path = raw / "ADNIMERGE.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1]]) + "\n")
+    err = _build_fails(raw, tmp_path / "out")
+    assert err.field == "VISCODE" and "appears twice" in str(err)
+
+
+def test_bad_date_names_field_and_line(raw, tmp_path):
+    _edit(raw, ",2012-07-05,", ",July 2012,")
+    err = _build_fails(raw, tmp_path / "out")
+    assert err.field == "EXAMDATE" and "data line" in str(err)
+
+
+def test_dated_loni_export_is_found_and_names_the_version(raw, tmp_path):
+    (raw / "ADNIMERGE.csv").rename(raw / "ADNIMERGE_18Feb2025.csv")
+    out = build_cohort("adni", raw, "mci_conversion_24m", tmp_path / "out")
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["dataset_version"] == "ADNIMERGE 18Feb2025"
+    assert man["raw_files"]["adnimerge"]["path"].endswith("ADNIMERGE_18Feb2025.csv")
