@@ -357,8 +357,8 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
 
     model.load_state_dict(best_state)
     val = validation_scores(model, data, val_rows, cfg, dev)  # raw logits of the selected epoch
-    model.fit_post_hoc({"logits": val["logits"].to(dev), "labels": data.labels[val_rows],
-                        "label_mask": data.label_mask[val_rows], "pattern": data.pattern[val_rows]})
+    model.fit_post_hoc({"logits": val["logits"].to(dev), "labels": data.labels[val_rows].to(dev),
+                        "label_mask": data.label_mask[val_rows].to(dev), "pattern": data.pattern[val_rows].to(dev)})
     if not env.main:
         return out
 

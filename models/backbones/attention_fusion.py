@@ -1,7 +1,8 @@
 """Attention fusion: a transformer over modality tokens with key-padding masks and a missingness-pattern token.
 
-In the line of the multimodal transformers used for EHR + notes + images (e.g. MedFuse, Hayat et al., MLHC 2022;
-HAIM-style fusion; the "missing-modality-robust" transformers of Ma et al., CVPR 2022). Each observed modality
+Token-level fusion as in the multimodal EHR literature (MedFuse, Hayat et al., MLHC 2022, fuses modality tokens
+with an LSTM; Ma et al., "Are Multimodal Transformers Robust to Missing Modality?", CVPR 2022, study the
+transformer variant under missing inputs). Each observed modality
 contributes one token t_m = f_m(x_m) + p_m (p_m a learned modality-type embedding). A [CLS] token carries a
 learned embedding of the missingness pattern π = Σ_m δ_m 2^m, so the model can condition on *which* modalities
 are present (informative missingness) without ever seeing a missing modality's values:

@@ -22,7 +22,7 @@ Training signal beside the task loss (``BackboneOutput.aux_loss``). Two views of
 uniformly drawn number k ∈ [1, n - 1] of its n edges, so every patient keeps at least one. With u = normalise(
 tanh(W_p z)) the projected patient embeddings of the two views and τ the temperature:
 
-    L_mc  = ½ [CE(u¹ u²ᵀ / τ, I) + CE(u² u¹ᵀ / τ, I)]        mutual consistency: a patient is its own positive
+    L_mc  = ½ [CE(u¹ u²ᵀ / τ, I) + CE(u² u¹ᵀ / τ, I)]       mutual consistency: a patient is its own positive
                                                                    across views (symmetric InfoNCE)
     L_sup = SupCon(u¹ ∪ u², y) over labelled patients             supervised contrast (Khosla et al., 2020):
                                                                    same-label patients are positives
@@ -177,8 +177,11 @@ class Muse(Backbone):
 
     def contrastive_loss(self, batch: Batch, mask: Tensor, edge_feats: Tensor, fused: Tensor):
         cfg = self.cfg
-        z1 = fused if cfg.contrast_full_graph else self.message_passing(edge_dropout(mask, cfg.edge_drop), edge_feats)[0]
-        z2 = self.message_passing(edge_dropout(mask, cfg.edge_drop), edge_feats)[0]
+        def dropped_view() -> Tensor:
+            return self.message_passing(edge_dropout(mask, cfg.edge_drop), edge_feats)[0]  # (B, H)
+
+        z1 = fused if cfg.contrast_full_graph else dropped_view()
+        z2 = dropped_view()
         u1 = F.normalize(self.projection(z1).float(), dim=-1)  # (B, H); contrast in fp32 under AMP
         u2 = F.normalize(self.projection(z2).float(), dim=-1)
         logits = u1 @ u2.T / cfg.temperature  # (B, B)
