@@ -1,8 +1,8 @@
 -- structured_features: (sample_id, feature, value) long form of structured.parquet.
 -- Depends on: cohort, measurements, structured_feature_list.
 --
--- Per variable over the window: min, max, mean, last (latest charttime; ties by value, so reruns agree) and
--- count. A variable never measured has count 0 and NULL statistics: "not measured" is information the model
+-- Per variable over the window: min, max, mean, last (latest charttime; ties by the larger value, so reruns
+-- agree; arg_max rather than an ORDER BY aggregate, which would buffer every group in memory) and count. A variable never measured has count 0 and NULL statistics: "not measured" is information the model
 -- may use, so it is not imputed here. Means use fsum (compensated summation) so parallel scans give the same
 -- bits on every run. Demographics are one-hot against the fixed category lists.
 
@@ -14,7 +14,7 @@ WITH stats AS (
         min(value) AS "min",
         max(value) AS "max",
         fsum(value) / count(value) AS "mean",
-        last(value ORDER BY charttime, value) AS "last",
+        arg_max(value, (charttime, value)) AS "last",
         CAST(count(value) AS DOUBLE) AS "count"
     FROM measurements
     GROUP BY sample_id, variable
