@@ -67,6 +67,9 @@ def build_cohort(
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
+    for flag, root in (("--note-root", note_root), ("--cxr-root", cxr_root)):
+        if root is not None and not Path(root).is_dir():  # given explicitly: a typo must not read as "absent"
+            raise MedmodalError(f"folder given by {flag} not found", path=root)
     roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
     located = locate(src.files, roots)
     absent = _absent_files(src, spec, located)

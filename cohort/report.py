@@ -25,18 +25,34 @@ def _read(cohort_dir: Path, name: str, columns: list[str] | None = None) -> pl.D
     return pl.read_parquet(path, columns=columns)
 
 
+def _rates(man: dict) -> dict[str, pl.Expr]:
+    """``<label>_rate`` per binary label; ``<label>_<class>_rate`` per class of a multiclass label (a mean class
+    index would mean nothing)."""
+    out: dict[str, pl.Expr] = {}
+    for lab in man["labels"]:
+        name = lab["name"]
+        if lab.get("kind") == "multiclass":
+            for i, cls in enumerate(lab.get("classes") or []):
+                out[f"{name}_{cls}_rate"] = (pl.col(name) == i).cast(pl.Float64).mean()
+        else:
+            out[f"{name}_rate"] = pl.col(name).cast(pl.Float64).mean()
+    return {k: e.alias(k) for k, e in out.items()}
+
+
 def pattern_table(cohort_dir: str | Path) -> pl.DataFrame:
-    """One row per pattern: pattern, modalities, n, share, <label>_rate for every label (sorted by n desc)."""
+    """One row per pattern: pattern, modalities, n, share, <label>_rate for every label (sorted by n desc);
+    a multiclass label gets one <label>_<class>_rate column per class."""
     d = Path(cohort_dir)
     man = json.loads((d / "manifest.json").read_text())
     labels = [lab["name"] for lab in man["labels"]]
+    rates = _rates(man)
     mods = _read(d, "modalities", ["sample_id", "pattern"])
     cohort = _read(d, "cohort", ["sample_id", *labels])
     df = mods.join(cohort, on="sample_id", how="left")
     n_total = max(df.height, 1)
     out = (
         df.group_by("pattern")
-        .agg([pl.len().alias("n"), *[pl.col(lab).cast(pl.Float64).mean().alias(f"{lab}_rate") for lab in labels]])
+        .agg([pl.len().alias("n"), *rates.values()])
         .with_columns(
             (pl.col("n") / n_total).alias("share"),
             pl.col("pattern").map_elements(
@@ -45,7 +61,7 @@ def pattern_table(cohort_dir: str | Path) -> pl.DataFrame:
         )
         .sort(["n", "pattern"], descending=[True, False])
     )
-    return out.select(["pattern", "modalities", "n", "share", *[f"{lab}_rate" for lab in labels]])
+    return out.select(["pattern", "modalities", "n", "share", *rates])
 
 
 def format_report(cohort_dir: str | Path) -> Group:
@@ -72,18 +88,18 @@ def format_report(cohort_dir: str | Path) -> Group:
     for r in att.iter_rows(named=True):
         t1.add_row(r["step"], r["description"], f"{r['n_subjects']:,}", f"{r['n_samples']:,}")
 
-    labels = [lab["name"] for lab in man["labels"]]
     pt = pattern_table(d)
+    rate_cols = list(_rates(man))
     bits = ", ".join(f"{i}={m}" for i, m in enumerate(man["modalities"]))
     t2 = Table(title=f"Missingness patterns: n, share and label rate per pattern (bits: {bits})", title_justify="left")
     t2.add_column("pattern", justify="right")
     t2.add_column("modalities", overflow="fold", ratio=3)
     t2.add_column("n", justify="right")
     t2.add_column("share", justify="right")
-    for lab in labels:
-        t2.add_column(f"{lab} rate", justify="right", overflow="fold", ratio=1)
+    for col in rate_cols:
+        t2.add_column(f"{col.removesuffix('_rate')} rate", justify="right", overflow="fold", ratio=1)
     for r in pt.iter_rows(named=True):
-        rates = ["-" if r[f"{lab}_rate"] is None else f"{r[f'{lab}_rate']:.3f}" for lab in labels]
+        rates = ["-" if r[col] is None else f"{r[col]:.3f}" for col in rate_cols]
         t2.add_row(str(r["pattern"]), r["modalities"].replace("+", " + "), f"{r['n']:,}", f"{r['share']:.1%}", *rates)
     return Group(head, t1, t2)
 

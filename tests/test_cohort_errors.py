@@ -113,6 +113,12 @@ def test_note_and_cxr_roots_elsewhere(raw, tmp_path):
     assert images.height == 3 and all(p.startswith(str(Path(cxr).resolve())) for p in images["path"])
 
 
+def test_explicit_root_that_does_not_exist_is_an_error(raw, tmp_path):
+    with pytest.raises(MedmodalError, match="--cxr-root not found"):
+        build_cohort("mimic_iv", raw, "readmission_30d", tmp_path / "out", cxr_root=tmp_path / "typo")
+    assert not (tmp_path / "out").exists()
+
+
 def test_version_from_folder_name_and_from_data(raw, tmp_path):
     named = raw.rename(raw.parent / "3.1")
     out = build_cohort("mimic_iv", named, "in_hospital_mortality_24h", tmp_path / "a")
