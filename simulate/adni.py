@@ -193,27 +193,27 @@ def _finish(df: pl.DataFrame) -> pl.DataFrame:
 def simulate_adni(out: Path, cfg: SimConfig, progress) -> dict:
     world = cfg.world
     env = world.environment.name
-    writers = Writers(out, {"ADNIMERGE.csv": COLUMNS})
-    truth = []
-    for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
-        k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
-        s = _subjects(world, stream(cfg.seed, "adni", env, "subjects", chunk), k)
-        df, stage, prop_pet, prop_csf, pet, csf = _visits(world, stream(cfg.seed, "adni", env, "visits", chunk), s)
-        sub = df["_sub"].to_numpy()
-        writers.write("ADNIMERGE.csv", _finish(df))
-        baseline = df["VISCODE"].to_numpy() == "bl"
-        mci = s["group"][sub] == 1
-        truth.append(pl.DataFrame([
-            pl.Series("RID", s["RID"][sub]), df["VISCODE"], pl.Series("U", s["u"][sub]), pl.Series("stage", stage),
-            pl.Series("C", s["c"][sub].astype(np.int8)),
-            nullable("risk_conversion_24m", s["risk_conversion_24m"][sub], baseline & mci, pl.Float64),
-            nullable("prob_conversion_24m", s["prob_conversion_24m"][sub], baseline & mci, pl.Float64),
-            nullable("y_conversion_24m", s["y_conversion_24m"][sub], baseline & mci, pl.Int8),
-            pl.Series("prop_pet", prop_pet), pl.Series("prop_csf", prop_csf), pl.Series("order_pet", pet),
-            pl.Series("order_csf", csf), pl.Series("environment", [env] * len(sub), dtype=pl.Utf8),
-        ]))
-        progress(len(k))
-    rows = writers.close()
-    pl.concat(truth).write_parquet(out / "truth.parquet")
+    with Writers(out, {"ADNIMERGE.csv": COLUMNS}) as writers:
+        truth = []
+        for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
+            k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
+            s = _subjects(world, stream(cfg.seed, "adni", env, "subjects", chunk), k)
+            df, stage, prop_pet, prop_csf, pet, csf = _visits(world, stream(cfg.seed, "adni", env, "visits", chunk), s)
+            sub = df["_sub"].to_numpy()
+            writers.write("ADNIMERGE.csv", _finish(df))
+            baseline = df["VISCODE"].to_numpy() == "bl"
+            mci = s["group"][sub] == 1
+            truth.append(pl.DataFrame([
+                pl.Series("RID", s["RID"][sub]), df["VISCODE"], pl.Series("U", s["u"][sub]), pl.Series("stage", stage),
+                pl.Series("C", s["c"][sub].astype(np.int8)),
+                nullable("risk_conversion_24m", s["risk_conversion_24m"][sub], baseline & mci, pl.Float64),
+                nullable("prob_conversion_24m", s["prob_conversion_24m"][sub], baseline & mci, pl.Float64),
+                nullable("y_conversion_24m", s["y_conversion_24m"][sub], baseline & mci, pl.Int8),
+                pl.Series("prop_pet", prop_pet), pl.Series("prop_csf", prop_csf), pl.Series("order_pet", pet),
+                pl.Series("order_csf", csf), pl.Series("environment", [env] * len(sub), dtype=pl.Utf8),
+            ]))
+            progress(len(k))
+        rows = writers.close()
+        pl.concat(truth).write_parquet(out / "truth.parquet")
     return rows
 

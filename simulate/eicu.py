@@ -379,48 +379,48 @@ def _diagnosis_treatment(rng: np.random.Generator, s, next_id: int) -> tuple[pl.
 def simulate_eicu(out: Path, cfg: SimConfig, progress) -> dict:
     world = cfg.world
     env = world.environment.name
-    writers = Writers(out, SCHEMAS)
-    writers.write("hospital.csv.gz", _hospitals())
-    truth = []
-    base_ids = 100_000_000 * (1 + world.environment.index)
-    next_vital = next_lab = next_apache = next_dx = base_ids
-    for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
-        k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
-        named = lambda part: stream(cfg.seed, "eicu", env, part, chunk)  # noqa: E731
-        s = _stays(world, named("population"), k)
-        order = np.argsort(s["patientunitstayid"], kind="stable")
-        s = {key: v[order] for key, v in s.items()}
-        writers.write("patient.csv.gz", _patient(named("patient"), s))
-        periodic, aperiodic = _vitals(world, named("vitals"), s, next_vital)
-        next_vital += periodic.height + aperiodic.height
-        writers.write("vitalPeriodic.csv.gz", periodic)
-        writers.write("vitalAperiodic.csv.gz", aperiodic)
-        labs = _labs(world, named("labs"), s, next_lab)
-        next_lab += labs.height
-        writers.write("lab.csv.gz", labs)
-        result, aps = _apache(world, named("apache"), s, next_apache)
-        next_apache += result.height
-        writers.write("apachePatientResult.csv.gz", result)
-        writers.write("apacheApsVar.csv.gz", aps)
-        diag, treat, adm = _diagnosis_treatment(named("diagnosis"), s, next_dx)
-        next_dx += diag.height + treat.height + adm.height
-        writers.write("diagnosis.csv.gz", diag)
-        writers.write("treatment.csv.gz", treat)
-        writers.write("admissionDx.csv.gz", adm)
-        index = s["slot"] == 0
-        t = {"patientunitstayid": s["patientunitstayid"], "patienthealthsystemstayid": s["patienthealthsystemstayid"],
-             "uniquepid": s["uniquepid"].astype(str), "unitvisitnumber": s["visit"], "U": s["u"], "C": s["c"].astype(np.int8)}
-        frame = pl.DataFrame(t)
-        for outcome in ("icu_mortality", "icu_readmission_15d"):
-            frame = frame.with_columns(
-                pl.Series(f"risk_{outcome}", s[f"risk_{outcome}"]).fill_nan(None),
-                pl.Series(f"prob_{outcome}", s[f"prob_{outcome}"]).fill_nan(None),
-                nullable(f"y_{outcome}", s[f"y_{outcome}"], index, pl.Int8))
-        frame = frame.with_columns(pl.Series("prop_arterial_line", s["prop_arterial_line"]), pl.Series("prop_blood_gas", s["prop_blood_gas"]),
-                                   pl.Series("order_arterial_line", s["aline"]), pl.Series("order_blood_gas", s["abg"]),
-                                   pl.lit(env).alias("environment"))
-        truth.append(frame)
-        progress(len(k))
-    rows = writers.close()
-    pl.concat(truth).write_parquet(out / "truth.parquet")
+    with Writers(out, SCHEMAS) as writers:
+        writers.write("hospital.csv.gz", _hospitals())
+        truth = []
+        base_ids = 100_000_000 * (1 + world.environment.index)
+        next_vital = next_lab = next_apache = next_dx = base_ids
+        for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
+            k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
+            named = lambda part: stream(cfg.seed, "eicu", env, part, chunk)  # noqa: E731
+            s = _stays(world, named("population"), k)
+            order = np.argsort(s["patientunitstayid"], kind="stable")
+            s = {key: v[order] for key, v in s.items()}
+            writers.write("patient.csv.gz", _patient(named("patient"), s))
+            periodic, aperiodic = _vitals(world, named("vitals"), s, next_vital)
+            next_vital += periodic.height + aperiodic.height
+            writers.write("vitalPeriodic.csv.gz", periodic)
+            writers.write("vitalAperiodic.csv.gz", aperiodic)
+            labs = _labs(world, named("labs"), s, next_lab)
+            next_lab += labs.height
+            writers.write("lab.csv.gz", labs)
+            result, aps = _apache(world, named("apache"), s, next_apache)
+            next_apache += result.height
+            writers.write("apachePatientResult.csv.gz", result)
+            writers.write("apacheApsVar.csv.gz", aps)
+            diag, treat, adm = _diagnosis_treatment(named("diagnosis"), s, next_dx)
+            next_dx += diag.height + treat.height + adm.height
+            writers.write("diagnosis.csv.gz", diag)
+            writers.write("treatment.csv.gz", treat)
+            writers.write("admissionDx.csv.gz", adm)
+            index = s["slot"] == 0
+            t = {"patientunitstayid": s["patientunitstayid"], "patienthealthsystemstayid": s["patienthealthsystemstayid"],
+                 "uniquepid": s["uniquepid"].astype(str), "unitvisitnumber": s["visit"], "U": s["u"], "C": s["c"].astype(np.int8)}
+            frame = pl.DataFrame(t)
+            for outcome in ("icu_mortality", "icu_readmission_15d"):
+                frame = frame.with_columns(
+                    pl.Series(f"risk_{outcome}", s[f"risk_{outcome}"]).fill_nan(None),
+                    pl.Series(f"prob_{outcome}", s[f"prob_{outcome}"]).fill_nan(None),
+                    nullable(f"y_{outcome}", s[f"y_{outcome}"], index, pl.Int8))
+            frame = frame.with_columns(pl.Series("prop_arterial_line", s["prop_arterial_line"]), pl.Series("prop_blood_gas", s["prop_blood_gas"]),
+                                       pl.Series("order_arterial_line", s["aline"]), pl.Series("order_blood_gas", s["abg"]),
+                                       pl.lit(env).alias("environment"))
+            truth.append(frame)
+            progress(len(k))
+        rows = writers.close()
+        pl.concat(truth).write_parquet(out / "truth.parquet")
     return rows

@@ -176,43 +176,43 @@ def _truth(world: World, pop: Population, counts: dict[str, np.ndarray]) -> pl.D
 @SIMULATORS.register("mimic_iv")
 def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
     world = cfg.world
-    writers = Writers(out, SCHEMAS)
-    writers.write("hosp/d_labitems.csv.gz", d_labitems())
-    writers.write("icu/d_items.csv.gz", d_items())
-    writers.write("hosp/d_icd_diagnoses.csv.gz", pl.DataFrame({
-        "icd_code": [d[v] for d in DIAGNOSES for v in (0, 1)], "icd_version": [9, 10] * len(DIAGNOSES),
-        "long_title": [d[2] for d in DIAGNOSES for _ in (0, 1)]}))
-    events = EventWriter(world)
-    modal = ModalityWriter(world, out, writers, images=cfg.images, image_size=cfg.image_size)
-    next_transfer = 400_000_000 + world.environment.index * 50_000_000
-    truth = []
-    env = world.environment.name
-    for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
-        k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
-        named = lambda part: stream(cfg.seed, "mimic_iv", env, part, chunk)  # noqa: E731
-        pop = draw_population(world, named("population"), k)
-        adm_rng = named("tables")
-        writers.write("hosp/patients.csv.gz", _patients(pop))
-        writers.write("hosp/admissions.csv.gz", _admissions(adm_rng, pop))
-        tr = _transfers(pop, next_transfer)
-        next_transfer += tr.height
-        writers.write("hosp/transfers.csv.gz", tr)
-        service = np.asarray(SERVICES, dtype=object)[adm_rng.choice(len(SERVICES), len(pop.adm["sub"]),
-                                                                    p=(0.55, 0.15, 0.12, 0.06, 0.05, 0.04, 0.03))]
-        writers.write("hosp/services.csv.gz", pl.DataFrame([
-            pl.Series("subject_id", pop.adm["subject_id"]), pl.Series("hadm_id", pop.adm["hadm_id"]),
-            dt("transfertime", pop.adm["admittime"]), pl.Series("prev_service", [None] * len(service), dtype=pl.Utf8),
-            pl.Series("curr_service", service, dtype=pl.Utf8)]))
-        diag, problems = _diagnoses(adm_rng, pop)
-        writers.write("hosp/diagnoses_icd.csv.gz", diag)
-        writers.write("icu/icustays.csv.gz", _icustays(pop))
-        labs, lab_summary = events.labevents(named("labs"), pop)
-        writers.write("hosp/labevents.csv.gz", labs)
-        del labs
-        writers.write("icu/chartevents.csv.gz", events.chartevents(named("charts"), pop))
-        counts = modal.write_chunk(named("notes"), named("pixels"), pop, lab_summary, problems, service)
-        truth.append(_truth(world, pop, counts))
-        progress(len(k))
-    rows = writers.close()
-    pl.concat(truth).write_parquet(out / "truth.parquet")
+    with Writers(out, SCHEMAS) as writers:
+        writers.write("hosp/d_labitems.csv.gz", d_labitems())
+        writers.write("icu/d_items.csv.gz", d_items())
+        writers.write("hosp/d_icd_diagnoses.csv.gz", pl.DataFrame({
+            "icd_code": [d[v] for d in DIAGNOSES for v in (0, 1)], "icd_version": [9, 10] * len(DIAGNOSES),
+            "long_title": [d[2] for d in DIAGNOSES for _ in (0, 1)]}))
+        events = EventWriter(world)
+        modal = ModalityWriter(world, out, writers, images=cfg.images, image_size=cfg.image_size)
+        next_transfer = 400_000_000 + world.environment.index * 50_000_000
+        truth = []
+        env = world.environment.name
+        for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
+            k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
+            named = lambda part: stream(cfg.seed, "mimic_iv", env, part, chunk)  # noqa: E731
+            pop = draw_population(world, named("population"), k)
+            adm_rng = named("tables")
+            writers.write("hosp/patients.csv.gz", _patients(pop))
+            writers.write("hosp/admissions.csv.gz", _admissions(adm_rng, pop))
+            tr = _transfers(pop, next_transfer)
+            next_transfer += tr.height
+            writers.write("hosp/transfers.csv.gz", tr)
+            service = np.asarray(SERVICES, dtype=object)[adm_rng.choice(len(SERVICES), len(pop.adm["sub"]),
+                                                                        p=(0.55, 0.15, 0.12, 0.06, 0.05, 0.04, 0.03))]
+            writers.write("hosp/services.csv.gz", pl.DataFrame([
+                pl.Series("subject_id", pop.adm["subject_id"]), pl.Series("hadm_id", pop.adm["hadm_id"]),
+                dt("transfertime", pop.adm["admittime"]), pl.Series("prev_service", [None] * len(service), dtype=pl.Utf8),
+                pl.Series("curr_service", service, dtype=pl.Utf8)]))
+            diag, problems = _diagnoses(adm_rng, pop)
+            writers.write("hosp/diagnoses_icd.csv.gz", diag)
+            writers.write("icu/icustays.csv.gz", _icustays(pop))
+            labs, lab_summary = events.labevents(named("labs"), pop)
+            writers.write("hosp/labevents.csv.gz", labs)
+            del labs
+            writers.write("icu/chartevents.csv.gz", events.chartevents(named("charts"), pop))
+            counts = modal.write_chunk(named("notes"), named("pixels"), pop, lab_summary, problems, service)
+            truth.append(_truth(world, pop, counts))
+            progress(len(k))
+        rows = writers.close()
+        pl.concat(truth).write_parquet(out / "truth.parquet")
     return rows
