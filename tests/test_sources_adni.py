@@ -84,6 +84,18 @@ def test_diagnosis_is_a_multiclass_label_with_named_classes(built):
     assert conv["labels"][0]["kind"] == "binary" and conv["labels"][0]["classes"] == [0, 1]
 
 
+def test_report_shows_per_class_rates_for_the_multiclass_label(built):
+    from medmodal.cohort.report import format_report, pattern_table
+
+    pt = pattern_table(built / "diagnosis_3class")
+    rates = ["diagnosis_3class_CN_rate", "diagnosis_3class_MCI_rate", "diagnosis_3class_Dementia_rate"]
+    assert pt.columns == ["pattern", "modalities", "n", "share", *rates]
+    assert pt.select(pl.sum_horizontal(rates).alias("total"))["total"].to_list() == pytest.approx([1.0] * pt.height)
+    demo_only = pt.filter(pl.col("pattern") == 1).row(0, named=True)  # 44_m18, 66_bl (MCI) + five RID 77 visits
+    assert demo_only["n"] == 7 and demo_only["diagnosis_3class_MCI_rate"] == pytest.approx(4 / 7)
+    assert format_report(built / "diagnosis_3class") is not None
+
+
 def test_cognitive_scores_never_become_features(built):
     """DX is made from the cognitive battery: no score (nor DX_bl) may reach structured.parquet."""
     for task in ADNI_TASKS:
