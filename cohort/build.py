@@ -215,8 +215,7 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
     )
     where = " AND ".join(conds) or "TRUE"
     subjects = [r[0] for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()]
-    splits = assign_splits(subjects, seed)  # noqa: F841  (registered with DuckDB below)
-    con.register("split_assignment", splits.to_arrow())
+    con.register("split_assignment", assign_splits(subjects, seed).to_arrow())
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
     for c in cols:
@@ -255,8 +254,8 @@ def _write_outputs(con, spec: TaskSpec, src: Source, modalities: list[str], attr
     front = [c for c in order if c in ("sample_id", "subject_id") or c.endswith("_id") or c.endswith("_time")]
     rest = [c for c in order if c not in front]
     cols = front + label_names + ["split"] + rest
-    _copy(con, located, f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} FROM cohort ORDER BY sample_id",
-          tmp / "cohort.parquet")
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    _copy(con, located, f"SELECT {quoted} FROM cohort ORDER BY sample_id", tmp / "cohort.parquet")
 
     _copy(con, located, modalities_sql(modalities), tmp / "modalities.parquet")
 
