@@ -88,14 +88,9 @@ def _correlated(rho: float, n: int, dim: int, seed: int) -> tuple[torch.Tensor, 
 
 def _fitted_club_estimate(rho: float, dim: int = 4) -> float:
     torch.manual_seed(0)
-    club = CLUB(dim, dim, hidden=32)
-    opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+    club = CLUB(dim, dim, hidden=32, lr=1e-2)
     x, y = _correlated(rho, 2048, dim, seed=1)
-    for _ in range(200):
-        opt.zero_grad()
-        _, q_loss = club(x, y)
-        q_loss.backward()
-        opt.step()
+    club.fit_step(x, y, steps=200)
     x, y = _correlated(rho, 4096, dim, seed=2)  # fresh samples
     with torch.no_grad():
         return float(club.estimate(x, y))
@@ -114,18 +109,22 @@ def test_club_rises_with_dependence_and_vanishes_for_independent_features():
         assert est[rho] > true_mi
 
 
-def test_club_one_backward_moves_features_by_the_estimate_and_q_by_its_likelihood():
+def test_club_fits_q_itself_and_the_estimate_moves_only_the_features():
     torch.manual_seed(0)
-    club = CLUB(3, 3, hidden=8)
+    club = CLUB(3, 3, hidden=8, inner_steps=3)
     x, y = _correlated(0.8, 64, 3, seed=0)
     x.requires_grad_(True)
-    est, q_loss = club(x, y)
-    g_est = torch.autograd.grad(est, [x, *club.parameters()], allow_unused=True)
-    assert g_est[0] is not None and g_est[0].abs().sum() > 0
-    assert all(g is None for g in g_est[1:])  # q's parameters are constants inside the estimate
-    g_q = torch.autograd.grad(q_loss, [x, *club.parameters()], allow_unused=True)
-    assert g_q[0] is None  # fitting q never moves the features
-    assert any(g is not None and g.abs().sum() > 0 for g in g_q[1:])
+    before = [p.detach().clone() for p in club.parameters()]
+    est, nll = club(x, y)  # training mode: three likelihood steps on q first
+    assert any(not torch.equal(a, b) for a, b in zip(before, club.parameters()))
+    assert all(p.grad is None for p in club.parameters())  # nothing left for the model's optimiser
+    g = torch.autograd.grad(est, [x, *club.parameters()], allow_unused=True)
+    assert g[0] is not None and g[0].abs().sum() > 0
+    assert all(gi is None for gi in g[1:])  # q's parameters are constants inside the estimate
+    club.eval()
+    frozen = [p.detach().clone() for p in club.parameters()]
+    club(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, club.parameters()))  # no fitting outside training
 
 
 def test_hsic_rises_with_dependence_and_sees_nonlinear_dependence():
@@ -165,10 +164,29 @@ def test_dual_stream_upweights_samples_the_biased_stream_gets_wrong():
            "z_causal": torch.zeros(2, 4), "z_biased": torch.zeros(2, 4)}
     loss, parts = ds.loss(batch, out, update_ema=True)
     (g,) = torch.autograd.grad(loss, logits_c)
-    w0 = math.log1p(math.exp(-4)) / (math.log1p(math.exp(-4)) + math.log(2))
-    w1 = math.log1p(math.exp(4)) / (math.log1p(math.exp(4)) + math.log(2))
+    # the biased stream's difficulty is measured on its calibrated logits (1 − q)·z (see the next test)
+    w0 = math.log1p(math.exp(-1.2)) / (math.log1p(math.exp(-1.2)) + math.log(2))
+    w1 = math.log1p(math.exp(1.2)) / (math.log1p(math.exp(1.2)) + math.log(2))
     assert g[1].abs() / g[0].abs() == pytest.approx(w1 / w0, rel=1e-4)
     assert parts["weight_mean"] == pytest.approx((w0 + w1) / 2, rel=1e-4)
+
+
+def test_gce_minimiser_is_overconfident_by_the_power_one_over_one_minus_q():
+    # Minimise the expected GCE of a Bernoulli(0.2) label over one logit: the optimum's odds are 0.25^(1/0.3),
+    # which is why the dual stream rescales the biased logits by (1 − q) before measuring difficulty.
+    z = torch.zeros(1, 1, requires_grad=True)
+    opt = torch.optim.LBFGS([z], lr=0.5, max_iter=200)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.2 * gce(z, torch.ones(1, 1), mask, BINARY) + 0.8 * gce(z, torch.zeros(1, 1), mask, BINARY)
+        loss.sum().backward()
+        return loss.sum()
+
+    opt.step(closure)
+    assert z.item() == pytest.approx(math.log(0.25) / 0.3, rel=1e-3)
+    assert (0.3 * z).item() == pytest.approx(math.log(0.25), rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------- backdoor prior

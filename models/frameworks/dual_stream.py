@@ -9,7 +9,8 @@ Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md 
     L_b = GCE_q(ŷ_b, y)                              biased stream latches onto easy, bias-aligned samples
     w_i = EMA(CE_b)_i / (EMA(CE_b)_i + EMA(CE_c)_i)  large where the biased stream fails (bias-conflicting)
     L_c = Σ_i w_i · CE(ŷ_c, y)_i / Σ_i w_i
-    L   = L_c + L_b + λ · Î(z_c; z_b)                Î = CLUB upper bound (default) or HSIC
+    L   = L_c + L_b + λ · Î(z̃_c; z̃_b)              Î = CLUB (nats per dimension; default) or HSIC,
+                                                     z̃ = batch-standardised features
 
 Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
 """
@@ -30,7 +31,7 @@ class DualStreamConfig:
     q: float = 0.7  # GCE exponent (LfF's default)
     ema_alpha: float = 0.7  # weight of the *old* value in the per-sample loss EMA (LfF's default)
     mi: str = "club"  # "club" | "hsic" | "none"
-    mi_weight: float = 0.1  # λ; CLUB is in nats and ~1 for moderately dependent 64-d features
+    mi_weight: float = 0.03  # λ; multiplies CLUB in nats per feature dimension, or HSIC
     predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
 
     def __post_init__(self):
@@ -88,6 +89,16 @@ class LossEMA:
         return self.values[index.to(self.values.device)]
 
 
+def _standardise(z: Tensor) -> Tensor:
+    """Per-dimension batch standardisation before the dependence penalty.
+
+    Without it the streams can shrink or inflate their features faster than CLUB's q network follows, and the
+    estimate turns into a moving target (it went to −50 nats with features growing 20× in our runs).
+    Dependence is scale-free, so nothing is lost.
+    """
+    return (z - z.mean(0, keepdim=True)) / z.std(0, keepdim=True).clamp_min(1e-4)
+
+
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
 
@@ -108,7 +119,10 @@ class DualStream(nn.Module):
         self.biased = _mlp(in_dim, d)
         self.head_causal = nn.Linear(d, n_outputs)
         self.head_biased = nn.Linear(d, n_outputs)
-        self.penalty = make_dependence_penalty(config.mi, d, d, hidden=d)
+        # features reach the penalty batch-standardised (unit variance), so q may explain at most ~86 % of a
+        # dimension's variance (log σ² ≥ −2): that caps the penalty's gradient when the streams nearly coincide
+        club_args = {"logvar_range": (-2.0, 2.0)} if config.mi == "club" else {}
+        self.penalty = make_dependence_penalty(config.mi, d, d, hidden=d, **club_args)
         self.ema_causal = LossEMA(config.ema_alpha, n_labels=len(self.spec_labels))
         self.ema_biased = LossEMA(config.ema_alpha, n_labels=len(self.spec_labels))
         self.pos_weight: Tensor | None = None
@@ -130,7 +144,11 @@ class DualStream(nn.Module):
         labels, lmask = batch["labels"], batch["label_mask"].bool()
         pw = None if self.pos_weight is None else self.pos_weight.to(labels.device)
         ce_c = per_sample_ce(out["logits_causal"], labels, lmask, self.spec_labels, pw)  # (B, K)
-        ce_b = per_sample_ce(out["logits_biased"], labels, lmask, self.spec_labels)  # (B, K)
+        # GCE's population minimiser is overconfident: its odds are the true odds to the power 1/(1 − q) (3.3
+        # for q = 0.7). With noisy clinical outcomes that makes every minority-label sample look "hard", and the
+        # weights below would then teach the causal stream the inverted label. Scaling the biased logits by
+        # (1 − q) undoes the power, so the difficulty compares calibrated probabilities.
+        ce_b = per_sample_ce((1 - self.cfg.q) * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
         if update_ema:
             ema_c = self.ema_causal.update(batch["index"], ce_c, lmask)
             ema_b = self.ema_biased.update(batch["index"], ce_b, lmask)
@@ -144,9 +162,13 @@ class DualStream(nn.Module):
         parts = {"causal_ce": loss_c.item(), "biased_gce": loss_b.item(),
                  "weight_mean": float(masked_mean(w, lmask))}
         if self.penalty is not None:
-            dep, q_loss = self.penalty(out["z_causal"], out["z_biased"])
-            total = total + self.cfg.mi_weight * dep + q_loss
+            dep, q_nll = self.penalty(_standardise(out["z_causal"]), _standardise(out["z_biased"]))
+            if self.cfg.mi == "club":
+                # nats per feature dimension: two streams read off one representation can share tens of nats,
+                # and a λ tuned at one stream_dim should mean the same at another
+                dep = dep / self.cfg.stream_dim
+            total = total + self.cfg.mi_weight * dep
             parts[f"{self.cfg.mi}"] = dep.item()
             if self.cfg.mi == "club":
-                parts["club_q_nll"] = q_loss.item()
+                parts["club_q_nll"] = q_nll.item()
         return total, parts

@@ -1,0 +1,78 @@
+"""The debiasing frameworks through the real training loop (``models.train.train``) on a small simulated cohort:
+each learns beyond chance and reloads to the same predictions, and MMNAR's rectifier, fitted inside ``train``,
+is bit-identical whether the test labels are intact or poisoned."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+import medmodal.models.frameworks  # noqa: F401
+from medmodal.models.evaluate import evaluate
+from medmodal.models.toy import write_toy_cohort
+from medmodal.models.train import train
+
+FAST = dict(batch_size=64, lr=3e-3, n_boot=0, progress=False, backbone_args={"hidden": 32}, epochs=10, seed=0)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_frameworks")
+    write_toy_cohort(root / "cohort", root / "store", n=600, seed=0)
+    return root / "cohort", root / "store"
+
+
+@pytest.fixture(scope="module")
+def runs(toy, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fw_runs")
+    return {f: train(*toy, root / f, backbone="late_fusion", framework=f, **FAST) for f in ("dfd", "cdmm", "mmnar")}
+
+
+def _test_auroc(run) -> float:
+    m = json.loads((run / "metrics.json").read_text())
+    return m["tasks"]["mortality"]["test"]["overall"]["auroc"]
+
+
+@pytest.mark.parametrize("framework", ["dfd", "cdmm", "mmnar"])
+def test_framework_learns_beyond_chance_and_reloads(runs, framework, tmp_path):
+    run = runs[framework]
+    auroc = _test_auroc(run)
+    auroc = auroc["value"] if isinstance(auroc, dict) else auroc
+    assert auroc > 0.7, auroc  # chance is 0.5; erm reaches ~0.8 on this cohort
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["framework"]["name"] == framework and "q" in cfg["framework"]["config"] or framework == "mmnar"
+    again = evaluate(run, out=tmp_path / "eval", n_boot=0)
+    assert pl.read_parquet(run / "predictions.parquet").equals(pl.read_parquet(again / "predictions.parquet"))
+
+
+def test_cdmm_run_records_the_training_prior(runs, toy):
+    state = json.loads((runs["cdmm"] / "framework_state.json").read_text())
+    mods = pl.read_parquet(toy[0] / "modalities.parquet")
+    split = pl.read_parquet(toy[0] / "cohort.parquet")["split"]
+    train_patterns = mods.filter(split == "train")["pattern"]
+    freq = train_patterns.value_counts()
+    for code, count in zip(freq["pattern"], freq["count"]):
+        assert state["pattern_prior"][code] == pytest.approx(count / len(train_patterns), abs=1e-6)
+
+
+def test_mmnar_rectifier_is_unchanged_by_poisoned_test_labels(runs, toy, tmp_path):
+    cohort_dir, store = toy
+    poisoned = tmp_path / "cohort"
+    shutil.copytree(cohort_dir, poisoned)
+    cohort = pl.read_parquet(poisoned / "cohort.parquet")
+    is_test = pl.col("split") == "test"
+    cohort.with_columns(
+        pl.when(is_test).then(1 - pl.col("mortality")).otherwise(pl.col("mortality")).alias("mortality"),
+        pl.when(is_test).then(None).otherwise(pl.col("readmission_30d")).alias("readmission_30d"),
+    ).write_parquet(poisoned / "cohort.parquet")
+    run = train(poisoned, store, tmp_path / "run", backbone="late_fusion", framework="mmnar", **FAST)
+    clean_state = json.loads((runs["mmnar"] / "framework_state.json").read_text())
+    poisoned_state = json.loads((run / "framework_state.json").read_text())
+    assert clean_state["rectifier"]["offsets"] is not None
+    assert poisoned_state["rectifier"] == clean_state["rectifier"]
+    a = pl.read_parquet(runs["mmnar"] / "predictions.parquet")
+    b = pl.read_parquet(run / "predictions.parquet")
+    assert a["mortality_prob"].equals(b["mortality_prob"])  # every split, test included, predicted identically
+    assert not a["mortality_label"].equals(b["mortality_label"])  # while the test labels did differ
