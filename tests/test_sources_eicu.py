@@ -356,3 +356,23 @@ def test_model_layer_runs_unchanged_on_simulated_eicu(simulated, tmp_path):
     assert preds["icu_mortality_24h_prob"].is_between(0, 1).all()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["tasks"]["icu_mortality_24h"]["test"]["overall"]["n"] == (cohort["split"] == "test").sum()
+
+
+def test_cli_builds_and_reports_eicu_and_lists_the_new_tasks(tmp_path):
+    from typer.testing import CliRunner
+
+    from medmodal.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["cohort", "build", "eicu", "--raw", str(FIXTURE), "--task", "icu_readmission_15d",
+                              "--out", str(tmp_path / "c"), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c" / "cohort.parquet").is_file() and "wrote" in res.output
+    res = runner.invoke(app, ["cohort", "report", str(tmp_path / "c")])
+    assert res.exit_code == 0 and "not_transferred" in res.output
+    res = runner.invoke(app, ["cohort", "tasks"])
+    for task in (*EICU_TASKS, "diagnosis_3class", "mci_conversion_24m"):
+        assert task in res.output
+    res = runner.invoke(app, ["cohort", "build", "eicu", "--raw", str(tmp_path / "none"), "--task", "all",
+                              "--out", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "raw data folder not found" in res.output and not (tmp_path / "d").exists()
