@@ -250,3 +250,30 @@ def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path):
     assert test["n"] == (cohort["split"] == "test").sum() and len(test["class_counts"]) == 3
     config = json.loads((run / "config.json").read_text())
     assert "CN" in json.dumps(config) and "Dementia" in json.dumps(config)  # class names travel with the model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source,task", [("eicu", "icu_readmission_15d"), ("adni", "mci_conversion_24m"),
+                                         ("adni", "diagnosis_3class")])
+def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, task, tmp_path):
+    """Slow: all registered frameworks x backbones, one epoch each, on a simulated cohort of both new sources."""
+    import torch
+
+    import medmodal.models.backbones  # noqa: F401
+    import medmodal.models.frameworks  # noqa: F401
+    from medmodal.featurize import featurize_all
+    from medmodal.models.base import BACKBONES, FRAMEWORKS
+    from medmodal.models.train import train
+    from medmodal.simulate import simulate
+
+    torch.set_num_threads(1)
+    raw = simulate(source, tmp_path / "raw", subjects=200, seed=11)
+    cohort_dir = build_cohort(source, raw, task, tmp_path / "cohort", threads=2)
+    featurize_all(cohort_dir, tmp_path / "store")
+    for framework in FRAMEWORKS.names():
+        for backbone in BACKBONES.names():
+            run = train(cohort_dir, tmp_path / "store", tmp_path / f"run_{framework}_{backbone}", backbone=backbone,
+                        framework=framework, epochs=1, batch_size=64, n_boot=10, progress=False,
+                        backbone_args={"hidden": 16})
+            metrics = json.loads((run / "metrics.json").read_text())
+            assert metrics["tasks"][task]["test"]["overall"]["n"] > 0, (framework, backbone)
