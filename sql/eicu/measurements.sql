@@ -12,14 +12,17 @@
 
 CREATE OR REPLACE TABLE measurements AS
 WITH labs AS (
-    SELECT c.sample_id, greatest(l.labresultoffset, coalesce(l.labresultrevisedoffset, l.labresultoffset)) AS offset_min,
-           'lab' AS source_table, l.labname AS item, l.labresult AS value
+    SELECT c.sample_id, c.index_time,
+           greatest(l.labresultoffset, coalesce(l.labresultrevisedoffset, l.labresultoffset)) AS offset_min,
+           vm.modality, vm.position, vm.variable, l.labresult AS value, vm.valid_low, vm.valid_high,
+           c._window_start_offset, c._prediction_offset
     FROM lab AS l
     JOIN cohort AS c ON c.patientunitstayid = l.patientunitstayid
+    JOIN variable_map AS vm ON vm.source_table = 'lab' AND vm.item = l.labname
     WHERE {{ allow_labs }} AND l.labresult IS NOT NULL
 ),
 periodic_wide AS (
-    SELECT c.sample_id, v.observationoffset AS offset_min,
+    SELECT c.sample_id, c.index_time, v.observationoffset AS offset_min,
            v.* EXCLUDE (vitalperiodicid, patientunitstayid, observationoffset)
     FROM vitalperiodic AS v
     JOIN cohort AS c
@@ -27,12 +30,8 @@ periodic_wide AS (
      AND v.observationoffset BETWEEN c._window_start_offset AND c._prediction_offset
     WHERE {{ allow_vitals }}
 ),
-periodic AS (
-    SELECT sample_id, offset_min, 'vitalperiodic' AS source_table, item, value
-    FROM (UNPIVOT periodic_wide ON COLUMNS(* EXCLUDE (sample_id, offset_min)) INTO NAME item VALUE value)
-),
 aperiodic_wide AS (
-    SELECT c.sample_id, v.observationoffset AS offset_min,
+    SELECT c.sample_id, c.index_time, v.observationoffset AS offset_min,
            v.* EXCLUDE (vitalaperiodicid, patientunitstayid, observationoffset)
     FROM vitalaperiodic AS v
     JOIN cohort AS c
@@ -40,17 +39,24 @@ aperiodic_wide AS (
      AND v.observationoffset BETWEEN c._window_start_offset AND c._prediction_offset
     WHERE {{ allow_vitals }}
 ),
-aperiodic AS (
-    SELECT sample_id, offset_min, 'vitalaperiodic' AS source_table, item, value
-    FROM (UNPIVOT aperiodic_wide ON COLUMNS(* EXCLUDE (sample_id, offset_min)) INTO NAME item VALUE value)
+vitals_long AS (
+    SELECT sample_id, index_time, offset_min, 'vitalperiodic' AS source_table, item, value
+    FROM (UNPIVOT periodic_wide ON COLUMNS(* EXCLUDE (sample_id, index_time, offset_min)) INTO NAME item VALUE value)
+    UNION ALL
+    SELECT sample_id, index_time, offset_min, 'vitalaperiodic', item, value
+    FROM (UNPIVOT aperiodic_wide ON COLUMNS(* EXCLUDE (sample_id, index_time, offset_min)) INTO NAME item VALUE value)
 ),
-events AS (
-    SELECT * FROM labs UNION ALL SELECT * FROM periodic UNION ALL SELECT * FROM aperiodic
+vitals AS (
+    SELECT e.sample_id, e.index_time, e.offset_min, vm.modality, vm.position, vm.variable, e.value,
+           vm.valid_low, vm.valid_high
+    FROM vitals_long AS e
+    JOIN variable_map AS vm ON vm.source_table = e.source_table AND vm.item = e.item
 )
-SELECT e.sample_id, e.offset_min, eicu_at(c.index_time, e.offset_min) AS charttime,
-       vm.modality, vm.position, vm.variable, CAST(e.value AS DOUBLE) AS value
-FROM events AS e
-JOIN cohort AS c USING (sample_id)
-JOIN variable_map AS vm ON vm.source_table = e.source_table AND vm.item = e.item
-WHERE e.offset_min BETWEEN c._window_start_offset AND c._prediction_offset
-  AND e.value BETWEEN vm.valid_low AND vm.valid_high;
+SELECT sample_id, offset_min, eicu_at(index_time, offset_min) AS charttime, modality, position, variable,
+       CAST(value AS DOUBLE) AS value
+FROM labs
+WHERE offset_min BETWEEN _window_start_offset AND _prediction_offset AND value BETWEEN valid_low AND valid_high
+UNION ALL
+SELECT sample_id, offset_min, eicu_at(index_time, offset_min), modality, position, variable, CAST(value AS DOUBLE)
+FROM vitals
+WHERE value BETWEEN valid_low AND valid_high;
