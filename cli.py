@@ -139,7 +139,7 @@ def featurize_text_cmd(
     store: Path = _STORE,
     model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--model", help="HF repo id in the local cache, or a model directory."),
     note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list, e.g. discharge,radiology (default: all)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Token windows per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Full-length windows per forward pass (default 32 on CUDA, 8 on CPU)."),
     device: str = _DEVICE,
     max_length: int = typer.Option(512, "--max-length", help="Tokens per window incl. [CLS]/[SEP]."),
     stride: int = typer.Option(128, "--stride", help="Tokens shared by consecutive windows of a long note."),
@@ -199,7 +199,7 @@ def featurize_all_cmd(
     note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list of note types (default: all)."),
     device: str = _DEVICE,
     precision: str = _PRECISION,
-    text_batch_size: int = typer.Option(32, "--text-batch-size"),
+    text_batch_size: Optional[int] = typer.Option(None, "--text-batch-size", help="Default 32 on CUDA, 8 on CPU."),
     image_batch_size: int = typer.Option(32, "--image-batch-size"),
     max_length: int = typer.Option(512, "--max-length"),
     stride: int = typer.Option(128, "--stride"),
@@ -278,7 +278,70 @@ def evaluate_cmd(
 
 # ---------------------------------------------------------------------------------------------- report / benchmark (issue 6)
 
+
+@app.command("report")
+@friendly
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory of a dfd or cdmm run."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
+    confounder: str = typer.Option("C", "--confounder", help="truth.parquet column to colour by."),
+    color_by: Optional[str] = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
+    cohort: Optional[Path] = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Feature store of that cohort."),
+    split: str = typer.Option("test", "--split", help="train | val | test | all"),
+    max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
+    from medmodal.models.report import report
+
+    where = report(run_dir, truth=truth, confounder=confounder, color_by=color_by, cohort_dir=cohort, store=store,
+                   split=split, max_points=max_points, seed=seed, device=device)
+    console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+
+
+@benchmark_app.command("shift")
+@friendly
+def benchmark_shift_cmd(
+    out: Path = typer.Option(..., "--out", help="Output folder (resumable; keeps its work/ subfolder)."),
+    subjects: int = typer.Option(3000, "--subjects", help="Simulated subjects per environment."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma list of training seeds."),
+    backbone: Optional[List[str]] = typer.Option(None, "--backbone", help="Repeatable; default: every backbone."),
+    framework: Optional[List[str]] = typer.Option(None, "--framework", help="Repeatable; default: erm dfd cdmm mmnar."),
+    epochs: int = typer.Option(15, "--epochs"),
+    no_select: bool = typer.Option(False, "--no-select", help="Defaults only: skip the shifted-val selection."),
+) -> None:
+    """Train every backbone x framework on the train environment, score ID and on the shifted environment."""
+    try:
+        from medmodal.benchmarks.shift import ShiftConfig, run_benchmark
+    except ImportError:
+        raise MedmodalError("benchmarks/ is not part of this installation; run it from a clone "
+                            "(python benchmarks/shift.py --out DIR)") from None
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise MedmodalError(f"expected a comma list of integers, got '{seeds}'", field="--seeds") from None
+    cfg = ShiftConfig(subjects=subjects, seeds=seed_list, backbones=tuple(backbone or ()),
+                      frameworks=tuple(framework or ()) or ShiftConfig.frameworks, epochs=epochs, select=not no_select)
+    where = run_benchmark(out, cfg)
+    console.print(f"wrote {where / 'benchmark.md'}")
+
 # ---------------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+@friendly
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="Where the demo writes its cohorts, features and runs."),
+    subjects: int = typer.Option(2000, help="Simulated MIMIC-IV subjects."),
+    seed: int = typer.Option(0, help="Seed of the simulator, the splits and training."),
+    epochs: int = typer.Option(20, help="Training epochs per backbone."),
+) -> None:
+    """Run the main job end to end: real MIMIC-IV demo cohorts, then simulate -> build -> featurize -> train."""
+    from medmodal.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from medmodal.common import Registry, console
+from medmodal.common import MedmodalError, Registry, console
 from medmodal.featurize.cache import EmbeddingCache
 from medmodal.featurize.inputs import CohortInputs
 from medmodal.featurize.store import write_modality, write_samples
@@ -57,11 +57,10 @@ class ModalitySummary:
     skipped: int = 0
     observed: int = 0
 
+    n_samples: int = 0
+
     def line(self) -> str:
-        return (
-            f"{self.modality}: {self.computed} computed, {self.reused} reused, {self.skipped} skipped; "
-            f"{self.observed} samples observed -> {self.path}"
-        )
+        return f"{self.modality}: {self.observed}/{self.n_samples} samples observed -> {self.path}"
 
 
 def write_outputs(cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures]) -> dict[str, ModalitySummary]:
@@ -79,6 +78,7 @@ def write_outputs(cohort: CohortInputs, store: str | Path, results: dict[str, Mo
             reused=counts.get("reused", 0),
             skipped=counts.get("skipped", 0),
             observed=int(feats.mask.sum()),
+            n_samples=cohort.n,
         )
         console.print(summaries[m].line(), soft_wrap=True)
     return summaries
@@ -88,8 +88,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from medmodal.common import MedmodalError
-
         raise MedmodalError(f"device '{device}' requested but CUDA is not available (use --device cpu or auto)")
     return torch.device(device)
 

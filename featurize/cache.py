@@ -152,6 +152,7 @@ class EmbeddingCache:
     def save_index(self) -> None:
         if not self._index_dirty:
             return
+        self._index = self._index.unique(subset="key", keep="first", maintain_order=True)
         with atomic_file(self.root / "index.parquet") as fh:
             self._index.write_parquet(fh)
         self._index_dirty = False
@@ -161,7 +162,7 @@ class EmbeddingCache:
         """Vectors for the keys that some shard holds. ``dim`` is needed only when nothing is found."""
         n = len(keys)
         wanted = pl.DataFrame({"key": keys, "pos": np.arange(n, dtype=np.int64)}, schema={"key": pl.Binary, "pos": pl.Int64})
-        hits = wanted.join(self._index, on="key", how="inner")
+        hits = wanted.join(self._index, on="key", how="inner").unique(subset="pos", keep="first")
         found = np.zeros(n, dtype=bool)
         vectors: np.ndarray | None = None
         for (shard,), part in hits.group_by(["shard"], maintain_order=True):
@@ -201,7 +202,9 @@ class EmbeddingCache:
             tmp.unlink(missing_ok=True)
             raise
         new = pl.DataFrame({"key": keys, "shard": [name] * len(keys), "row": np.arange(len(keys))}, schema=_INDEX_SCHEMA)
-        self._index = pl.concat([self._index, new]).unique(subset="key", keep="first", maintain_order=True)
+        # no de-duplication here (that would be O(index) per shard): new keys were cache misses, and a key a
+        # racing run also wrote is harmless in a lookup; save_index de-duplicates once
+        self._index = pl.concat([self._index, new], rechunk=False)
         self._index_dirty = True
         return name
 

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError, file_fingerprint
+from medmodal.common import MedmodalError, sha256_file
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
@@ -204,7 +204,7 @@ class ImageEncoder:
         self.description: dict[str, Any] = {
             "kind": "image",
             "model": cfg.model,
-            "weights_sha256": file_fingerprint(weights)["hash"],
+            "weights_sha256": sha256_file(weights),
             "preprocessing": {
                 "decode": DECODE_VERSION,
                 "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
