@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m medmodal.demo
+	$(BIN)/medmodal demo --out demo_out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

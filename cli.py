@@ -166,12 +166,13 @@ def featurize_image_cmd(
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader workers (default min(8, CPUs))."),
     pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
     precision: str = _PRECISION,
+    rehash: bool = typer.Option(False, "--rehash", help="Re-read every file even if its size and mtime are unchanged."),
 ) -> None:
     """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
     from medmodal.featurize import featurize_image
 
     _wrote(featurize_image(cohort_dir, store, model=model, weights=weights, batch_size=batch_size, device=device,
-                           num_workers=num_workers, pooling=pooling, precision=precision))
+                           num_workers=num_workers, pooling=pooling, precision=precision, rehash=rehash))
 
 
 @featurize_app.command("structured")
