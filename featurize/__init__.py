@@ -131,9 +131,11 @@ def featurize_image(
     pooling: str = "mean",
     precision: str = "auto",
     shard_size: int = 1024,
+    rehash: bool = False,
 ) -> dict[str, ModalitySummary]:
-    """Embed the images of every image modality into the store."""
+    """Embed the images of every image modality into the store (``rehash``: ignore remembered file hashes)."""
     cfg = ImageConfig(
+        trust_mtime=not rehash,
         model=model,
         weights=None if weights is None else str(weights),
         batch_size=batch_size,

@@ -255,3 +255,47 @@ class ShardWriter:
         if self._keys:
             self._flush(len(self._keys))
         self.cache.save_index()
+
+
+class FileHashMemo:
+    """sha256 of files remembered by (path, size, mtime_ns), so a warm run over a million DICOMs stats the files
+    instead of reading terabytes again. A file whose size or modification time changed is hashed anew.
+
+    ``STORE/cache/file_hashes/*.parquet``: one append-only shard per run (atomic), compacted when they pile up.
+    """
+
+    SCHEMA = {"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64, "sha256": pl.Utf8}
+
+    def __init__(self, store: str | os.PathLike):
+        self.dir = Path(store) / "cache" / "file_hashes"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        parts = []
+        for f in sorted(self.dir.glob("*.parquet")):
+            try:
+                parts.append(pl.read_parquet(f).cast(self.SCHEMA))
+            except Exception as err:  # derived data: an unreadable memo shard only costs re-hashing
+                log.warning("file-hash memo %s unreadable (%s); ignoring it", f.name, type(err).__name__)
+        self.table = pl.concat(parts) if parts else pl.DataFrame(schema=self.SCHEMA)
+        self.n_files = len(parts)
+
+    def lookup(self, stats: pl.DataFrame) -> list[str | None]:
+        """stats: path, size, mtime_ns (one row per wanted file, in order) -> known sha256 or None per row."""
+        hits = stats.with_row_index("pos").join(self.table, on=["path", "size", "mtime_ns"], how="left")
+        hits = hits.unique(subset="pos", keep="first").sort("pos")
+        return hits["sha256"].to_list()
+
+    def add(self, rows: pl.DataFrame) -> None:
+        if rows.height == 0:
+            return
+        rows = rows.select(list(self.SCHEMA)).cast(self.SCHEMA)
+        if self.n_files >= 64:  # compact: one file with the latest hash per path
+            rows = pl.concat([self.table, rows]).unique(subset="path", keep="last", maintain_order=True)
+            old = list(self.dir.glob("*.parquet"))
+        else:
+            old = []
+        with atomic_file(self.dir / f"{time.time_ns()}-{os.getpid()}.parquet") as fh:
+            rows.write_parquet(fh)
+        for f in old:
+            f.unlink(missing_ok=True)
+        self.table = rows if old else pl.concat([self.table, rows])
+        self.n_files = 1 if old else self.n_files + 1

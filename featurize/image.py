@@ -33,7 +33,7 @@ from medmodal.featurize.base import (
     resolve_device,
     resolve_precision,
 )
-from medmodal.featurize.cache import item_key
+from medmodal.featurize.cache import FileHashMemo, item_key
 from medmodal.featurize.decode import DECODE_VERSION, ImageDecodeError, decode_image
 
 DEFAULT_IMAGE_MODEL = "densenet121"  # the CheXNet backbone; any timm name works
@@ -51,6 +51,7 @@ class ImageConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     shard_size: int = 1024
     hash_threads: int = 8  # threads reading + hashing files for the cache lookup (I/O bound)
+    trust_mtime: bool = True  # reuse a file's remembered sha256 while its size and mtime are unchanged
 
     def __post_init__(self) -> None:
         POOLINGS.get(self.pooling)
@@ -249,14 +250,45 @@ class ImageEncoder:
             yield EncodedBatch(positions=batch["positions"], vectors=vecs, keys=keys, skipped=batch["skipped"])
 
 
-def hash_files(label: str, paths: list[str], threads: int) -> list[tuple[str | None, str | None]]:
-    """Read + sha256 every file (threads: hashlib releases the GIL) for the cache lookup."""
-    out: list[tuple[str | None, str | None]] = []
+def _stat(path: str) -> tuple[int, int] | str:
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as err:
+        return f"unreadable file ({type(err).__name__})"
+
+
+def hash_files(label: str, paths: list[str], threads: int, memo: FileHashMemo | None) -> list[tuple[str | None, str | None]]:
+    """(sha256, None) or (None, skip reason) per path, for the cache lookup.
+
+    Files are stat'ed; those the memo knows with the same size and mtime are not read; the rest are read and
+    hashed by a thread pool (hashlib releases the GIL) and remembered.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        stats = list(pool.map(_stat, paths, chunksize=256))
+    ok = [i for i, s in enumerate(stats) if not isinstance(s, str)]
+    out: list[tuple[str | None, str | None]] = [(None, s) if isinstance(s, str) else (None, None) for s in stats]
+    table = pl.DataFrame(
+        {"path": [paths[i] for i in ok], "size": [stats[i][0] for i in ok], "mtime_ns": [stats[i][1] for i in ok]},
+        schema={"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64},
+    )
+    known = memo.lookup(table) if memo is not None else [None] * len(ok)
+    todo = [j for j, sha in enumerate(known) if sha is None]
+    for j, sha in enumerate(known):
+        if sha is not None:
+            out[ok[j]] = (sha, None)
+    new_rows = []
     with progress_bar() as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        task = bar.add_task(f"{label} hashing", total=len(paths))
-        for res in pool.map(read_and_hash, paths, chunksize=64):
-            out.append(res)
+        task = bar.add_task(f"{label} hashing", total=len(todo))
+        for j, res in zip(todo, pool.map(read_and_hash, [paths[ok[j]] for j in todo], chunksize=64)):
+            out[ok[j]] = res
+            if res[0] is not None:
+                new_rows.append((paths[ok[j]], stats[ok[j]][0], stats[ok[j]][1], res[0]))
             bar.advance(task, 1)
+    if memo is not None:
+        memo.add(pl.DataFrame(new_rows, schema=FileHashMemo.SCHEMA, orient="row"))
     return out
 
 
@@ -282,7 +314,7 @@ class ImageFeaturizer:
             item_ids = part["dicom_id"].to_list()
             # contract: absolute paths; a relative one is taken relative to the cohort dir (a portable cohort)
             paths = [p if not p or os.path.isabs(p) else str(cohort.dir / p) for p in part["path"].fill_null("").to_list()]
-            hashed = hash_files(m, paths, cfg.hash_threads)
+            hashed = hash_files(m, paths, cfg.hash_threads, FileHashMemo(store) if cfg.trust_mtime else None)
             keys = [None if sha is None else item_key(i, sha) for i, (sha, _) in zip(item_ids, hashed)]
             reasons = [why for _, why in hashed]
             emb = embed_items(m, item_ids, keys, reasons, encoder.bind(item_ids, paths), store, shard_size=cfg.shard_size)

@@ -201,3 +201,22 @@ def test_weights_with_a_head_load_and_wrong_weights_fail_clearly(tmp_path, weigh
         ImageEncoder(ImageConfig(model="resnet10t", device="cpu"))
     with pytest.raises(MedmodalError, match="unknown timm model"):
         build_timm_model("no_such_net_xyz", weights)
+
+
+def test_warm_runs_stat_files_instead_of_rereading_them(tmp_path, weights, monkeypatch):
+    import medmodal.featurize.image as image_mod
+
+    cohort = _cohort(tmp_path / "cohort")
+    store = tmp_path / "store"
+    featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0)
+    read = []
+    real = image_mod.read_and_hash
+    monkeypatch.setattr(image_mod, "read_and_hash", lambda p: read.append(Path(p).name) or real(p))
+    assert featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0)["cxr"].reused == 3
+    assert read == []  # sizes and mtimes unchanged: no file was read
+    Image.fromarray(np.full((60, 60), 7, np.uint8)).save(tmp_path / "cohort" / "imgs" / "b1.jpg")
+    res = featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0)
+    assert read == ["b1.jpg"] and (res["cxr"].computed, res["cxr"].reused) == (1, 2)
+    read.clear()
+    featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0, rehash=True)
+    assert sorted(read) == ["a1.png", "a2.dcm", "b1.jpg", "c1.jpg", "d1.dcm"]
