@@ -291,6 +291,7 @@ def report_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help="Feature store of that cohort."),
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
+    iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
@@ -298,7 +299,7 @@ def report_cmd(
     from medmodal.models.report import report
 
     where = report(run_dir, truth=truth, confounder=confounder, color_by=color_by, cohort_dir=cohort, store=store,
-                   split=split, max_points=max_points, seed=seed, device=device)
+                   split=split, max_points=max_points, iterations=iterations, seed=seed, device=device)
     console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
 
 

@@ -1,0 +1,83 @@
+"""`medmodal report RUN_DIR`: the t-SNE figure of causal vs biased features and its decodability numbers, from a
+truth file or a cohort column, through the library and the CLI; clear one-line errors on bad input. The shift
+benchmark end to end at a tiny size is marked slow."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from medmodal.cli import app
+from medmodal.common import MedmodalError
+from medmodal.models.report import report
+from medmodal.models.toy import write_toy_cohort
+from medmodal.models.train import train
+
+FAST = dict(batch_size=64, lr=3e-3, n_boot=0, progress=False, backbone_args={"hidden": 16}, epochs=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    cohort, store = write_toy_cohort(root / "cohort", root / "store", n=300, seed=1), root / "store"
+    dfd = train(cohort, store, root / "dfd", backbone="late_fusion", framework="dfd", **FAST)
+    erm = train(cohort, store, root / "erm", backbone="late_fusion", framework="erm", **FAST)
+    # a truth table in the simulator's shape: one row per admission, the confounder C, plus rows of other subjects
+    hadm = pl.read_parquet(cohort / "cohort.parquet")["hadm_id"]
+    c = (np.arange(len(hadm)) % 3 == 0).astype(np.int8)
+    truth = pl.DataFrame({"hadm_id": pl.concat([hadm, pl.Series([1, 2], dtype=pl.Int64)]),
+                          "C": np.concatenate([c, [0, 1]]).astype(np.int8)})
+    truth.write_parquet(root / "truth.parquet")
+    return {"dfd": dfd, "erm": erm, "truth": root / "truth.parquet", "root": root}
+
+
+def test_report_from_truth_writes_figure_and_decodability(runs):
+    out = report(runs["dfd"], truth=runs["truth"], split="all", max_points=120, iterations=250)
+    assert (out / "tsne_causal_biased.png").stat().st_size > 10_000
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["n_points"] == 120 and rep["color"]["source"].endswith("joined on hadm_id")
+    for stream in ("causal", "biased"):
+        assert 0.0 <= rep["confounder_decodability_auroc"][stream] <= 1.0
+
+
+def test_report_from_cohort_column_via_cli(runs):
+    res = CliRunner().invoke(app, ["report", str(runs["dfd"]), "--color-by", "gender", "--split", "all",
+                                   "--max-points", "100", "--iterations", "250"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((runs["dfd"] / "report" / "report.json").read_text())
+    assert rep["color"]["name"] == "gender" and rep["n_points"] == 100
+
+
+def test_report_errors_are_one_line(runs, tmp_path):
+    with pytest.raises(MedmodalError, match="no causal / biased streams"):
+        report(runs["erm"], color_by="gender", split="all")
+    with pytest.raises(MedmodalError, match="exactly one of"):
+        report(runs["dfd"])
+    with pytest.raises(MedmodalError, match="field 'nope'"):
+        report(runs["dfd"], truth=runs["truth"], confounder="nope")
+    partial = tmp_path / "partial.parquet"
+    pl.read_parquet(runs["truth"]).head(20).write_parquet(partial)
+    with pytest.raises(MedmodalError, match="have no truth row"):
+        report(runs["dfd"], truth=partial)
+    res = CliRunner().invoke(app, ["report", str(runs["dfd"]), "--color-by", "nope"])
+    assert res.exit_code == 1 and "field 'nope'" in res.output
+    assert not (runs["erm"] / "report").exists()  # nothing half-written on failure
+
+
+@pytest.mark.slow
+def test_shift_benchmark_end_to_end_tiny(tmp_path):
+    from medmodal.benchmarks.shift import ShiftConfig, run_benchmark
+
+    cfg = ShiftConfig(subjects=300, seeds=(0, 1), backbones=("late_fusion",), frameworks=("erm", "mmnar"), epochs=2)
+    out = run_benchmark(tmp_path / "shift", cfg)
+    rows = pl.read_csv(out / "results.csv")
+    assert rows.height == 4  # erm: 1 candidate + 1 seed; mmnar: 2 candidates + 1 seed
+    assert rows.filter(pl.col("selected")).height == 4 - 1
+    md = (out / "benchmark.md").read_text()
+    assert "| late_fusion | mmnar |" in md and (out / "shift.png").is_file()
+    # resumable: a second call trains nothing and gives the same table
+    again = run_benchmark(tmp_path / "shift", cfg)
+    assert pl.read_csv(again / "results.csv").equals(rows)
