@@ -114,7 +114,7 @@ def _visits(world: World, rng: np.random.Generator, s: dict[str, np.ndarray]):
     cols["COLPROT"] = s["colprot"][sub]
     cols["ORIGPROT"] = s["colprot"][sub]
     cols["SITE"] = s["site"][sub]
-    cols["PTID"] = np.array([f"{int(a):03d}_S_{int(b) % 10000:04d}" for a, b in zip(s["site"][sub], s["RID"][sub])], dtype=object)
+    cols["PTID"] = np.array([f"{int(a):03d}_S_{int(b)}" for a, b in zip(s["site"][sub], s["RID"][sub])], dtype=object)
     cols["VISCODE"] = np.array([v for v, _ in VISITS], dtype=object)[vis]
     exam = s["start"][sub] + (month * 30.44 * DAY).astype(np.int64) + (rng.integers(-14, 15, m) * DAY)
     for key, src in (("DX_bl", "dx_bl"), ("AGE", "age"), ("PTGENDER", "gender"), ("PTEDUCAT", "educ"), ("PTETHCAT", "eth"),

@@ -22,9 +22,8 @@ import numpy as np
 import polars as pl
 
 from medmodal.simulate.base import SIMULATORS, SimConfig
-from medmodal.simulate.mimic_events import _codes, _ragged
 from medmodal.simulate.scm import World, sigmoid, stream
-from medmodal.simulate.writer import Writers, nullable, pick
+from medmodal.simulate.writer import Writers, codes, nullable, pick, ragged
 
 CHUNK_SUBJECTS = 1000
 A_ICU_MORTALITY = -3.0
@@ -132,7 +131,8 @@ def _stays(world: World, rng: np.random.Generator, k: np.ndarray) -> dict[str, n
     ward_death = ~died & ~died2 & (rng.random(n) < sigmoid(-4.0 + u))
     pre = np.where(rng.random(n) < 0.6, rng.uniform(5, 600, n), rng.uniform(600, 5000, n)).astype(np.int64)
     second_in = unit_out + gap
-    hosp_out = np.where(died, unit_out, np.where(readmit, second_in + los2 + np.where(died2, 0, ward_after), unit_out + ward_after))
+    second_out = second_in + np.where(died2, np.minimum(los2, death_at), los2)
+    hosp_out = np.where(died, unit_out, np.where(readmit, second_out + np.where(died2, 0, ward_after), unit_out + ward_after))
     hosp_status = np.where(died | died2 | ward_death, "Expired", "Alive")
     teaching = np.flatnonzero(np.arange(N_HOSPITALS) < N_HOSPITALS // 2)
     community = np.flatnonzero(np.arange(N_HOSPITALS) >= N_HOSPITALS // 2)
@@ -145,7 +145,7 @@ def _stays(world: World, rng: np.random.Generator, k: np.ndarray) -> dict[str, n
     }
     r = np.flatnonzero(readmit)
     second = {key: v[r] for key, v in first.items()}
-    second.update(slot=np.ones(len(r), np.int64), unit_in=second_in[r], unit_out=second_in[r] + np.where(died2[r], np.minimum(los2[r], death_at[r]), los2[r]),
+    second.update(slot=np.ones(len(r), np.int64), unit_in=second_in[r], unit_out=second_out[r],
                   unit_died=died2[r], visit=np.full(len(r), 2))
     for key in ("prob_icu_mortality", "risk_icu_mortality", "prob_icu_readmission_15d", "risk_icu_readmission_15d"):
         second[key] = np.full(len(r), np.nan)
@@ -211,7 +211,7 @@ def _grid(s, every_min: int, rng: np.random.Generator, start_min: int = 0):
     """Observation offsets every ``every_min`` minutes from unit admission to unit discharge, per stay."""
     length = s["unit_out"] - s["unit_in"]
     n = np.maximum(0, (length - start_min) // every_min)
-    own, pos = _ragged(np.zeros(len(n)), n)
+    own, pos = ragged(n)
     offset = start_min + pos * every_min + rng.integers(0, 3, len(own))
     return own, offset, np.clip(offset / np.maximum(1, length[own]), 0, 1)
 
@@ -284,9 +284,9 @@ def _labs(world: World, rng: np.random.Generator, s, next_id: int) -> pl.DataFra
     return pl.DataFrame([
         pl.Series("labid", next_id + np.arange(len(idx))), pl.Series("patientunitstayid", s["patientunitstayid"][own[idx]]),
         pl.Series("labresultoffset", offset[idx]),
-        pl.Series("labtypeid", np.array([lab[1] for lab in LABS])[j]), _codes("labname", j, tuple(lab[0] for lab in LABS)),
-        pl.Series("labresult", v), res_text.alias("labresulttext"), _codes("labmeasurenamesystem", j, units),
-        _codes("labmeasurenameinterface", j, units), pl.Series("labresultrevisedoffset", offset[idx] + rng.integers(10, 120, len(idx))),
+        pl.Series("labtypeid", np.array([lab[1] for lab in LABS])[j]), codes("labname", j, tuple(lab[0] for lab in LABS)),
+        pl.Series("labresult", v), res_text.alias("labresulttext"), codes("labmeasurenamesystem", j, units),
+        codes("labmeasurenameinterface", j, units), pl.Series("labresultrevisedoffset", offset[idx] + rng.integers(10, 120, len(idx))),
     ])
 
 
@@ -348,8 +348,8 @@ def _diagnosis_treatment(rng: np.random.Generator, s, next_id: int) -> tuple[pl.
         pl.Series("diagnosisid", next_id + np.arange(n)), pl.Series("patientunitstayid", s["patientunitstayid"][rows]),
         pl.Series("activeupondischarge", np.where(rng.random(n) < 0.3, "True", "False").tolist(), dtype=pl.Utf8),
         pl.Series("diagnosisoffset", (rng.random(n) * np.minimum(length[rows], 1440)).astype(np.int64)),
-        _codes("diagnosisstring", dx, tuple(d[0] for d in DIAGNOSES)), _codes("icd9code", dx, tuple(d[1] for d in DIAGNOSES)),
-        _codes("diagnosispriority", np.where(acuity[dx] == 2, 0, np.where(acuity[dx] == 1, 1, 2)), ("Primary", "Major", "Other")),
+        codes("diagnosisstring", dx, tuple(d[0] for d in DIAGNOSES)), codes("icd9code", dx, tuple(d[1] for d in DIAGNOSES)),
+        codes("diagnosispriority", np.where(acuity[dx] == 2, 0, np.where(acuity[dx] == 1, 1, 2)), ("Primary", "Major", "Other")),
     ])
     p_t = sigmoid(np.array([-1.0, 0.0, -0.3, -0.5, -2.0, -0.8])[None, :] + np.array([1.2, 0.6, 0.4, 0.3, 1.4, 0.9])[None, :] * s["u"][:, None])
     rows_t, tx = np.nonzero(rng.random((m, len(TREATMENTS))) < p_t)
@@ -357,7 +357,7 @@ def _diagnosis_treatment(rng: np.random.Generator, s, next_id: int) -> tuple[pl.
     treat = pl.DataFrame([
         pl.Series("treatmentid", next_id + np.arange(nt)), pl.Series("patientunitstayid", s["patientunitstayid"][rows_t]),
         pl.Series("treatmentoffset", (rng.random(nt) * length[rows_t]).astype(np.int64)),
-        _codes("treatmentstring", tx, TREATMENTS),
+        codes("treatmentstring", tx, TREATMENTS),
         pl.Series("activeupondischarge", np.where(rng.random(nt) < 0.3, "True", "False").tolist(), dtype=pl.Utf8),
     ])
     first = np.flatnonzero(s["slot"] == 0)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from medmodal.simulate.scm import World, sigmoid
-from medmodal.simulate.writer import DAY, HOUR, dt, nullable
+from medmodal.simulate.writer import DAY, HOUR, codes, dt, nullable, ragged
 
 
 @dataclass(frozen=True)
@@ -109,20 +109,6 @@ def _fmt(values: np.ndarray, dec: int) -> pl.Series:
     return s.round(0).cast(pl.Int64).cast(pl.Utf8) if dec == 0 else s.round(dec).cast(pl.Utf8)
 
 
-def _codes(name: str, codes: np.ndarray, labels: tuple[str | None, ...]) -> pl.Series:
-    """Integer codes -> strings without Python loops; code -1 (or a None label) -> null."""
-    cat = pl.Series(name, list(labels) + [None], dtype=pl.Utf8)
-    codes = np.where(np.asarray(codes) < 0, len(labels), codes)
-    return cat.gather(pl.Series(codes, dtype=pl.UInt32)).alias(name)
-
-
-def _ragged(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner index, position within owner) for ``counts[i]`` consecutive items per owner."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    pos = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return owner, pos
-
-
 def _u_path(u, frac, died, u_signal):
     """U along an encounter: drifts up before a death, recovers towards a live discharge."""
     return u_signal * (u + np.where(died, 0.8, -0.5) * np.clip(frac, 0, 1))
@@ -147,11 +133,11 @@ class EventWriter:
                            a["admittime"] + (rng.uniform(0.2, 2.0, m) * HOUR).astype(np.int64))
         day0 = a["admittime"] // DAY * DAY + DAY + 5 * HOUR
         n_daily = np.maximum(0, np.ceil((a["dischtime"] - day0) / DAY)).astype(np.int64)
-        own_d, pos_d = _ragged(np.zeros(m), n_daily)
+        own_d, pos_d = ragged(n_daily)
         t_daily = day0[own_d] + pos_d * DAY + rng.integers(-3600, 3600, len(own_d))
         icu_rows = np.flatnonzero(a["icu"])
         n_icu = np.maximum(0, np.ceil((a["outtime"][icu_rows] - a["intime"][icu_rows] - 6 * HOUR) / (12 * HOUR))).astype(np.int64)
-        own_i, pos_i = _ragged(np.zeros(len(icu_rows)), n_icu)
+        own_i, pos_i = ragged(n_icu)
         own_i = icu_rows[own_i]
         t_icu = a["intime"][own_i] + 6 * HOUR + pos_i * 12 * HOUR + rng.integers(-1800, 1800, len(own_i))
         keep_d = t_daily < a["dischtime"][own_d]
@@ -172,7 +158,7 @@ class EventWriter:
         # Outpatient draws: never inside an admission, so they only matter through the (subject, time) join.
         n_sub = len(s["k"])
         n_out = rng.poisson(2.5, n_sub)
-        o_sub, _ = _ragged(np.zeros(n_sub), n_out)
+        o_sub, _ = ragged(n_out)
         first_adm = np.full(n_sub, np.iinfo(np.int64).max)
         last_dis = np.zeros(n_sub, np.int64)
         np.minimum.at(first_adm, a["sub"], np.where(a["has_ed"], a["edregtime"], a["admittime"]))
@@ -247,17 +233,17 @@ class EventWriter:
             nullable("hadm_id", hadm[d_idx], has_hadm[d_idx]),
             pl.Series("specimen_id", spec),
             pl.Series("itemid", np.array([lab.itemid for lab in LABS])[l_idx]),
-            _codes("order_provider_id", provider, PROVIDERS),
+            codes("order_provider_id", provider, PROVIDERS),
             dt("charttime", t[d_idx]),
             dt("storetime", t[d_idx] + (rng.uniform(20, 150, n_rows) * 60).astype(np.int64) // 60 * 60),
             pl.select(pl.when(redacted).then(pl.lit("___")).otherwise(value_text)).to_series().alias("value"),
             value_text.alias("valuenum"),
-            _codes("valueuom", uom_idx, tuple(lab.uom for lab in LABS)),
+            codes("valueuom", uom_idx, tuple(lab.uom for lab in LABS)),
             pl.Series("ref_range_lower", ref_lo),
             pl.Series("ref_range_upper", ref_hi),
-            _codes("flag", np.where((v < ref_lo) | (v > ref_hi), 0, -1), ("abnormal",)),
-            _codes("priority", pri_code - 1, ("ROUTINE", "STAT")),
-            _codes("comments", np.where(rng.random(n_rows) < 0.01, 0, -1), ("___",)),
+            codes("flag", np.where((v < ref_lo) | (v > ref_hi), 0, -1), ("abnormal",)),
+            codes("priority", pri_code - 1, ("ROUTINE", "STAT")),
+            codes("comments", np.where(rng.random(n_rows) < 0.01, 0, -1), ("___",)),
         ]).sort(["subject_id", "charttime", "itemid"], maintain_order=True)
         df = df.with_columns(pl.Series("labevent_id", self.next_labevent_id + np.arange(n_rows)))
         self.next_labevent_id += n_rows
@@ -270,10 +256,12 @@ class EventWriter:
             first = np.full(m, np.nan)
             last = np.full(m, np.nan)
             rows = d_idx[sel]
-            o = np.lexsort((t[rows], own[rows]))
-            rows = rows[o]
-            first[own[rows][::-1]] = val[rows[::-1], j[item]]
-            last[own[rows]] = val[rows, j[item]]
+            rows = rows[np.lexsort((t[rows], own[rows]))]  # by admission, then time
+            adm_of = own[rows]
+            starts = np.flatnonzero(np.r_[True, adm_of[1:] != adm_of[:-1]])
+            ends = np.r_[starts[1:], len(rows)] - 1
+            first[adm_of[starts]] = val[rows[starts], j[item]]
+            last[adm_of[ends]] = val[rows[ends], j[item]]
             summary[f"{name}_first"], summary[f"{name}_last"] = first, last
         return df, summary
 
@@ -287,7 +275,7 @@ class EventWriter:
         intime, outtime = a["intime"][sel], a["outtime"][sel]
         h0 = -(-intime // HOUR) * HOUR
         n_h = np.maximum(0, (outtime - h0) // HOUR + 1)
-        own, pos = _ragged(np.zeros(len(sel)), n_h)
+        own, pos = ragged(n_h)
         t = h0[own] + pos * HOUR
         frac = (t - intime[own]) / np.maximum(1, outtime[own] - intime[own])
         u_t = _u_path(a["u"][sel][own], frac, a["died"][sel][own], s.u_signal)
@@ -362,7 +350,7 @@ class EventWriter:
             pl.Series("itemid", item),
             pl.concat(chart["text"]).alias("value"),
             pl.concat(chart["num"]).alias("valuenum"),
-            _codes("valueuom", np.searchsorted(item_ids, item), tuple(uoms)),
+            codes("valueuom", np.searchsorted(item_ids, item), tuple(uoms)),
             pl.Series("warning", np.zeros(n, np.int64)),
         ])
         return df.sort(["subject_id", "stay_id", "charttime", "itemid"], maintain_order=True)

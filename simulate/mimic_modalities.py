@@ -20,10 +20,9 @@ import numpy as np
 import polars as pl
 
 from medmodal.simulate import images, text
-from medmodal.simulate.mimic_events import _ragged
 from medmodal.simulate.mimic_population import P_CXR_REPORTED, Population
 from medmodal.simulate.scm import World, sigmoid
-from medmodal.simulate.writer import DAY, HOUR, Writers, dt, nullable
+from medmodal.simulate.writer import DAY, HOUR, Writers, dt, nullable, ragged
 
 NOTE_COLUMNS = ("note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text")
 CXR_METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
@@ -125,7 +124,7 @@ class ModalityWriter:
 
         # ---- images of each study: PA+LAT or AP (+ LAT) films
         n_img = 1 + (rng.random(n_st) < np.where(portable, 0.15, 0.9))
-        img_st, img_pos = _ragged(np.zeros(n_st), n_img)
+        img_st, img_pos = ragged(n_img)
         view = np.where(img_pos == 1, "LATERAL", np.where(portable[img_st], "AP", "PA"))
         words = rng.integers(0, 2**32, (len(img_st), 5), dtype=np.uint64)
         dicom_id = ["-".join(f"{int(w):08x}" for w in row) for row in words]
@@ -217,7 +216,7 @@ class ModalityWriter:
         first = np.where(icu, first_icu, first_ward)
         # daily portable films in the ICU after the first one (these fall after the 24 h / 48 h prediction times)
         n_daily = np.where(icu, np.maximum(0, (outtime - intime) // DAY), 0).astype(np.int64)
-        own, pos = _ragged(np.zeros(len(rows)), n_daily)
+        own, pos = ragged(n_daily)
         t_daily = intime[own] + (pos + 1) * DAY + (rng.uniform(4, 10, len(own)) * HOUR).astype(np.int64)
         keep = (rng.random(len(own)) < 0.6) & (t_daily < outtime[own])
         second = rng.random(len(rows)) < np.where(icu, 0.0, 0.3)
@@ -238,7 +237,6 @@ class ModalityWriter:
         adm_all = np.concatenate([adm_idx, np.full(len(after) + len(before), -1)])
         t_all = np.concatenate([t, t_out]) // 60 * 60
         order = np.lexsort((t_all, sub))
-        assert m == 0 or adm_all.max(initial=-1) < m
         return adm_all[order], sub[order], t_all[order]
 
     def _schedule_other_imaging(self, rng: np.random.Generator, pop: Population):
@@ -251,7 +249,7 @@ class ModalityWriter:
         first_ward = admit + (np.minimum(rng.uniform(1, 36, len(rows)), 0.8 * los_h) * HOUR).astype(np.int64)
         first = np.where(a["icu"][rows], first_icu, first_ward)
         n_extra = rng.integers(0, 3, len(rows))
-        own, _ = _ragged(np.zeros(len(rows)), n_extra)
+        own, _ = ragged(n_extra)
         t_extra = first[own] + ((disch[own] - first[own]) * rng.uniform(0.1, 0.95, len(own))).astype(np.int64)
         return np.concatenate([rows, rows[own]]), np.concatenate([first, t_extra])
 

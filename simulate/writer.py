@@ -158,6 +158,21 @@ def nullable(name: str, values: np.ndarray, valid: np.ndarray, dtype: pl.DataTyp
     return pl.select(pl.when(pl.Series(np.asarray(valid, dtype=bool))).then(s).otherwise(None)).to_series().alias(name)
 
 
+def codes(name: str, idx: np.ndarray, labels: tuple[str | None, ...]) -> pl.Series:
+    """Integer codes -> a string column without Python loops; code -1 (or a None label) -> null."""
+    cat = pl.Series(name, list(labels) + [None], dtype=pl.Utf8)
+    idx = np.where(np.asarray(idx) < 0, len(labels), idx)
+    return cat.gather(pl.Series(idx, dtype=pl.UInt32)).alias(name)
+
+
+def ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``counts[i]`` items per owner i: (owner of each item, position of the item within its owner)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    pos = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, pos
+
+
 def pick(rng: np.random.Generator, choices: Sequence[str], p: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
     """n categorical draws as an object array of strings (``p`` may be (n, k) for per-row probabilities)."""
     choices_arr = np.asarray(choices, dtype=object)

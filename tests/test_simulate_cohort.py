@@ -10,19 +10,20 @@ import pytest
 from medmodal.cohort import build_cohort, tasks_for
 from medmodal.simulate import simulate
 
-# (task, label column, truth column, join key, minimum samples, minimum positives) at 600 subjects
+# (task, label column, truth column, join key, minimum samples, minimum positives) at 500 subjects; a few
+# thousand subjects give every task hundreds of positives (docs/simulator.md).
 TASKS = [
-    ("readmission_30d", "readmission_30d", "y_readmission_30d", "hadm_id", 450, 60),
-    ("readmission_30d", "icu_admission_90d", "y_icu_admission_90d", "hadm_id", 450, 30),
-    ("in_hospital_mortality_24h", "in_hospital_mortality_24h", "y_in_hospital_mortality", "stay_id", 250, 25),
-    ("in_hospital_mortality_48h", "in_hospital_mortality_48h", "y_in_hospital_mortality", "stay_id", 150, 15),
+    ("readmission_30d", "readmission_30d", "y_readmission_30d", "hadm_id", 400, 50),
+    ("readmission_30d", "icu_admission_90d", "y_icu_admission_90d", "hadm_id", 400, 25),
+    ("in_hospital_mortality_24h", "in_hospital_mortality_24h", "y_in_hospital_mortality", "stay_id", 200, 20),
+    ("in_hospital_mortality_48h", "in_hospital_mortality_48h", "y_in_hospital_mortality", "stay_id", 120, 12),
 ]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("simcohort")
-    raw = simulate("mimic_iv", root / "raw", subjects=600, seed=21, image_size=32)
+    raw = simulate("mimic_iv", root / "raw", subjects=500, seed=21, image_size=32)
     out = build_cohort("mimic_iv", raw, "all", root / "cohorts")
     return raw, out
 

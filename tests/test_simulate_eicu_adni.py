@@ -70,6 +70,9 @@ def test_eicu_conventions_and_labels(eicu):
     assert readmits["patienthealthsystemstayid"].is_in(p.filter(pl.col("unitvisitnumber") == "1")["patienthealthsystemstayid"].implode()).all()
     # unit and hospital discharge status differ for patients who die on the ward after the ICU
     assert p.filter((pl.col("unitdischargestatus") == "Alive") & (pl.col("hospitaldischargestatus") == "Expired")).height > 0
+    died = p.filter(pl.col("unitdischargestatus") == "Expired")
+    assert (died["hospitaldischargeoffset"] == died["unitdischargeoffset"]).all()  # a death in the unit ends the stay
+    assert (died["hospitaldischargestatus"] == "Expired").all() and (died["unitdischargelocation"] == "Death").all()
     truth = pl.read_parquet(eicu / "truth.parquet")
     first = truth.filter(pl.col("unitvisitnumber") == 1)
     assert first["y_icu_mortality"].sum() >= 15 and first["y_icu_readmission_15d"].sum() >= 10
@@ -84,6 +87,7 @@ def test_adni_schema_and_conventions(adni, shared_data):
     assert _header(adni / "ADNIMERGE.csv") == columns and len(columns) == 116
     df = pl.read_csv(adni / "ADNIMERGE.csv", infer_schema_length=0)
     assert df.select("RID", "VISCODE").is_unique().all()
+    assert df.group_by("PTID").agg(pl.col("RID").n_unique())["RID"].max() == 1
     assert set(df["DX"].drop_nulls()) == {"CN", "MCI", "Dementia"}
     assert set(df["DX_bl"]) <= {"CN", "SMC", "EMCI", "LMCI", "AD"}
     assert df["VISCODE"].str.contains(r"^(bl|m\d\d)$").all()
