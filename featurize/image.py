@@ -45,7 +45,7 @@ class ImageConfig:
     model: str = DEFAULT_IMAGE_MODEL
     weights: str | None = None  # safetensors (or .pth/.bin state dict); None: the local HF cache's timm weights
     pooling: str = "mean"  # images per sample: a POOLINGS name ("mean", "latest")
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on CUDA, 8 on CPU (larger CPU batches fall out of cache)
     num_workers: int | None = None  # DataLoader workers; None: min(8, CPU count)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -57,7 +57,9 @@ class ImageConfig:
         POOLINGS.get(self.pooling)
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
-        if self.batch_size < 1 or self.shard_size < 1 or (self.num_workers is not None and self.num_workers < 0):
+        if (self.batch_size is not None and self.batch_size < 1) or self.shard_size < 1 or (
+            self.num_workers is not None and self.num_workers < 0
+        ):
             raise MedmodalError("batch_size and shard_size must be >= 1, num_workers >= 0")
 
     @property
@@ -202,6 +204,7 @@ class ImageEncoder:
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.dim = int(self.model.num_features)
+        self.batch_size = cfg.batch_size or (32 if self.device.type == "cuda" else 8)
         self.description: dict[str, Any] = {
             "kind": "image",
             "model": cfg.model,
@@ -235,7 +238,7 @@ class ImageEncoder:
         workers = self.cfg.workers
         loader = torch.utils.data.DataLoader(
             ImageFiles(self.paths, positions, self.transform),
-            batch_size=self.cfg.batch_size,
+            batch_size=self.batch_size,
             shuffle=False,
             num_workers=workers,
             collate_fn=collate_images,
