@@ -43,9 +43,9 @@ PRIMARY_FIRST = True  # the task's first label is the one selection and the head
 # Option sets tried per framework, selected on the shifted environment's validation split (first seed only).
 CANDIDATES: dict[str, list[dict[str, Any]]] = {
     "erm": [{}],
-    "dfd": [{}, {"mi": "hsic", "mi_weight": 0.1}],
-    "cdmm": [{}, {"mi": "hsic", "mi_weight": 0.1}],
-    "mmnar": [{}, {"rectify": False}],
+    "dfd": [{}, {"mi_weight": 0.3}, {"mi_weight": 0.03}],  # λ of the CLUB penalty around the default 0.1
+    "cdmm": [{}, {"mi_weight": 0.3}, {"mi_weight": 0.03}],
+    "mmnar": [{}, {"aux_weight": 1.0}],  # λ of the auxiliary losses at the start of fine-tuning (default 0.5)
 }
 
 

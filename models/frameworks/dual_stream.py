@@ -31,7 +31,7 @@ class DualStreamConfig:
     q: float = 0.7  # GCE exponent (LfF's default)
     ema_alpha: float = 0.7  # weight of the *old* value in the per-sample loss EMA (LfF's default)
     mi: str = "club"  # "club" | "hsic" | "none"
-    mi_weight: float = 0.03  # λ; multiplies CLUB in nats per feature dimension, or HSIC
+    mi_weight: float = 0.1  # λ; multiplies CLUB in nats per feature dimension, or HSIC
     predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
 
     def __post_init__(self):
