@@ -181,11 +181,12 @@ def featurize_structured_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
     store: Path = _STORE,
     max_hours: int = typer.Option(48, "--max-hours", help="Cap on the timeseries length T (hours)."),
+    align: str = typer.Option("start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."),
 ) -> None:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     from medmodal.featurize import featurize_structured
 
-    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours))
+    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align))
 
 
 @featurize_app.command("all")
@@ -208,6 +209,7 @@ def featurize_all_cmd(
     image_pooling: str = typer.Option("mean", "--image-pooling", help="Images per sample: mean | latest."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers"),
     max_hours: int = typer.Option(48, "--max-hours"),
+    align: str = typer.Option("start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."),
 ) -> None:
     """Featurize every modality of the cohort: structured, timeseries, notes, images."""
     from medmodal.featurize import featurize_all
@@ -216,7 +218,7 @@ def featurize_all_cmd(
                          modalities=_csv(modalities), note_types=_csv(note_types), device=device, precision=precision,
                          text_batch_size=text_batch_size, image_batch_size=image_batch_size, max_length=max_length,
                          stride=stride, text_pooling=text_pooling, image_pooling=image_pooling, num_workers=num_workers,
-                         max_hours=max_hours))
+                         max_hours=max_hours, align=align))
 
 
 # ---------------------------------------------------------------------------------------------- train / evaluate (issue 5)

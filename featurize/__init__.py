@@ -148,13 +148,15 @@ def featurize_image(
     return featurize(cohort_dir, store, kinds=["image"], configs={"image": cfg})
 
 
-def featurize_structured(cohort_dir: str | Path, store: str | Path, *, max_hours: int = 48) -> dict[str, ModalitySummary]:
+def featurize_structured(
+    cohort_dir: str | Path, store: str | Path, *, max_hours: int = 48, align: str = "start"
+) -> dict[str, ModalitySummary]:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     return featurize(
         cohort_dir,
         store,
         kinds=["structured", "timeseries"],
-        configs={"structured": StructuredConfig(), "timeseries": TimeseriesConfig(max_hours=max_hours)},
+        configs={"structured": StructuredConfig(), "timeseries": TimeseriesConfig(max_hours=max_hours, align=align)},
     )
 
 
@@ -177,12 +179,13 @@ def featurize_all(
     image_pooling: str = "mean",
     num_workers: int | None = None,
     max_hours: int = 48,
+    align: str = "start",
     modalities: Iterable[str] | None = None,
 ) -> dict[str, ModalitySummary]:
     """Every modality of the cohort (or only ``modalities``): structured, timeseries, text, image."""
     configs = {
         "structured": StructuredConfig(),
-        "timeseries": TimeseriesConfig(max_hours=max_hours),
+        "timeseries": TimeseriesConfig(max_hours=max_hours, align=align),
         "text": TextConfig(
             model=text_model,
             note_types=None if note_types is None else tuple(note_types),

@@ -5,10 +5,14 @@ the features), then missing values become 0 with a separate ``observed`` mask of
 "unobserved" explicitly instead of a fake mean. Rows of samples whose ``has_<m>`` is false hold zeros and
 ``observed`` false, as docs/contracts.md §2 requires.
 
-Timeseries shape (N, T, V): T = hours from the first hour of the observation window up to the last hour present
-in the cohort, capped at ``max_hours`` (default 48, the usual ICU first-48-hours window; later hours are dropped
-and counted); V = the variables observed in the train split, sorted by name (a variable seen only outside train
-cannot be normalised without leakage and is dropped, counted in the manifest).
+Timeseries shape (N, T, V): T = the longest observation window in the cohort in hours, capped at ``max_hours``
+(default 48). With ``align="start"`` (default) each sample keeps the first T hours of its window (t = hours since
+it opened: the contract's clock, the classic first-48-hours ICU layout); with ``align="end"`` it keeps the T hours
+just before its prediction time (window end = ceil((prediction_time - window_start_time) / 1 h) on the hour clock,
+index_time when there is no window_start_time), right-aligned so t = T-1 is always the last hour before
+prediction and a short window is left-padded with unobserved hours. Values outside the kept hours are dropped and counted. V = the
+variables observed in the train split, sorted by name (a variable seen only outside train cannot be normalised
+without leakage and is dropped, counted in the manifest).
 """
 from __future__ import annotations
 
@@ -31,11 +35,29 @@ class StructuredConfig:
 
 @dataclass(frozen=True)
 class TimeseriesConfig:
-    max_hours: int = 48  # cap on T; hours at or beyond it are dropped (counted in the manifest)
+    max_hours: int = 48  # cap on T; hours outside the kept T are dropped (counted in the manifest)
+    # "start": keep the first T hours of the observation window (t = hours since it opened; the contract's clock);
+    # "end": keep the T hours just before each sample's prediction time (t = T-1 is the last hour before it)
+    align: str = "start"
 
     def __post_init__(self) -> None:
         if self.max_hours < 1:
             raise MedmodalError(f"max_hours must be >= 1 (got {self.max_hours})", field="max_hours")
+        if self.align not in ("end", "start"):
+            raise MedmodalError(f"align must be end or start (got {self.align!r})", field="align")
+
+
+def window_end_hours(cohort: CohortInputs) -> np.ndarray | None:
+    """Per sample, the hour index of the prediction time on the timeseries clock (hour 0 = window start):
+    ceil((prediction_time - window_start_time) / 1 h), with index_time when the cohort has no window_start_time.
+    None when cohort.parquet has neither clock column."""
+    cols = pl.read_parquet_schema(cohort.dir / "cohort.parquet")
+    start = "window_start_time" if "window_start_time" in cols else "index_time" if "index_time" in cols else None
+    if start is None or "prediction_time" not in cols:
+        return None
+    df = pl.read_parquet(cohort.dir / "cohort.parquet", columns=[start, "prediction_time"])
+    minutes = (df["prediction_time"] - df[start]).dt.total_minutes().to_numpy().astype(np.float64)
+    return np.ceil(minutes / 60.0)  # NaN where either time is null
 
 
 def fit_zscore(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,10 +158,23 @@ class TimeseriesFeaturizer:
         for m in modalities:
             has = cohort.has[m]
             part = ts.filter(pl.Series(has[ts["row"].to_numpy()]))
-            n_hours = int(part["hour"].max()) + 1 if part.height else 1
-            T = min(cfg.max_hours, n_hours)
+            # end of each sample's window on the hour clock: from the cohort's times, else its last observed hour
+            last_seen = np.full(cohort.n, np.nan)
+            if part.height:
+                agg = part.group_by("row").agg(pl.col("hour").max())
+                last_seen[agg["row"].to_numpy()] = agg["hour"].to_numpy() + 1
+            end = window_end_hours(cohort) if cfg.align == "end" else None
+            end = last_seen if end is None else np.where(np.isnan(end), last_seen, end)
+            if cfg.align == "end":
+                T = int(min(cfg.max_hours, max(1, np.nanmax(end[has], initial=1))))
+                offset = np.nan_to_num(end - T, nan=0.0).astype(np.int64)  # (N,) hour index of t = 0
+            else:
+                T = int(min(cfg.max_hours, max(1, np.nanmax(last_seen, initial=1))))
+                offset = np.zeros(cohort.n, dtype=np.int64)
+            part = part.with_columns((pl.col("hour") - pl.Series(offset[part["row"].to_numpy()])).alias("hour"))
+            early = int((part["hour"] < 0).sum())
             late = int((part["hour"] >= T).sum())
-            part = part.filter(pl.col("hour") < T)
+            part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
             part = part.group_by(["row", "hour", "variable"]).agg(pl.col("value").mean())  # duplicates -> hourly mean
             part = part.with_columns(pl.Series("train", cohort.split[part["row"].to_numpy()] == "train", dtype=pl.Boolean))
             stats = (
@@ -179,8 +214,10 @@ class TimeseriesFeaturizer:
                     "skipped": 0,
                     "observed": int(has.sum()),
                     "values": int(len(vals)),
-                    "values_after_hour_cap_dropped": late,
+                    "values_before_kept_hours_dropped": early,
+                    "values_after_kept_hours_dropped": late,
                 },
+                "align": cfg.align,
                 "variables_dropped_not_in_train": dropped,
                 "config": asdict(cfg),
             }

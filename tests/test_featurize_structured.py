@@ -68,14 +68,14 @@ def test_structured_zscore_fitted_on_train_only(tmp_path):
 
 def test_timeseries_dense_tensor_with_observed_mask(tmp_path):
     c = _cohort(tmp_path / "c")
-    featurize_structured(c, tmp_path / "store", max_hours=6)
+    featurize_structured(c, tmp_path / "store", max_hours=6)  # align="start" is the default
     _, feats = load_cohort_features(tmp_path / "store", c)
     t = feats["timeseries"]
     man = t["manifest"]
     assert man["variables"] == ["hr", "sbp"]  # lactate only in val: not normalisable without leakage
     assert man["variables_dropped_not_in_train"] == ["lactate"]
     assert man["hours"] == 6 and t["x"].shape == (5, 6, 2)
-    assert man["counts"]["values_after_hour_cap_dropped"] == 1  # b's hour 70
+    assert man["counts"]["values_after_kept_hours_dropped"] == 1  # b's hour 70
     # train sbp hourly values: a@0 = mean(100, 120) = 110, a@2 = 140, b@1 = 130 -> mean 126.67
     mean, sd = np.mean([110, 140, 130]), np.std([110, 140, 130])
     assert math.isclose(man["normalisation"]["mean"][1], mean) and math.isclose(man["normalisation"]["std"][1], sd)
@@ -102,3 +102,23 @@ def test_bad_structured_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(MedmodalError, match=r"modalities\.parquet: missing"):
         featurize_structured(c, tmp_path / "s")
     assert not (tmp_path / "s" / "cohorts").exists() or not list((tmp_path / "s" / "cohorts").rglob("timeseries*"))
+
+
+def test_timeseries_end_alignment_keeps_the_hours_before_prediction(tmp_path):
+    """Prediction is 48 h after index_time (the window start here): with T = 6, t = 5 is hour 47."""
+    ts = pl.DataFrame(
+        {"sample_id": ["a", "a", "a", "b", "b"], "hour": pl.Series([0, 45, 47, 47, 48], dtype=pl.Int32),
+         "variable": ["sbp"] * 5, "value": [100.0, 110.0, 130.0, 120.0, 999.0]}
+    )
+    c = tiny.write_cohort(tmp_path / "c", sample_ids=["a", "b"], splits=["train", "train"],
+                          modalities={"timeseries": "timeseries"}, has={"timeseries": [1, 1]}, timeseries=ts)
+    featurize_structured(c, tmp_path / "store", max_hours=6, align="end")
+    _, feats = load_cohort_features(tmp_path / "store", c)
+    t = feats["timeseries"]
+    assert t["x"].shape == (2, 6, 1) and t["manifest"]["align"] == "end"
+    assert t["observed"][0, :, 0].tolist() == [False, False, False, True, False, True]  # hours 45 and 47
+    assert t["observed"][1, :, 0].tolist() == [False] * 5 + [True]
+    counts = t["manifest"]["counts"]
+    assert counts["values_before_kept_hours_dropped"] == 1  # a's hour 0: older than the last 6 h
+    assert counts["values_after_kept_hours_dropped"] == 1  # b's hour 48: at/after the prediction time
+    assert t["manifest"]["normalisation"]["mean"] == [120.0]  # 110, 130, 120: dropped values never fitted
