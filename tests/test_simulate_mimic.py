@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from medmodal.common import MedmodalError
 from medmodal.simulate import simulate
-from medmodal.simulate.mimic_iv import SCHEMAS
 
 DEMO_TABLES = ["hosp/patients", "hosp/admissions", "hosp/transfers", "hosp/services", "hosp/diagnoses_icd",
                "hosp/labevents", "hosp/d_labitems", "icu/icustays", "icu/chartevents", "icu/d_items"]
@@ -96,7 +95,7 @@ def test_notes_and_cxr_layout(world):
     assert rr["text"].str.contains("IMPRESSION:", literal=True).all()
     words = ds["text"].str.split(" ").list.len()
     assert words.min() > 200 and words.max() > 900  # a few hundred to thousands of tokens
-    meta = pl.read_csv(world / CXR_HEADERS.__iter__().__next__())
+    meta = pl.read_csv(world / "cxr/mimic-cxr-2.0.0-metadata.csv.gz")
     assert meta["StudyDate"].dtype == pl.Int64 and meta["StudyDate"].cast(pl.Utf8).str.contains(r"^2\d{7}$").all()
     assert meta["StudyTime"].dtype == pl.Float64 and (meta["StudyTime"] < 240000).all()
     assert meta["dicom_id"].str.contains(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$").all()
