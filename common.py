@@ -22,6 +22,9 @@ console = Console(stderr=True, highlight=False)
 
 T = TypeVar("T")
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class MedmodalError(Exception):
     """A user-facing error: one line naming the file / row / field and what is wrong.
@@ -89,6 +92,7 @@ def atomic_dir(final: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
         yield tmp
     except BaseException:
@@ -113,6 +117,7 @@ def atomic_file(final: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should get the user's usual permissions
     try:
         with open(tmp, mode) as fh:
             yield fh
