@@ -71,8 +71,9 @@ def simulated_models(cfg: DemoConfig) -> Table:
                     backbone_args={"hidden": 64})
         seconds = time.perf_counter() - t0
         metrics = json.loads((run / "metrics.json").read_text())
-        for label, per_split in metrics["tasks"].items():
-            test = per_split["test"]["overall"]
+        labels = [lab["name"] for lab in json.loads((cohort / "manifest.json").read_text())["labels"]]
+        for label in labels:  # primary label first, as the cohort's manifest orders them
+            test = metrics["tasks"][label]["test"]["overall"]
             table.add_row(name, label, _ci(test["auroc"]), _ci(test["auprc"]), str(test.get("n", "")),
                           f"{seconds:.0f}")
     console.print(table)
