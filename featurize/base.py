@@ -84,6 +84,19 @@ def write_outputs(cohort: CohortInputs, store: str | Path, results: dict[str, Mo
     return summaries
 
 
+def skip_empty_modalities(parts: dict[str, Any], what: str) -> dict[str, Any]:
+    """Drop (with a printed note) item modalities with no item in any sample that has them - e.g. notes in a
+    cohort built without MIMIC-IV-Note. Nothing is written for them, and no encoder is loaded for nothing: a
+    tensor of unknown width whose mask is false everywhere would carry no information."""
+    kept = {}
+    for m, part in parts.items():
+        if len(part):
+            kept[m] = part
+        else:
+            console.print(f"{m}: no {what} for any sample with has_{m}; not featurized (nothing to embed)", soft_wrap=True)
+    return kept
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

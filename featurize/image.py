@@ -32,6 +32,7 @@ from medmodal.featurize.base import (
     progress_bar,
     resolve_device,
     resolve_precision,
+    skip_empty_modalities,
 )
 from medmodal.featurize.cache import FileHashMemo, item_key
 from medmodal.featurize.decode import DECODE_VERSION, ImageDecodeError, decode_image
@@ -305,13 +306,18 @@ class ImageFeaturizer:
         if not modalities:
             return {}
         images = cohort.table("images", ["dicom_id", "study_time", "path"])
-        encoder = ImageEncoder(cfg)
-        results = {}
+        parts = {}
         for m in modalities:
             # one image table feeds every image modality; a sample without the modality is never embedded
             part = images.filter(pl.Series(cohort.has[m][images["row"].to_numpy()]))
             part = part.with_columns(pl.col("dicom_id").cast(pl.Utf8), pl.col("path").cast(pl.Utf8))
-            part = part.sort(["row", "study_time", "dicom_id"], nulls_last=False)
+            parts[m] = part.sort(["row", "study_time", "dicom_id"], nulls_last=False)
+        parts = skip_empty_modalities(parts, "images")
+        if not parts:
+            return {}
+        encoder = ImageEncoder(cfg)
+        results = {}
+        for m, part in parts.items():
             if part["dicom_id"].null_count():
                 raise MedmodalError("null dicom_id", path=cohort.dir / "images.parquet", field="dicom_id")
             item_ids = part["dicom_id"].to_list()

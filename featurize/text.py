@@ -33,6 +33,7 @@ from medmodal.featurize.base import (
     embed_items,
     resolve_device,
     resolve_precision,
+    skip_empty_modalities,
 )
 from medmodal.featurize.cache import content_sha256, item_key
 from medmodal.featurize.inputs import CohortInputs
@@ -249,14 +250,18 @@ class TextFeaturizer:
         if not wanted:
             return {}
         notes = cohort.table("notes", ["note_id", "note_type", "charttime", "text"])
-        encoder = TextEncoder(cfg)
-        results = {}
+        parts = {}
         for m in wanted:
-            note_type = m.removesuffix("_note")
-            part = notes.filter(pl.col("note_type") == note_type)
+            part = notes.filter(pl.col("note_type") == m.removesuffix("_note"))
             # notes of samples without the modality under the time rule are never embedded
             part = part.filter(pl.Series(cohort.has[m][part["row"].to_numpy()]))
-            part = part.with_columns(pl.col("note_id").cast(pl.Utf8)).sort(["row", "charttime", "note_id"], nulls_last=False)
+            parts[m] = part.with_columns(pl.col("note_id").cast(pl.Utf8)).sort(["row", "charttime", "note_id"], nulls_last=False)
+        parts = skip_empty_modalities(parts, "notes")
+        if not parts:
+            return {}
+        encoder = TextEncoder(cfg)
+        results = {}
+        for m, part in parts.items():
             if part["note_id"].null_count():
                 raise MedmodalError("null note_id", path=cohort.dir / "notes.parquet", field="note_id")
             item_ids = part["note_id"].to_list()

@@ -176,3 +176,27 @@ def test_hard_kill_mid_run_then_resume(tmp_path, models):
 
     res = featurize_text(cohort, store, model=str(bert), max_length=32, stride=8)
     assert res["radiology_note"].reused == done and res["radiology_note"].computed == n - done
+
+
+def test_featurize_all_on_the_vendored_mimic_demo_cohort(tmp_path, mimic_demo):
+    """The real MIMIC-IV demo has no notes or images: those modalities are reported and skipped without
+    needing any model weights; structured and timeseries tensors follow the cohort's row order."""
+    from medmodal.cohort import build_cohort
+    from medmodal.featurize import featurize_all
+
+    cohort = build_cohort("mimic_iv", mimic_demo, "readmission_30d", tmp_path / "cohort", seed=0)
+    res = featurize_all(cohort, tmp_path / "store", text_model="nobody/absent-model", image_model="densenet121")
+    assert sorted(res) == ["structured", "timeseries"]
+    ids, feats = load_cohort_features(tmp_path / "store", cohort)
+    assert ids == pl.read_parquet(cohort / "cohort.parquet")["sample_id"].to_list()
+    mods = pl.read_parquet(cohort / "modalities.parquet")
+    assert feats["timeseries"]["mask"].tolist() == mods["has_timeseries"].to_list()
+    x, obs = feats["structured"]["x"], feats["structured"]["observed"]
+    assert x.shape[0] == len(ids) and bool((x[~obs] == 0).all()) and obs.any()
+    train = (pl.read_parquet(cohort / "cohort.parquet")["split"] == "train").to_numpy()
+    # z-scored on train: every column with >= 2 distinct train values has train mean ~0 over observed entries
+    xt, ot = x[train].numpy(), obs[train].numpy()
+    for j in range(xt.shape[1]):
+        vals = xt[ot[:, j], j]
+        if len(np.unique(vals)) > 1:
+            assert abs(vals.mean()) < 1e-4
