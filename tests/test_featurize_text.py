@@ -223,3 +223,31 @@ def test_a_note_shared_by_two_samples_is_computed_once(tmp_path, bert):
 def test_committed_vocab_is_the_one_built_from_the_fixture_text():
     built = tiny.build_wordpiece_vocab(SENTENCES)
     assert (TINY / "vocab.txt").read_text().splitlines() == built
+
+
+def test_note_types_restricts_the_modalities(cohort, tmp_path, bert):
+    res = _run(cohort, tmp_path / "store", bert, note_types=["radiology"])
+    assert sorted(res) == ["radiology_note"]
+    _, feats = load_cohort_features(tmp_path / "store", cohort)
+    assert sorted(feats) == ["radiology_note"]
+
+
+def test_every_registered_featurizer_and_pooling_policy():
+    """Registry contract: a frozen Config with defaults and a run method; pooling policies keep row semantics."""
+    import dataclasses
+
+    from medmodal.featurize import FEATURIZERS, POOLINGS
+
+    assert {"text", "image", "structured", "timeseries"} <= set(FEATURIZERS.names())
+    for kind in FEATURIZERS:
+        cls = FEATURIZERS.get(kind)
+        assert cls.kind == kind and callable(getattr(cls(), "run"))
+        cfg = cls.Config()
+        assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen
+    vecs = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]], dtype=np.float32)  # rows sorted by (sample, time)
+    rows = np.array([0, 0, 2])
+    for name in POOLINGS:
+        out = POOLINGS.get(name)(vecs, rows, 4)
+        assert out.shape == (4, 2) and np.all(out[[1, 3]] == 0) and np.allclose(out[2], [5, 5])
+    np.testing.assert_allclose(POOLINGS.get("mean")(vecs, rows, 4)[0], [2.0, 1.0])
+    np.testing.assert_allclose(POOLINGS.get("latest")(vecs, rows, 4)[0], [3.0, 2.0])
