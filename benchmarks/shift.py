@@ -76,7 +76,8 @@ class ShiftConfig:
             raise MedmodalError("need at least one seed")
         unknown = [f for f in self.frameworks if f not in self.candidates]
         if unknown:
-            raise MedmodalError(f"no candidate options for framework '{unknown[0]}' (known: {', '.join(self.candidates)})")
+            known = ", ".join(self.candidates)
+            raise MedmodalError(f"no candidate options for framework '{unknown[0]}' (known: {known})")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -141,7 +142,7 @@ def _split_metrics(metrics: dict[str, Any], split: str) -> dict[str, float | Non
 
 
 def run_one(envs, work: Path, cfg: ShiftConfig, backbone: str, framework: str, options: dict[str, Any],
-            seed: int, tag: str) -> dict[str, Any]:
+            seed: int, tag: str, primary: str) -> dict[str, Any]:
     """Train on the train environment, evaluate on the shifted one; resumes from a finished run directory."""
     from medmodal.models.evaluate import evaluate
     from medmodal.models.train import train
@@ -164,8 +165,7 @@ def run_one(envs, work: Path, cfg: ShiftConfig, backbone: str, framework: str, o
                            "best_epoch": m_id["training"]["best_epoch"], "train_seconds": m_id["training"]["seconds"]}
     for prefix, metrics, split in (("id_test", m_id, "test"), ("ood_val", m_ood, "val"), ("ood_test", m_ood, "test")):
         row.update({f"{prefix}.{k}": v for k, v in _split_metrics(metrics, split).items()})
-    primary = next(iter(m_id["tasks"]))
-    console.print(f"{backbone:>16} {framework:>5} {tag:>4} seed {seed}: ID AUROC "
+    console.print(f"{backbone:>16} {framework:>5} {tag:>4} seed {seed}: {primary} ID AUROC "
                   f"{row[f'id_test.{primary}.auroc']:.3f} / OOD AUROC {row[f'ood_test.{primary}.auroc']:.3f}, "
                   f"OOD AUPRC {row[f'ood_test.{primary}.auprc']:.3f} ({time.time() - t0:.0f}s)")
     return row
@@ -230,7 +230,8 @@ def markdown_tables(summary: list[dict[str, Any]], labels: list[str], orc: dict[
             delta = "" if base is None or c["framework"] == "erm" else (
                 f"{c[f'{label}.auprc.ood.mean'] - base[f'{label}.auprc.ood.mean']:+.3f}")
             lines.append(
-                f"| {c['backbone']} | {c['framework']} | {_pm(c, f'{label}.auroc.id')} | {_pm(c, f'{label}.auroc.ood')} "
+                f"| {c['backbone']} | {c['framework']} | {_pm(c, f'{label}.auroc.id')} "
+                f"| {_pm(c, f'{label}.auroc.ood')} "
                 f"| {_pm(c, f'{label}.auroc.drop')} | {_pm(c, f'{label}.auprc.id')} | {_pm(c, f'{label}.auprc.ood')} "
                 f"| {_pm(c, f'{label}.auprc.drop')} | {delta} |")
         refs = []
@@ -306,13 +307,15 @@ def run_benchmark(out: str | Path, cfg: ShiftConfig = ShiftConfig()) -> Path:
     for bb in backbones:
         for fw in cfg.frameworks:
             cands = cfg.candidates[fw] if cfg.select else cfg.candidates[fw][:1]
-            first = [run_one(envs, work, cfg, bb, fw, opts, cfg.seeds[0], f"c{i}") for i, opts in enumerate(cands)]
+            first = [run_one(envs, work, cfg, bb, fw, opts, cfg.seeds[0], f"c{i}", primary)
+                     for i, opts in enumerate(cands)]
             # the choice: best AUPRC of the primary label on the shifted environment's *validation* split
             best = int(np.nanargmax([r[f"ood_val.{primary}.auprc"] for r in first]))
             for i, r in enumerate(first):
                 rows.append({**r, "selected": i == best})
             for seed in cfg.seeds[1:]:
-                rows.append({**run_one(envs, work, cfg, bb, fw, cands[best], seed, f"c{best}"), "selected": True})
+                row = run_one(envs, work, cfg, bb, fw, cands[best], seed, f"c{best}", primary)
+                rows.append({**row, "selected": True})
     stems = {"readmission_30d": "readmission_30d", "icu_admission_90d": "icu_admission_90d"}
     orc = oracle(envs, {lab: stems[lab] for lab in labels if lab in stems})
     summary = summarise(rows, labels)

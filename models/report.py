@@ -143,7 +143,8 @@ def report(
     model, cfg, normalizer = load_run_model(run_dir, dev)
     cohort_dir = Path(cohort_dir or cfg["data"]["cohort"]["dir"])
     store = Path(store or cfg["data"]["store"])
-    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=model.spec, indicators=cfg["data"]["indicators"])
+    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=model.spec,
+                       indicators=cfg["data"]["indicators"])
     cohort = pl.read_parquet(cohort_dir / "cohort.parquet")
     if truth is not None:
         color_all, key = confounder_from_truth(truth, cohort, confounder)

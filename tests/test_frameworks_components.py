@@ -101,7 +101,7 @@ def test_club_rises_with_dependence_and_vanishes_for_independent_features():
     assert abs(est[0.0]) < 0.05
     assert est[0.0] < est[0.5] < est[0.9]
     for rho in (0.5, 0.9):
-        # With the exact conditional q = N(ρx, 1 − ρ²), CLUB equals dim·ρ²/(1 − ρ²) in closed form, which lies
+        # With the exact conditional q = N(ρx, 1 − ρ²), CLUB is dim·ρ²/(1 − ρ²) in closed form, which lies
         # above the true Gaussian MI −dim/2·log(1 − ρ²): the fitted estimate must land there.
         club_exact = 4 * rho**2 / (1 - rho**2)
         true_mi = -0.5 * 4 * math.log(1 - rho**2)

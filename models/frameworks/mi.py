@@ -60,7 +60,7 @@ class CLUB(nn.Module):
         mu, logvar = self._gaussian(x, params)  # (B, Dy) each
         inv_var = torch.exp(-logvar)
         positive = -0.5 * ((mu - y) ** 2 * inv_var).sum(-1)  # (B,)
-        # E_j[(μ_i − y_j)²] = μ_i² − 2 μ_i ȳ + mean_j y_j², per dimension: all B² pairs without a B×B tensor.
+        # E_j[(μ_i − y_j)²] = μ_i² − 2 μ_i ȳ + mean_j y_j² per dimension: all B² pairs, no B×B tensor.
         y_mean, y2_mean = y.mean(0, keepdim=True), (y**2).mean(0, keepdim=True)
         negative = -0.5 * ((mu**2 - 2 * mu * y_mean + y2_mean) * inv_var).sum(-1)  # (B,)
         return (positive - negative).mean()
