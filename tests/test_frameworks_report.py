@@ -74,8 +74,10 @@ def test_shift_benchmark_end_to_end_tiny(tmp_path):
     cfg = ShiftConfig(subjects=300, seeds=(0, 1), backbones=("late_fusion",), frameworks=("erm", "mmnar"), epochs=2)
     out = run_benchmark(tmp_path / "shift", cfg)
     rows = pl.read_csv(out / "results.csv")
-    assert rows.height == 4  # erm: 1 candidate + 1 seed; mmnar: 2 candidates + 1 seed
-    assert rows.filter(pl.col("selected")).height == 4 - 1
+    assert rows.height == 5  # erm: 1 candidate (seed 0) + seed 1; mmnar: 2 candidates (seed 0) + seed 1
+    assert rows.filter(pl.col("selected")).height == 4  # one option set per framework, for both seeds
+    chosen = rows.filter(pl.col("selected") & (pl.col("framework") == "mmnar"))["options"].unique()
+    assert chosen.len() == 1
     md = (out / "benchmark.md").read_text()
     assert "| late_fusion | mmnar |" in md and (out / "shift.png").is_file()
     # resumable: a second call trains nothing and gives the same table
