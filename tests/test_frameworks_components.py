@@ -169,6 +169,11 @@ def test_dual_stream_upweights_samples_the_biased_stream_gets_wrong():
     w1 = math.log1p(math.exp(1.2)) / (math.log1p(math.exp(1.2)) + math.log(2))
     assert g[1].abs() / g[0].abs() == pytest.approx(w1 / w0, rel=1e-4)
     assert parts["weight_mean"] == pytest.approx((w0 + w1) / 2, rel=1e-4)
+    # class weighting scales the causal loss of positives but does not enter the difficulty
+    ds.reset_state(2, torch.tensor([4.0]), "cpu")
+    _, weighted = ds.loss(batch, out, update_ema=True)
+    assert weighted["weight_mean"] == pytest.approx(parts["weight_mean"], rel=1e-6)
+    assert weighted["causal_ce"] == pytest.approx(4 * parts["causal_ce"], rel=1e-6)
 
 
 def test_gce_minimiser_is_overconfident_by_the_power_one_over_one_minus_q():

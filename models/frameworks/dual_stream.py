@@ -7,8 +7,9 @@ Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md 
     z_c = E_c(h),  z_b = E_b(h)                      causal / biased features     (B, D)
     ŷ_c = C_c(z_c),  ŷ_b = C_b(z_b)                   logits                        (B, C)
     L_b = GCE_q(ŷ_b, y)                              biased stream latches onto easy, bias-aligned samples
-    w_i = EMA(CE_b)_i / (EMA(CE_b)_i + EMA(CE_c)_i)  large where the biased stream fails (bias-conflicting)
-    L_c = Σ_i w_i · CE(ŷ_c, y)_i / Σ_i w_i
+    w_i = EMA(CE_b)_i / (EMA(CE_b)_i + EMA(CE_c)_i)  large where the biased stream fails (bias-conflicting);
+                                                     CE_b on the calibrated logits (1 − q)·ŷ_b, both unweighted
+    L_c = Σ_i w_i · CE_pw(ŷ_c, y)_i / Σ_i w_i         CE_pw: positives weighted by pos_weight
     L   = L_c + L_b + λ · Î(z̃_c; z̃_b)              Î = CLUB (nats per dimension; default) or HSIC,
                                                      z̃ = batch-standardised features
 
@@ -143,17 +144,20 @@ class DualStream(nn.Module):
     def loss(self, batch, out: dict[str, Tensor], update_ema: bool) -> tuple[Tensor, dict[str, float]]:
         labels, lmask = batch["labels"], batch["label_mask"].bool()
         pw = None if self.pos_weight is None else self.pos_weight.to(labels.device)
-        ce_c = per_sample_ce(out["logits_causal"], labels, lmask, self.spec_labels, pw)  # (B, K)
+        ce_c = per_sample_ce(out["logits_causal"], labels, lmask, self.spec_labels, pw)  # (B, K), for the loss
+        # Difficulty compares *unweighted* CEs: pos_weight inside CE_c would lower every positive's weight and
+        # partly undo the class weighting the loss applies.
+        ce_c_raw = per_sample_ce(out["logits_causal"].detach(), labels, lmask, self.spec_labels)
         # GCE's population minimiser is overconfident: its odds are the true odds to the power 1/(1 − q) (3.3
         # for q = 0.7). With noisy clinical outcomes that makes every minority-label sample look "hard", and the
         # weights below would then teach the causal stream the inverted label. Scaling the biased logits by
         # (1 − q) undoes the power, so the difficulty compares calibrated probabilities.
         ce_b = per_sample_ce((1 - self.cfg.q) * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
         if update_ema:
-            ema_c = self.ema_causal.update(batch["index"], ce_c, lmask)
+            ema_c = self.ema_causal.update(batch["index"], ce_c_raw, lmask)
             ema_b = self.ema_biased.update(batch["index"], ce_b, lmask)
         else:  # evaluation of the loss (e.g. on validation rows): use the batch's own losses
-            ema_c, ema_b = ce_c.detach(), ce_b.detach()
+            ema_c, ema_b = ce_c_raw, ce_b
         ema_c, ema_b = ema_c.to(ce_c.device), ema_b.to(ce_c.device)
         w = (ema_b / (ema_b + ema_c).clamp_min(1e-8)).detach()  # (B, K) relative difficulty
         loss_c = masked_mean(ce_c, lmask, w)
