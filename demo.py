@@ -26,7 +26,6 @@ from medmodal.simulate import simulate
 
 REPO = Path(__file__).resolve().parent
 MIMIC_DEMO = REPO / "data" / "mimic-iv-demo-2.2"
-TINY_BERT_VOCAB = REPO / "tests" / "data" / "tiny_bert" / "vocab.txt"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def simulated_models(cfg: DemoConfig) -> Table:
                    overwrite=True)
     cohort = build_cohort("mimic_iv", raw, cfg.task, root / "cohort", seed=cfg.seed)
     console.print(format_report(cohort))
-    bert = tiny.make_tiny_bert(root / "encoders" / "tiny_bert", TINY_BERT_VOCAB)
+    bert = tiny.make_tiny_bert(root / "encoders" / "tiny_bert", tiny.TINY_BERT_VOCAB)
     timm_weights = tiny.make_tiny_timm(root / "encoders" / "test_convnext.safetensors", name="test_convnext")
     featurize_all(cohort, root / "store", text_model=str(bert), image_model="test_convnext",
                   image_weights=timm_weights, device="auto", max_length=128, stride=32)

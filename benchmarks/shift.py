@@ -94,13 +94,13 @@ def prepare_data(work: Path, cfg: ShiftConfig) -> dict[str, dict[str, Path]]:
     """Simulate, build and featurize both environments (skipping what an earlier call finished)."""
     from medmodal.cohort import build_cohort
     from medmodal.featurize import featurize_all
-    from medmodal.featurize.tiny import make_tiny_bert, make_tiny_timm
+    from medmodal.featurize.tiny import TINY_BERT_VOCAB, make_tiny_bert, make_tiny_timm
     from medmodal.simulate import simulate
 
     models = work / "encoders"
     text_model, image_model, image_weights = cfg.text_model, cfg.image_model or "test_convnext", None
     if text_model is None:
-        vocab = Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny_bert" / "vocab.txt"
+        vocab = TINY_BERT_VOCAB
         if not (models / "tiny_bert" / "config.json").is_file():
             make_tiny_bert(models / "tiny_bert", vocab)
         text_model = str(models / "tiny_bert")

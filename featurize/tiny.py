@@ -19,6 +19,9 @@ import torch
 
 from medmodal.featurize.store import compute_cohort_id
 
+# the WordPiece vocabulary of the tiny BERT used by tests, the demo and the benchmarks (shipped as package data)
+TINY_BERT_VOCAB = Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny_bert" / "vocab.txt"
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
