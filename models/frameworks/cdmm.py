@@ -17,15 +17,15 @@ Shapes: B batch, H backbone hidden, D dictionary size, P = 2^M patterns, C logit
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
+from medmodal.models.base import FRAMEWORKS, Backbone, DataSpec, Framework
 from medmodal.models.frameworks.backdoor import PatternBackdoor
-from medmodal.models.frameworks.dfd import add_backbone_aux
+from medmodal.models.frameworks.dfd import DFD
 from medmodal.models.frameworks.dual_stream import DualStream, DualStreamConfig
 
 
@@ -40,38 +40,27 @@ class CDMMConfig(DualStreamConfig):
 
 
 @FRAMEWORKS.register("cdmm")
-class CDMM(Framework):
-    """Missingness deconfounding (backdoor adjustment over the pattern) + DFD's causal / biased dual branch."""
+class CDMM(DFD):
+    """Missingness deconfounding (backdoor adjustment over the pattern) + DFD's causal / biased dual branch.
+
+    Everything but the streams' input is DFD's: the same streams, losses, EMA state and backbone aux loss.
+    """
 
     config_class = CDMMConfig
 
     def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        super().__init__(backbone, spec)
+        Framework.__init__(self, backbone, spec)
         self.cfg = CDMMConfig(**kwargs)
         self.backdoor = PatternBackdoor(backbone.hidden, spec.n_patterns, self.cfg.dict_dim)
         self.streams = DualStream(backbone.hidden + self.cfg.dict_dim, spec.n_outputs, spec.labels, self.cfg)
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.backdoor.set_prior(info["train_patterns"])
-        self.streams.reset_state(int(info.get("n_train", 0)), info.get("pos_weight"), info.get("device", "cpu"))
+        super().on_train_begin(info)
 
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        bo = self.backbone(batch)
-        context, attn = self.backdoor(bo.fused)  # (B, D), (B, P)
-        out = self.streams(torch.cat([bo.fused, context], dim=-1))
-        out["pattern_attention"] = attn
-        if bo.aux_loss is not None:
-            out["backbone_aux"] = bo.aux_loss
-        return out
-
-    def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
-        loss, parts = self.streams.loss(batch, out, update_ema=self.training)
-        loss = add_backbone_aux(loss, parts, out.get("backbone_aux"))
-        parts["loss"] = loss.item()
-        return loss, parts
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self.cfg)
+    def stream_input(self, fused: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        context, attn = self.backdoor(fused)  # (B, D), (B, P)
+        return torch.cat([fused, context], dim=-1), {"pattern_attention": attn}  # (B, H + D)
 
     def extra_state(self) -> dict[str, Any]:
         # The prior is also a buffer in the weights; here it is readable next to them.

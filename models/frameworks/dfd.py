@@ -51,9 +51,14 @@ class DFD(Framework):
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.streams.reset_state(int(info.get("n_train", 0)), info.get("pos_weight"), info.get("device", "cpu"))
 
+    def stream_input(self, fused: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """What the two streams read, plus extra outputs; subclasses (cdmm) add to the representation here."""
+        return fused, {}
+
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         bo = self.backbone(batch)
-        out = self.streams(bo.fused)
+        u, extra = self.stream_input(bo.fused)
+        out = self.streams(u) | extra
         if bo.aux_loss is not None:
             out["backbone_aux"] = bo.aux_loss
         return out
