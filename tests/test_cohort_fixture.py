@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from medmodal.cohort import TASKS, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.featurize.store import compute_cohort_id
+from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -26,24 +27,9 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
-def _expected(path: Path, actual: pl.DataFrame) -> pl.DataFrame:
-    """Read an expected CSV as text and cast each column to the actual column's dtype."""
-    exp = pl.read_csv(path, infer_schema_length=0)
-    casts = []
-    for col in exp.columns:
-        dtype = actual.schema[col]
-        if dtype == pl.Datetime("us"):
-            casts.append(pl.col(col).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"))
-        elif dtype == pl.Boolean:
-            casts.append(pl.col(col) == "true")
-        else:
-            casts.append(pl.col(col).cast(dtype))
-    return exp.with_columns(casts)
-
-
 def _compare(built: Path, task: str, name: str) -> None:
     actual = pl.read_parquet(built / task / f"{name}.parquet")
-    exp = _expected(EXPECTED / task / f"{name}.csv", actual)
+    exp = read_expected(EXPECTED / task / f"{name}.csv", actual)
     if name == "images":
         exp = exp.with_columns((str(FIXTURE.resolve() / "cxr") + "/" + pl.col("path")).alias("path"))
     assert_frame_equal(actual.select(exp.columns), exp, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)

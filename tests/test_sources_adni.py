@@ -15,6 +15,7 @@ from medmodal.cohort import build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
 from medmodal.featurize.store import compute_cohort_id
+from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "adni_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -30,20 +31,6 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
-def _expected(path: Path, actual: pl.DataFrame) -> pl.DataFrame:
-    exp = pl.read_csv(path, infer_schema_length=0)
-    casts = []
-    for col in exp.columns:
-        dtype = actual.schema[col]
-        if dtype == pl.Datetime("us"):
-            casts.append(pl.col(col).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us"))
-        elif dtype == pl.Boolean:
-            casts.append(pl.col(col) == "true")
-        else:
-            casts.append(pl.col(col).cast(dtype))
-    return exp.with_columns(casts)
-
-
 def test_every_adni_task_is_registered_and_builds(built):
     assert sorted(tasks_for("adni")) == ADNI_TASKS
     for task in ADNI_TASKS:
@@ -54,7 +41,7 @@ def test_every_adni_task_is_registered_and_builds(built):
                          + [("diagnosis_3class", "structured")])
 def test_fixture_matches_expected_csv(built, task, name):
     actual = pl.read_parquet(built / task / f"{name}.parquet")
-    exp = _expected(EXPECTED / task / f"{name}.csv", actual)
+    exp = read_expected(EXPECTED / task / f"{name}.csv", actual)
     assert_frame_equal(actual.select(exp.columns), exp, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 

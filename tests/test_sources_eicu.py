@@ -17,6 +17,7 @@ from medmodal.cohort import TASKS, audit_cohort_dir, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
 from medmodal.featurize.store import compute_cohort_id
+from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "eicu_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -32,21 +33,6 @@ def built(tmp_path_factory) -> Path:
     return out
 
 
-def _expected(path: Path, actual: pl.DataFrame) -> pl.DataFrame:
-    """Read an expected CSV as text and cast each column to the actual column's dtype."""
-    exp = pl.read_csv(path, infer_schema_length=0)
-    casts = []
-    for col in exp.columns:
-        dtype = actual.schema[col]
-        if dtype == pl.Datetime("us"):
-            casts.append(pl.col(col).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us"))
-        elif dtype == pl.Boolean:
-            casts.append(pl.col(col) == "true")
-        else:
-            casts.append(pl.col(col).cast(dtype))
-    return exp.with_columns(casts)
-
-
 # ------------------------------------------------------------------------------------------- hand-made fixture
 
 
@@ -60,7 +46,7 @@ def test_every_eicu_task_is_registered_and_builds(built):
 @pytest.mark.parametrize("name", ["cohort", "attrition", "modalities", "timeseries", "structured"])
 def test_fixture_matches_expected_csv(built, task, name):
     actual = pl.read_parquet(built / task / f"{name}.parquet")
-    exp = _expected(EXPECTED / task / f"{name}.csv", actual)
+    exp = read_expected(EXPECTED / task / f"{name}.csv", actual)
     assert_frame_equal(actual.select(exp.columns), exp, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 
