@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from medmodal.common import MedmodalError, console
+from medmodal.common import MedmodalError, console, out_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 cohort_app = typer.Typer(no_args_is_help=True, help="Build and inspect leakage-safe cohorts from raw files.")
@@ -66,25 +66,20 @@ def cohort_build(
 @friendly
 def cohort_report(cohort_dir: Path = typer.Argument(..., help="A cohort directory (or a folder of them, as --task all writes).")) -> None:
     """Print the attrition and missingness-pattern tables."""
-    from rich.console import Console
-
     from medmodal.cohort import format_report
     from medmodal.cohort.report import cohort_dirs
 
-    out = Console()
     for d in cohort_dirs(cohort_dir):
-        out.print(format_report(d))
+        out_console.print(format_report(d))
 
 
 @cohort_app.command("tasks")
 @friendly
 def cohort_tasks() -> None:
     """List the sources and the tasks each supports."""
-    from rich.console import Console
-
     from medmodal.cohort.report import tasks_table
 
-    Console().print(tasks_table())
+    out_console.print(tasks_table())
 
 # ---------------------------------------------------------------------------------------------- simulate (issue 3)
 

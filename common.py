@@ -11,14 +11,22 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from rich.console import Console
 
-# stderr so that stdout stays clean for tables a user may pipe; one instance for the whole package.
-console = Console(stderr=True, highlight=False)
+# stderr so that stdout stays clean for tables a user may pipe; one instance for the whole package. Logs and CI
+# (no terminal) get 120 columns instead of rich's 80, so the metric tables are not wrapped cell by cell.
+def _width(stream) -> int | None:
+    return None if stream.isatty() or os.environ.get("COLUMNS") else 120
+
+
+console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+# stdout, for the tables a command exists to print (`cohort report`, `cohort tasks`)
+out_console = Console(highlight=False, width=_width(sys.stdout))
 
 T = TypeVar("T")
 
