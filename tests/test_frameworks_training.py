@@ -11,17 +11,9 @@ import pytest
 
 import medmodal.models.frameworks  # noqa: F401
 from medmodal.models.evaluate import evaluate
-from medmodal.models.toy import write_toy_cohort
 from medmodal.models.train import train
 
 FAST = dict(batch_size=64, lr=3e-3, n_boot=0, progress=False, backbone_args={"hidden": 32}, epochs=10, seed=0)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy_frameworks")
-    write_toy_cohort(root / "cohort", root / "store", n=600, seed=0)
-    return root / "cohort", root / "store"
 
 
 @pytest.fixture(scope="module")

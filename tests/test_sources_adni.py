@@ -218,14 +218,11 @@ def test_simulated_conversion_labels_are_the_scm_draws(simulated):
     assert (joined["mci_conversion_24m"] == joined["y_conversion_24m"]).all()
 
 
-def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path):
+def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path, one_torch_thread):
     """featurize_all -> train (a debiasing framework, multiclass label) -> run directory, on an ADNI cohort."""
-    import torch
-
     from medmodal.featurize import featurize_all
     from medmodal.models.train import train
 
-    torch.set_num_threads(1)
     cohort_dir = simulated[1] / "diagnosis_3class"
     store = tmp_path / "store"
     assert set(featurize_all(cohort_dir, store)) == set(MODALITIES)
@@ -242,10 +239,8 @@ def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("source,task", [("eicu", "icu_readmission_15d"), ("adni", "mci_conversion_24m"),
                                          ("adni", "diagnosis_3class")])
-def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, task, tmp_path):
+def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, task, tmp_path, one_torch_thread):
     """Slow: all registered frameworks x backbones, one epoch each, on a simulated cohort of both new sources."""
-    import torch
-
     import medmodal.models.backbones  # noqa: F401
     import medmodal.models.frameworks  # noqa: F401
     from medmodal.featurize import featurize_all
@@ -253,7 +248,6 @@ def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, 
     from medmodal.models.train import train
     from medmodal.simulate import simulate
 
-    torch.set_num_threads(1)
     raw = simulate(source, tmp_path / "raw", subjects=200, seed=11)
     cohort_dir = build_cohort(source, raw, task, tmp_path / "cohort", threads=2)
     featurize_all(cohort_dir, tmp_path / "store")

@@ -322,14 +322,11 @@ def test_simulated_labels_are_the_scm_draws(simulated, task, truth_col):
     assert mods["has_labs"].all() and mods["has_vitals"].all()  # the simulator writes lab and vitalPeriodic
 
 
-def test_model_layer_runs_unchanged_on_simulated_eicu(simulated, tmp_path):
+def test_model_layer_runs_unchanged_on_simulated_eicu(simulated, tmp_path, one_torch_thread):
     """featurize_all -> train (a missingness-deconfounding framework) -> run directory, on an eICU cohort."""
-    import torch
-
     from medmodal.featurize import featurize_all
     from medmodal.models.train import train
 
-    torch.set_num_threads(1)
     cohort_dir = simulated[1] / "icu_mortality_24h"
     store = tmp_path / "store"
     summaries = featurize_all(cohort_dir, store)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import medmodal.models.backbones  # noqa: F401
@@ -27,20 +26,7 @@ from medmodal.models.train import parse_kv, train
 FAST = dict(batch_size=64, lr=3e-3, n_boot=200, progress=False, backbone_args={"hidden": 32})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Two cores are shared by every test process; more torch threads only spin against each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy_train")
-    write_toy_cohort(root / "cohort", root / "store", n=600, seed=0)
-    return root / "cohort", root / "store"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
