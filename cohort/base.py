@@ -33,6 +33,7 @@ from medmodal.common import MedmodalError, Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = REPO_ROOT / "sql"
+COMMON_SQL = (SQL_ROOT / "common" / "macros.sql",)  # run before every source's own SQL
 
 MODALITY_KINDS = ("structured", "timeseries", "text", "image")
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 import medmodal
 from medmodal.cohort.audits import run_audits
-from medmodal.cohort.base import SOURCES, TASKS, REPO_ROOT, Source, TaskSpec, tasks_for
+from medmodal.cohort.base import COMMON_SQL, SOURCES, TASKS, REPO_ROOT, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
 from medmodal.cohort.splits import FRACTIONS, assign_splits
@@ -147,7 +147,7 @@ def _build(
     src.check_values(con, located)
     version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
     params = _params(src, spec, roots, version)
-    sql_files = [src.sql_dir / f"{s}.sql" for s in src.before_task_sql] + [spec.sql_file(src.name)]
+    sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
         if not p.is_file():

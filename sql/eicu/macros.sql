@@ -25,15 +25,6 @@ CREATE OR REPLACE MACRO eicu_age(age) AS CASE
     ELSE NULL
 END;
 
-CREATE OR REPLACE MACRO age_group(age) AS CASE
-    WHEN age IS NULL THEN 'unknown'
-    WHEN age < 18 THEN '<18'
-    WHEN age < 40 THEN '18-39'
-    WHEN age < 60 THEN '40-59'
-    WHEN age < 80 THEN '60-79'
-    ELSE '80+'
-END;
-
 -- eICU's own ethnicity values (patient.ethnicity); NULL and 'Other/Unknown' are both 'other_unknown'.
 CREATE OR REPLACE MACRO ethnicity_group(ethnicity) AS CASE ethnicity
     WHEN 'Caucasian' THEN 'caucasian'

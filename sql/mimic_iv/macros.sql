@@ -5,7 +5,8 @@
 -- happens to contain. Lists follow the common MIMIC practice (WHITE*, BLACK*, HISPANIC*/SOUTH AMERICAN, ASIAN*);
 -- refusals and unknowns are kept apart from "other" because they are themselves informative.
 -- `insurance` is 'Medicare' / 'Medicaid' / 'Other' in v2.2 and adds 'Private' and 'No charge' in v3.x, so the
--- groups cover both releases. Age groups are the usual adult bands; anchor_age is capped at 91 in MIMIC-IV.
+-- groups cover both releases. age_group comes from sql/common/macros.sql;
+-- anchor_age is capped at 91 in MIMIC-IV.
 
 CREATE OR REPLACE MACRO race_group(race) AS CASE
     WHEN race IS NULL THEN 'unknown'
@@ -37,11 +38,3 @@ END;
 CREATE OR REPLACE MACRO age_at(anchor_age, anchor_year, event_time) AS
     anchor_age + (year(event_time) - anchor_year);
 
-CREATE OR REPLACE MACRO age_group(age) AS CASE
-    WHEN age IS NULL THEN 'unknown'
-    WHEN age < 18 THEN '<18'
-    WHEN age < 40 THEN '18-39'
-    WHEN age < 60 THEN '40-59'
-    WHEN age < 80 THEN '60-79'
-    ELSE '80+'
-END;
