@@ -4,11 +4,12 @@ Sub-apps follow ../shared/DESIGN.md: cohort, featurize, train, evaluate, simulat
 Every command catches MedmodalError, prints its one line to stderr and exits 1; every command prints where it
 wrote its outputs. The library never imports this module.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import typer
 
@@ -16,7 +17,9 @@ from medmodal.common import MedmodalError, console, out_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 cohort_app = typer.Typer(no_args_is_help=True, help="Build and inspect leakage-safe cohorts from raw files.")
-featurize_app = typer.Typer(no_args_is_help=True, help="Embed notes, images and structured data into the feature store.")
+featurize_app = typer.Typer(
+    no_args_is_help=True, help="Embed notes, images and structured data into the feature store."
+)
 benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables.")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(featurize_app, name="featurize")
@@ -37,34 +40,50 @@ def friendly(fn: Callable) -> Callable:
     return wrapper
 
 
-# ---------------------------------------------------------------------------------------------- cohort (issue 2, 7)
+# ---------------------------------------------------------------------------------------------- cohort
 
 
 @cohort_app.command("build")
 @friendly
 def cohort_build(
     source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv (see `medmodal cohort tasks`)."),
-    raw: Path = typer.Option(..., "--raw", help="Raw data root (for mimic_iv: holds hosp/, icu/, optional note/, cxr/)."),
+    raw: Path = typer.Option(
+        ..., "--raw", help="Raw data root (for mimic_iv: holds hosp/, icu/, optional note/, cxr/)."
+    ),
     task: str = typer.Option(..., "--task", help="Task name, or 'all' to build every task into OUT/<task>/."),
     out: Path = typer.Option(..., "--out", help="Output cohort directory."),
-    note_root: Optional[Path] = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
-    cxr_root: Optional[Path] = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
-    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="DuckDB memory limit, e.g. 12GB (default: half the RAM)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
+    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
+    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
+    memory_limit: str | None = typer.Option(
+        None, "--memory-limit", help="DuckDB memory limit, e.g. 12GB (default: half the RAM)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     seed: int = typer.Option(0, "--seed", help="Split seed (subject-level 70/10/20, shared by all tasks)."),
-    dataset_version: Optional[str] = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
 ) -> None:
     """Build a leakage-safe cohort directory from raw files."""
     from medmodal.cohort import build_cohort
 
-    path = build_cohort(source, raw, task, out, note_root=note_root, cxr_root=cxr_root, memory_limit=memory_limit,
-                        threads=threads, seed=seed, dataset_version=dataset_version)
+    path = build_cohort(
+        source,
+        raw,
+        task,
+        out,
+        note_root=note_root,
+        cxr_root=cxr_root,
+        memory_limit=memory_limit,
+        threads=threads,
+        seed=seed,
+        dataset_version=dataset_version,
+    )
     console.print(f"wrote {path}")
 
 
 @cohort_app.command("report")
 @friendly
-def cohort_report(cohort_dir: Path = typer.Argument(..., help="A cohort directory (or a folder of them, as --task all writes).")) -> None:
+def cohort_report(
+    cohort_dir: Path = typer.Argument(..., help="A cohort directory (or a folder of them, as --task all writes)."),
+) -> None:
     """Print the attrition and missingness-pattern tables."""
     from medmodal.cohort import format_report
     from medmodal.cohort.report import cohort_dirs
@@ -81,7 +100,8 @@ def cohort_tasks() -> None:
 
     out_console.print(tasks_table())
 
-# ---------------------------------------------------------------------------------------------- simulate (issue 3)
+
+# ---------------------------------------------------------------------------------------------- simulate
 
 
 @app.command("simulate")
@@ -91,10 +111,16 @@ def simulate_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory: raw files in the real layout + truth.parquet."),
     subjects: int = typer.Option(1000, "--subjects", help="Number of subjects (patients / participants)."),
     seed: int = typer.Option(0, "--seed", help="Same seed and arguments give byte-identical files."),
-    environment: str = typer.Option("train", "--environment", help="train | shifted | outcome_shift | order_shift | decoupled."),
-    strength: List[str] = typer.Option([], "--strength", help="KEY=VALUE override of a causal strength, repeatable (docs/simulator.md)."),
+    environment: str = typer.Option(
+        "train", "--environment", help="train | shifted | outcome_shift | order_shift | decoupled."
+    ),
+    strength: list[str] = typer.Option(
+        [], "--strength", help="KEY=VALUE override of a causal strength, repeatable (docs/simulator.md)."
+    ),
     image_size: int = typer.Option(256, "--image-size", help="Edge of the square CXR films in pixels."),
-    no_images: bool = typer.Option(False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."),
+    no_images: bool = typer.Option(
+        False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
@@ -106,19 +132,28 @@ def simulate_cmd(
         if not sep:
             raise MedmodalError(f"--strength expects KEY=VALUE, got '{item}'")
         pairs[key.strip()] = value.strip()
-    path = simulate(source, out, subjects=subjects, seed=seed, environment=environment, images=not no_images,
-                    image_size=image_size, overwrite=overwrite, **pairs)
+    path = simulate(
+        source,
+        out,
+        subjects=subjects,
+        seed=seed,
+        environment=environment,
+        images=not no_images,
+        image_size=image_size,
+        overwrite=overwrite,
+        **pairs,
+    )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
 
 
-# ---------------------------------------------------------------------------------------------- featurize (issue 4)
+# ---------------------------------------------------------------------------------------------- featurize
 
 _STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohorts/ live under it).")
 _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda[:N].")
 _PRECISION = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.")
 
 
-def _csv(value: Optional[str]) -> Optional[List[str]]:
+def _csv(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -132,9 +167,15 @@ def _wrote(summaries: dict) -> None:
 def featurize_text_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
     store: Path = _STORE,
-    model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--model", help="HF repo id in the local cache, or a model directory."),
-    note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list, e.g. discharge,radiology (default: all)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Full-length windows per forward pass (default 32 on CUDA, 8 on CPU)."),
+    model: str = typer.Option(
+        "emilyalsentzer/Bio_ClinicalBERT", "--model", help="HF repo id in the local cache, or a model directory."
+    ),
+    note_types: str | None = typer.Option(
+        None, "--note-types", help="Comma list, e.g. discharge,radiology (default: all)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Full-length windows per forward pass (default 32 on CUDA, 8 on CPU)."
+    ),
     device: str = _DEVICE,
     max_length: int = typer.Option(512, "--max-length", help="Tokens per window incl. [CLS]/[SEP]."),
     stride: int = typer.Option(128, "--stride", help="Tokens shared by consecutive windows of a long note."),
@@ -145,8 +186,21 @@ def featurize_text_cmd(
     """Embed notes (one modality per note type) into the feature store, reusing cached vectors."""
     from medmodal.featurize import featurize_text
 
-    _wrote(featurize_text(cohort_dir, store, model=model, note_types=_csv(note_types), batch_size=batch_size, device=device,
-                          max_length=max_length, stride=stride, pooling=pooling, token_pooling=token_pooling, precision=precision))
+    _wrote(
+        featurize_text(
+            cohort_dir,
+            store,
+            model=model,
+            note_types=_csv(note_types),
+            batch_size=batch_size,
+            device=device,
+            max_length=max_length,
+            stride=stride,
+            pooling=pooling,
+            token_pooling=token_pooling,
+            precision=precision,
+        )
+    )
 
 
 @featurize_app.command("image")
@@ -155,10 +209,14 @@ def featurize_image_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
     store: Path = _STORE,
     model: str = typer.Option("densenet121", "--model", help="timm model name."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (.safetensors preferred); default: local HF cache."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass (default 32 on CUDA, 8 on CPU)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Weights file (.safetensors preferred); default: local HF cache."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Images per forward pass (default 32 on CUDA, 8 on CPU)."
+    ),
     device: str = _DEVICE,
-    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader workers (default min(8, CPUs))."),
+    num_workers: int | None = typer.Option(None, "--num-workers", help="DataLoader workers (default min(8, CPUs))."),
     pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
     precision: str = _PRECISION,
     rehash: bool = typer.Option(False, "--rehash", help="Re-read every file even if its size and mtime are unchanged."),
@@ -166,8 +224,20 @@ def featurize_image_cmd(
     """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
     from medmodal.featurize import featurize_image
 
-    _wrote(featurize_image(cohort_dir, store, model=model, weights=weights, batch_size=batch_size, device=device,
-                           num_workers=num_workers, pooling=pooling, precision=precision, rehash=rehash))
+    _wrote(
+        featurize_image(
+            cohort_dir,
+            store,
+            model=model,
+            weights=weights,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            pooling=pooling,
+            precision=precision,
+            rehash=rehash,
+        )
+    )
 
 
 @featurize_app.command("structured")
@@ -176,7 +246,9 @@ def featurize_structured_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
     store: Path = _STORE,
     max_hours: int = typer.Option(48, "--max-hours", help="Cap on the timeseries length T (hours)."),
-    align: str = typer.Option("start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."),
+    align: str = typer.Option(
+        "start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."
+    ),
 ) -> None:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     from medmodal.featurize import featurize_structured
@@ -189,34 +261,59 @@ def featurize_structured_cmd(
 def featurize_all_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
     store: Path = _STORE,
-    text_model: str = typer.Option("emilyalsentzer/Bio_ClinicalBERT", "--text-model", help="HF repo id in the local cache, or a directory."),
+    text_model: str = typer.Option(
+        "emilyalsentzer/Bio_ClinicalBERT", "--text-model", help="HF repo id in the local cache, or a directory."
+    ),
     image_model: str = typer.Option("densenet121", "--image-model", help="timm model name."),
-    image_weights: Optional[Path] = typer.Option(None, "--image-weights", help="Image weights file (.safetensors preferred)."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma list of modalities (default: all in the manifest)."),
-    note_types: Optional[str] = typer.Option(None, "--note-types", help="Comma list of note types (default: all)."),
+    image_weights: Path | None = typer.Option(
+        None, "--image-weights", help="Image weights file (.safetensors preferred)."
+    ),
+    modalities: str | None = typer.Option(
+        None, "--modalities", help="Comma list of modalities (default: all in the manifest)."
+    ),
+    note_types: str | None = typer.Option(None, "--note-types", help="Comma list of note types (default: all)."),
     device: str = _DEVICE,
     precision: str = _PRECISION,
-    text_batch_size: Optional[int] = typer.Option(None, "--text-batch-size", help="Default 32 on CUDA, 8 on CPU."),
-    image_batch_size: Optional[int] = typer.Option(None, "--image-batch-size", help="Default 32 on CUDA, 8 on CPU."),
+    text_batch_size: int | None = typer.Option(None, "--text-batch-size", help="Default 32 on CUDA, 8 on CPU."),
+    image_batch_size: int | None = typer.Option(None, "--image-batch-size", help="Default 32 on CUDA, 8 on CPU."),
     max_length: int = typer.Option(512, "--max-length"),
     stride: int = typer.Option(128, "--stride"),
     text_pooling: str = typer.Option("mean", "--text-pooling", help="Notes per sample: mean | latest."),
     image_pooling: str = typer.Option("mean", "--image-pooling", help="Images per sample: mean | latest."),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers"),
+    num_workers: int | None = typer.Option(None, "--num-workers"),
     max_hours: int = typer.Option(48, "--max-hours"),
-    align: str = typer.Option("start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."),
+    align: str = typer.Option(
+        "start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."
+    ),
 ) -> None:
     """Featurize every modality of the cohort: structured, timeseries, notes, images."""
     from medmodal.featurize import featurize_all
 
-    _wrote(featurize_all(cohort_dir, store, text_model=text_model, image_model=image_model, image_weights=image_weights,
-                         modalities=_csv(modalities), note_types=_csv(note_types), device=device, precision=precision,
-                         text_batch_size=text_batch_size, image_batch_size=image_batch_size, max_length=max_length,
-                         stride=stride, text_pooling=text_pooling, image_pooling=image_pooling, num_workers=num_workers,
-                         max_hours=max_hours, align=align))
+    _wrote(
+        featurize_all(
+            cohort_dir,
+            store,
+            text_model=text_model,
+            image_model=image_model,
+            image_weights=image_weights,
+            modalities=_csv(modalities),
+            note_types=_csv(note_types),
+            device=device,
+            precision=precision,
+            text_batch_size=text_batch_size,
+            image_batch_size=image_batch_size,
+            max_length=max_length,
+            stride=stride,
+            text_pooling=text_pooling,
+            image_pooling=image_pooling,
+            num_workers=num_workers,
+            max_hours=max_hours,
+            align=align,
+        )
+    )
 
 
-# ---------------------------------------------------------------------------------------------- train / evaluate (issue 5)
+# ---------------------------------------------------------------------------------------------- train / evaluate
 
 
 @app.command("train")
@@ -227,8 +324,8 @@ def train_cmd(
     backbone: str = typer.Option(..., "--backbone", help="late_fusion | attention_fusion | muse (BACKBONES)."),
     out: Path = typer.Option(..., "--out", help="Run directory to write."),
     framework: str = typer.Option("erm", "--framework", help="erm | dfd | cdmm | mmnar (FRAMEWORKS)."),
-    task: Optional[List[str]] = typer.Option(None, "--task", help="Label(s) to train on; default: all labels."),
-    modality: Optional[List[str]] = typer.Option(None, "--modality", help="Restrict to these modalities."),
+    task: list[str] | None = typer.Option(None, "--task", help="Label(s) to train on; default: all labels."),
+    modality: list[str] | None = typer.Option(None, "--modality", help="Restrict to these modalities."),
     epochs: int = typer.Option(30, "--epochs"),
     batch_size: int = typer.Option(256, "--batch-size", help="Global batch size (split across torchrun ranks)."),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -236,9 +333,9 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (val AUPRC)."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the test intervals."),
-    framework_arg: Optional[List[str]] = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
-    backbone_arg: Optional[List[str]] = typer.Option(None, "--backbone-arg", help="key=value, e.g. hidden=64."),
-    train_arg: Optional[List[str]] = typer.Option(None, "--train-arg", help="Other TrainConfig field=value."),
+    framework_arg: list[str] | None = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
+    backbone_arg: list[str] | None = typer.Option(None, "--backbone-arg", help="key=value, e.g. hidden=64."),
+    train_arg: list[str] | None = typer.Option(None, "--train-arg", help="Other TrainConfig field=value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
 ) -> None:
     """Train a framework around a backbone on a cohort's cached features (torchrun-aware)."""
@@ -247,10 +344,24 @@ def train_cmd(
     from medmodal.models.train import parse_kv, train
 
     run_dir = train(
-        cohort_dir, store, out, backbone=backbone, framework=framework, tasks=task or None, modalities=modality or None,
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, patience=patience, n_boot=n_boot,
-        backbone_args=parse_kv(backbone_arg, "--backbone-arg"), framework_args=parse_kv(framework_arg),
-        overwrite=overwrite, **parse_kv(train_arg, "--train-arg"),
+        cohort_dir,
+        store,
+        out,
+        backbone=backbone,
+        framework=framework,
+        tasks=task or None,
+        modalities=modality or None,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        patience=patience,
+        n_boot=n_boot,
+        backbone_args=parse_kv(backbone_arg, "--backbone-arg"),
+        framework_args=parse_kv(framework_arg),
+        overwrite=overwrite,
+        **parse_kv(train_arg, "--train-arg"),
     )
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"wrote {run_dir}")
@@ -260,11 +371,11 @@ def train_cmd(
 @friendly
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory written by `medmodal train`."),
-    cohort: Optional[Path] = typer.Option(None, "--cohort", help="Another cohort directory (external validation)."),
-    store: Optional[Path] = typer.Option(None, "--store", help="Feature store of that cohort."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default RUN_DIR/eval/<cohort_id>)."),
-    subgroup: Optional[List[str]] = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
-    n_boot: Optional[int] = typer.Option(None, "--n-boot"),
+    cohort: Path | None = typer.Option(None, "--cohort", help="Another cohort directory (external validation)."),
+    store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory (default RUN_DIR/eval/<cohort_id>)."),
+    subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
+    n_boot: int | None = typer.Option(None, "--n-boot"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
@@ -274,18 +385,18 @@ def evaluate_cmd(
     console.print(f"wrote {where}")
 
 
-# ---------------------------------------------------------------------------------------------- report / benchmark (issue 6)
+# ---------------------------------------------------------------------------------------------- report / benchmark
 
 
 @app.command("report")
 @friendly
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory of a dfd or cdmm run."),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
+    truth: Path | None = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
     confounder: str = typer.Option("C", "--confounder", help="truth.parquet column to colour by."),
-    color_by: Optional[str] = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
-    cohort: Optional[Path] = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
-    store: Optional[Path] = typer.Option(None, "--store", help="Feature store of that cohort."),
+    color_by: str | None = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
+    cohort: Path | None = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
+    store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
     iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
@@ -295,8 +406,19 @@ def report_cmd(
     """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
     from medmodal.models.report import report
 
-    where = report(run_dir, truth=truth, confounder=confounder, color_by=color_by, cohort_dir=cohort, store=store,
-                   split=split, max_points=max_points, iterations=iterations, seed=seed, device=device)
+    where = report(
+        run_dir,
+        truth=truth,
+        confounder=confounder,
+        color_by=color_by,
+        cohort_dir=cohort,
+        store=store,
+        split=split,
+        max_points=max_points,
+        iterations=iterations,
+        seed=seed,
+        device=device,
+    )
     console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
 
 
@@ -306,8 +428,8 @@ def benchmark_shift_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (resumable; keeps its work/ subfolder)."),
     subjects: int = typer.Option(3000, "--subjects", help="Simulated subjects per environment."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma list of training seeds."),
-    backbone: Optional[List[str]] = typer.Option(None, "--backbone", help="Repeatable; default: every backbone."),
-    framework: Optional[List[str]] = typer.Option(None, "--framework", help="Repeatable; default: erm dfd cdmm mmnar."),
+    backbone: list[str] | None = typer.Option(None, "--backbone", help="Repeatable; default: every backbone."),
+    framework: list[str] | None = typer.Option(None, "--framework", help="Repeatable; default: erm dfd cdmm mmnar."),
     epochs: int = typer.Option(15, "--epochs"),
     no_select: bool = typer.Option(False, "--no-select", help="Defaults only: skip the shifted-val selection."),
 ) -> None:
@@ -315,16 +437,24 @@ def benchmark_shift_cmd(
     try:
         from medmodal.benchmarks.shift import ShiftConfig, run_benchmark
     except ImportError:
-        raise MedmodalError("benchmarks/ is not part of this installation; run it from a clone "
-                            "(python benchmarks/shift.py --out DIR)") from None
+        raise MedmodalError(
+            "benchmarks/ is not part of this installation; run it from a clone (python benchmarks/shift.py --out DIR)"
+        ) from None
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
         raise MedmodalError(f"expected a comma list of integers, got '{seeds}'", field="--seeds") from None
-    cfg = ShiftConfig(subjects=subjects, seeds=seed_list, backbones=tuple(backbone or ()),
-                      frameworks=tuple(framework or ()) or ShiftConfig.frameworks, epochs=epochs, select=not no_select)
+    cfg = ShiftConfig(
+        subjects=subjects,
+        seeds=seed_list,
+        backbones=tuple(backbone or ()),
+        frameworks=tuple(framework or ()) or ShiftConfig.frameworks,
+        epochs=epochs,
+        select=not no_select,
+    )
     where = run_benchmark(out, cfg)
     console.print(f"wrote {where / 'benchmark.md'}")
+
 
 # ---------------------------------------------------------------------------------------------- demo
 

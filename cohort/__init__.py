@@ -7,6 +7,7 @@ Library API (docs/cohort.md):
     SOURCES, TASKS: the registries (a new source = one module in cohort/sources/ + sql/<source>/ + one import
     line in cohort/sources/__init__.py; a new task = one YAML in cohort/tasks/ + one SQL file per source).
 """
+
 from medmodal.cohort import sources, tasks  # noqa: F401  (fill the registries)
 from medmodal.cohort.audits import audit_cohort_dir
 from medmodal.cohort.base import SOURCES, TASKS, TaskSpec, tasks_for

@@ -17,6 +17,7 @@ Checks:
   * ``mask_consistency``: has_<m> agrees with <m>_time, pattern and n_observed agree with the has_* bits,
     modalities.parquet has the cohort's rows in the cohort's order.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,66 +60,118 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
             passed.append(name)
 
         cohort_path = d / "cohort.parquet"
-        check("unique_sample_id", cohort_path, "duplicated sample_id",
-              "SELECT sample_id AS example FROM cohort GROUP BY sample_id HAVING count(*) > 1")
-        check("sorted_sample_id", cohort_path, "rows out of sample_id order",
-              "SELECT sample_id AS example FROM (SELECT sample_id, lag(sample_id) OVER () AS prev FROM cohort) "
-              "WHERE prev IS NOT NULL AND prev >= sample_id")
-        check("split_overlap", cohort_path, "subjects in more than one split",
-              "SELECT CAST(subject_id AS VARCHAR) AS example FROM cohort GROUP BY subject_id "
-              "HAVING count(DISTINCT split) > 1")
-        check("split_values", cohort_path, "rows with a split other than train/val/test",
-              "SELECT sample_id AS example FROM cohort WHERE split IS NULL OR split NOT IN ('train', 'val', 'test')")
+        check(
+            "unique_sample_id",
+            cohort_path,
+            "duplicated sample_id",
+            "SELECT sample_id AS example FROM cohort GROUP BY sample_id HAVING count(*) > 1",
+        )
+        check(
+            "sorted_sample_id",
+            cohort_path,
+            "rows out of sample_id order",
+            "SELECT sample_id AS example FROM (SELECT sample_id, lag(sample_id) OVER () AS prev FROM cohort) "
+            "WHERE prev IS NOT NULL AND prev >= sample_id",
+        )
+        check(
+            "split_overlap",
+            cohort_path,
+            "subjects in more than one split",
+            "SELECT CAST(subject_id AS VARCHAR) AS example FROM cohort GROUP BY subject_id "
+            "HAVING count(DISTINCT split) > 1",
+        )
+        check(
+            "split_values",
+            cohort_path,
+            "rows with a split other than train/val/test",
+            "SELECT sample_id AS example FROM cohort WHERE split IS NULL OR split NOT IN ('train', 'val', 'test')",
+        )
 
         # Notes: one modality per note_type (<type>_note); a type the task does not allow is a leak too.
-        note_grace = " ".join(
-            f"WHEN '{m[: -len('_note')]}' THEN {grace[m]}" for m in modalities if kinds[m] == "text" and m.endswith("_note")
-        ) or "WHEN NULL THEN NULL"  # no text modality (eICU, ADNI): every note is a leak
+        note_grace = (
+            " ".join(
+                f"WHEN '{m[: -len('_note')]}' THEN {grace[m]}"
+                for m in modalities
+                if kinds[m] == "text" and m.endswith("_note")
+            )
+            or "WHEN NULL THEN NULL"
+        )  # no text modality (eICU, ADNI): every note is a leak
         notes_path = d / "notes.parquet"
-        check("notes_in_cohort", notes_path, "notes of samples not in the cohort",
-              "SELECT n.note_id AS example FROM notes n ANTI JOIN cohort c USING (sample_id)")
-        check("notes_after_cutoff", notes_path, "notes after prediction_time + grace or of a type the task forbids",
-              f"""SELECT n.note_id AS example FROM notes n JOIN cohort c USING (sample_id)
-                  WHERE (CASE n.note_type {note_grace or ''} ELSE NULL END) IS NULL
+        check(
+            "notes_in_cohort",
+            notes_path,
+            "notes of samples not in the cohort",
+            "SELECT n.note_id AS example FROM notes n ANTI JOIN cohort c USING (sample_id)",
+        )
+        check(
+            "notes_after_cutoff",
+            notes_path,
+            "notes after prediction_time + grace or of a type the task forbids",
+            f"""SELECT n.note_id AS example FROM notes n JOIN cohort c USING (sample_id)
+                  WHERE (CASE n.note_type {note_grace or ""} ELSE NULL END) IS NULL
                      OR n.charttime IS NULL
                      OR n.charttime > c.prediction_time
-                        + to_microseconds(CAST((CASE n.note_type {note_grace or ''} ELSE 0 END) * 3600e6 AS BIGINT))""")
+                        + to_microseconds(CAST((CASE n.note_type {note_grace or ""} ELSE 0 END) * 3600e6 AS BIGINT))""",
+        )
 
         image_mods = [m for m in modalities if kinds[m] == "image"]
         images_path = d / "images.parquet"
-        check("images_in_cohort", images_path, "images of samples not in the cohort",
-              "SELECT i.dicom_id AS example FROM images i ANTI JOIN cohort c USING (sample_id)")
+        check(
+            "images_in_cohort",
+            images_path,
+            "images of samples not in the cohort",
+            "SELECT i.dicom_id AS example FROM images i ANTI JOIN cohort c USING (sample_id)",
+        )
         image_grace = max((grace[m] for m in image_mods), default=0.0)
-        check("images_after_cutoff", images_path,
-              "images after prediction_time + grace" + ("" if image_mods else " (task allows no image modality)"),
-              f"""SELECT i.dicom_id AS example FROM images i JOIN cohort c USING (sample_id)
-                  WHERE {'FALSE' if image_mods else 'TRUE'} OR i.study_time IS NULL
-                     OR i.study_time > c.prediction_time + to_microseconds(CAST({image_grace} * 3600e6 AS BIGINT))""")
+        check(
+            "images_after_cutoff",
+            images_path,
+            "images after prediction_time + grace" + ("" if image_mods else " (task allows no image modality)"),
+            f"""SELECT i.dicom_id AS example FROM images i JOIN cohort c USING (sample_id)
+                  WHERE {"FALSE" if image_mods else "TRUE"} OR i.study_time IS NULL
+                     OR i.study_time > c.prediction_time + to_microseconds(CAST({image_grace} * 3600e6 AS BIGINT))""",
+        )
 
         ts_path = d / "timeseries.parquet"
         cohort_cols = {r[0] for r in con.execute("DESCRIBE cohort").fetchall()}
         if "window_start_time" in cohort_cols:
-            check("measurements_after_prediction", ts_path, "hourly bins starting after prediction_time or before hour 0",
-                  """SELECT t.sample_id AS example FROM timeseries t JOIN cohort c USING (sample_id)
-                     WHERE t.hour < 0 OR c.window_start_time + to_hours(CAST(t.hour AS BIGINT)) > c.prediction_time""")
+            check(
+                "measurements_after_prediction",
+                ts_path,
+                "hourly bins starting after prediction_time or before hour 0",
+                """SELECT t.sample_id AS example FROM timeseries t JOIN cohort c USING (sample_id)
+                     WHERE t.hour < 0 OR c.window_start_time + to_hours(CAST(t.hour AS BIGINT)) > c.prediction_time""",
+            )
 
         mod_path = d / "modalities.parquet"
-        check("modalities_rows", mod_path, "rows not matching cohort.parquet's sample_id order",
-              """SELECT coalesce(m.sample_id, c.sample_id) AS example
+        check(
+            "modalities_rows",
+            mod_path,
+            "rows not matching cohort.parquet's sample_id order",
+            """SELECT coalesce(m.sample_id, c.sample_id) AS example
                  FROM (SELECT sample_id, row_number() OVER () AS r FROM modalities) m
                  FULL JOIN (SELECT sample_id, row_number() OVER () AS r FROM cohort) c USING (r)
-                 WHERE m.sample_id IS DISTINCT FROM c.sample_id""")
+                 WHERE m.sample_id IS DISTINCT FROM c.sample_id""",
+        )
         for m in modalities:
-            check(f"{m}_time_after_cutoff", mod_path, f"samples whose {m}_time is after prediction_time + grace",
-                  f"""SELECT m.sample_id AS example FROM modalities m JOIN cohort c USING (sample_id)
+            check(
+                f"{m}_time_after_cutoff",
+                mod_path,
+                f"samples whose {m}_time is after prediction_time + grace",
+                f"""SELECT m.sample_id AS example FROM modalities m JOIN cohort c USING (sample_id)
                       WHERE m."{m}_time" > c.prediction_time
-                            + to_microseconds(CAST({grace[m]} * 3600e6 AS BIGINT))""")
+                            + to_microseconds(CAST({grace[m]} * 3600e6 AS BIGINT))""",
+            )
         bits = " + ".join(f'CAST("has_{m}" AS BIGINT) * {1 << i}' for i, m in enumerate(modalities)) or "0"
         count = " + ".join(f'CAST("has_{m}" AS BIGINT)' for m in modalities) or "0"
         consistent = " AND ".join(f'("has_{m}" = ("{m}_time" IS NOT NULL))' for m in modalities) or "TRUE"
-        check("mask_consistency", mod_path, "rows whose has_*, *_time, pattern and n_observed disagree",
-              f"SELECT sample_id AS example FROM modalities WHERE NOT ({consistent}) "
-              f"OR pattern <> {bits} OR n_observed <> {count}")
+        check(
+            "mask_consistency",
+            mod_path,
+            "rows whose has_*, *_time, pattern and n_observed disagree",
+            f"SELECT sample_id AS example FROM modalities WHERE NOT ({consistent}) "
+            f"OR pattern <> {bits} OR n_observed <> {count}",
+        )
         return passed
     finally:
         con.close()

@@ -23,11 +23,13 @@ The relations a source's SQL must leave behind for the generic builder (``cohort
 The builder creates ``cohort`` (the candidates that pass every inclusion step, with ``split``) before the
 source's post-task SQL runs, so those files select from ``cohort``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from medmodal.common import MedmodalError, Registry
 

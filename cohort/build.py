@@ -5,6 +5,7 @@ pre-task SQL -> the task SQL (``candidates``) -> attrition and the ``cohort`` ta
 post-task SQL -> every output written by DuckDB straight to Parquet -> audits -> manifest. Everything lands in
 a temporary sibling directory that is renamed into place only when all of it, audits included, succeeded.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,8 +13,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -21,7 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 import medmodal
 from medmodal.cohort.audits import run_audits
-from medmodal.cohort.base import COMMON_SQL, SOURCES, TASKS, REPO_ROOT, Source, TaskSpec, tasks_for
+from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
 from medmodal.cohort.splits import FRACTIONS, assign_splits
@@ -53,14 +55,26 @@ def build_cohort(
     out = Path(out)
     if task == "all":
         for name in tasks_for(source):
-            build_cohort(source, raw, name, out / name, note_root=note_root, cxr_root=cxr_root,
-                         memory_limit=memory_limit, threads=threads, seed=seed, overwrite=overwrite,
-                         dataset_version=dataset_version)
+            build_cohort(
+                source,
+                raw,
+                name,
+                out / name,
+                note_root=note_root,
+                cxr_root=cxr_root,
+                memory_limit=memory_limit,
+                threads=threads,
+                seed=seed,
+                overwrite=overwrite,
+                dataset_version=dataset_version,
+            )
         return out
     spec = task if isinstance(task, TaskSpec) else TASKS.get(task)
     if source not in spec.sources:
-        raise MedmodalError(f"task '{spec.name}' is not defined for source '{source}' "
-                            f"(its tasks: {', '.join(tasks_for(source)) or 'none'})")
+        raise MedmodalError(
+            f"task '{spec.name}' is not defined for source '{source}' "
+            f"(its tasks: {', '.join(tasks_for(source)) or 'none'})"
+        )
     unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
     if unknown:
         raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{source}' lacks")
@@ -74,7 +88,9 @@ def build_cohort(
     located = locate(src.files, roots)
     absent = _absent_files(src, spec, located)
     if absent:
-        console.print("[yellow]absent optional files[/yellow]: " + "; ".join(f"{a['file']} ({a['effect']})" for a in absent))
+        console.print(
+            "[yellow]absent optional files[/yellow]: " + "; ".join(f"{a['file']} ({a['effect']})" for a in absent)
+        )
 
     started = dt.datetime.now(dt.timezone.utc)
     work = Path(tempfile.mkdtemp(prefix=".medmodal-work-", dir=_existing_parent(out)))
@@ -82,8 +98,7 @@ def build_cohort(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             con = connect(work, memory_limit=memory_limit, threads=threads)
             try:
-                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed,
-                                  dataset_version=dataset_version)
+                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version)
             finally:
                 con.close()
             manifest["created_at"] = started.isoformat(timespec="seconds")
@@ -106,10 +121,13 @@ def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[d
         hit = [m for m in src.modalities if m.name in spec.modalities and it.spec.view in m.needs]
         lost = [m.name for m in hit if set(m.needs) <= missing]
         partial = [m.name for m in hit if m.name not in lost]
-        effect = "; ".join(
-            ([f"{', '.join(lost)} marked missing"] if lost else [])
-            + ([f"{', '.join(partial)} built from the other files only"] if partial else [])
-        ) or "not used by this task"
+        effect = (
+            "; ".join(
+                ([f"{', '.join(lost)} marked missing"] if lost else [])
+                + ([f"{', '.join(partial)} built from the other files only"] if partial else [])
+            )
+            or "not used by this task"
+        )
         out.append({"file": f"{it.spec.module}/{it.spec.stem}.csv(.gz)", "view": it.spec.view, "effect": effect})
     return out
 
@@ -154,8 +172,14 @@ def _build(
             raise MedmodalError("SQL file missing", path=p)
 
     steps = len(sql_files) + 1 + len(post_files) + 2
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         bar = progress.add_task(f"{src.name}/{spec.name}", total=steps)
 
         def step(label: str) -> None:
@@ -177,8 +201,21 @@ def _build(
         feature_groups = _write_outputs(con, spec, src, modalities, attrition, located, tmp)
         progress.advance(bar)
         step("audits")
-        manifest = _manifest(con, src, spec, raw, located, tmp, version, evidence, params, modalities,
-                             feature_groups, seed, sql_files + post_files)
+        manifest = _manifest(
+            con,
+            src,
+            spec,
+            raw,
+            located,
+            tmp,
+            version,
+            evidence,
+            params,
+            modalities,
+            feature_groups,
+            seed,
+            sql_files + post_files,
+        )
         manifest["audits_passed"] = run_audits(tmp, manifest)
         progress.advance(bar)
     return manifest
@@ -210,11 +247,15 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
         ).fetchone()
         rows.append((s.step, s.description, n_s, n_x))
     attrition = pl.DataFrame(
-        rows, schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
+        rows,
+        schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
         orient="row",
     )
     where = " AND ".join(conds) or "TRUE"
-    subjects = [r[0] for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()]
+    subjects = [
+        r[0]
+        for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()
+    ]
     con.register("split_assignment", assign_splits(subjects, seed).to_arrow())
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
@@ -225,14 +266,19 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
             projection.append(f'CAST(c."{c}" AS TINYINT) AS "{rename[c]}"')
         else:
             projection.append(f'c."{c}"')
-    run_sql(con, f"""
+    run_sql(
+        con,
+        f"""
         CREATE OR REPLACE TABLE cohort AS
         SELECT {", ".join(projection)}, s.split
         FROM candidates AS c
         JOIN split_assignment AS s ON CAST(c.subject_id AS VARCHAR) = s.subject_key
         WHERE {where}
         ORDER BY c.sample_id
-    """, located, what="cohort")
+    """,
+        located,
+        what="cohort",
+    )
     con.unregister("split_assignment")
     dup = con.execute("SELECT sample_id FROM cohort GROUP BY 1 HAVING count(*) > 1 LIMIT 1").fetchone()
     if dup:
@@ -245,13 +291,14 @@ def _copy(con, located: list[Located], select: str, path: Path) -> None:
     run_sql(con, f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION zstd)", located, what=path.name)
 
 
-def _write_outputs(con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame,
-                   located: list[Located], tmp: Path) -> dict[str, list[str]]:
+def _write_outputs(
+    con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame, located: list[Located], tmp: Path
+) -> dict[str, list[str]]:
     label_names = [lab.name for lab in spec.labels]
     public = [c for c in _columns(con, "cohort") if not c.startswith("_")]
     order = [c for c in public if c not in label_names and c != "split"]
     # Contract order: ids and times first, then labels and split, then the descriptive extras.
-    front = [c for c in order if c in ("sample_id", "subject_id") or c.endswith("_id") or c.endswith("_time")]
+    front = [c for c in order if c in ("sample_id", "subject_id") or c.endswith(("_id", "_time"))]
     rest = [c for c in order if c not in front]
     cols = front + label_names + ["split"] + rest
     quoted = ", ".join(f'"{c}"' for c in cols)
@@ -285,18 +332,33 @@ def _write_outputs(con, spec: TaskSpec, src: Source, modalities: list[str], attr
 
     # Timeseries rows belong to the task's timeseries-kind modality, whatever its name (MIMIC-IV: timeseries).
     ts_where = "TRUE" if any(src.modality(m).kind == "timeseries" for m in modalities) else "FALSE"
-    _copy(con, located, f"""
+    _copy(
+        con,
+        located,
+        f"""
         SELECT sample_id, CAST(hour AS INTEGER) AS hour, CAST(variable AS VARCHAR) AS variable,
                CAST(value AS DOUBLE) AS value
-        FROM timeseries_out WHERE {ts_where} ORDER BY sample_id, hour, variable""", tmp / "timeseries.parquet")
-    _copy(con, located, """
+        FROM timeseries_out WHERE {ts_where} ORDER BY sample_id, hour, variable""",
+        tmp / "timeseries.parquet",
+    )
+    _copy(
+        con,
+        located,
+        """
         SELECT sample_id, CAST(note_id AS VARCHAR) AS note_id, CAST(note_type AS VARCHAR) AS note_type,
                CAST(charttime AS TIMESTAMP) AS charttime, CAST(text AS VARCHAR) AS text
-        FROM notes_out ORDER BY sample_id, charttime, note_id""", tmp / "notes.parquet")
-    _copy(con, located, """
+        FROM notes_out ORDER BY sample_id, charttime, note_id""",
+        tmp / "notes.parquet",
+    )
+    _copy(
+        con,
+        located,
+        """
         SELECT sample_id, CAST(dicom_id AS VARCHAR) AS dicom_id, study_id, CAST(view AS VARCHAR) AS view,
                CAST(study_time AS TIMESTAMP) AS study_time, CAST(path AS VARCHAR) AS path
-        FROM images_out ORDER BY sample_id, study_time, dicom_id""", tmp / "images.parquet")
+        FROM images_out ORDER BY sample_id, study_time, dicom_id""",
+        tmp / "images.parquet",
+    )
     attrition.write_parquet(tmp / "attrition.parquet")
     return groups
 
@@ -305,28 +367,47 @@ def _sha256_text(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _manifest(con, src: Source, spec: TaskSpec, raw: Path, located: list[Located], tmp: Path, version: str,
-              evidence: str, params: dict[str, Any], modalities: list[str], feature_groups: dict[str, list[str]],
-              seed: int, sql_files: Sequence[Path]) -> dict[str, Any]:
+def _manifest(
+    con,
+    src: Source,
+    spec: TaskSpec,
+    raw: Path,
+    located: list[Located],
+    tmp: Path,
+    version: str,
+    evidence: str,
+    params: dict[str, Any],
+    modalities: list[str],
+    feature_groups: dict[str, list[str]],
+    seed: int,
+    sql_files: Sequence[Path],
+) -> dict[str, Any]:
     from medmodal.featurize.store import compute_cohort_id  # imports torch: only when a manifest is written
 
-    row_counts = {name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item()
-                  for name in OUTPUT_FILES}
+    row_counts = {
+        name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in OUTPUT_FILES
+    }
     sample_ids = pl.read_parquet(tmp / "cohort.parquet", columns=["sample_id"])["sample_id"].to_list()
     label_counts = {
-        lab.name: {str(k): int(v) for k, v in con.execute(
-            f'SELECT CAST("{lab.name}" AS VARCHAR), count(*) FROM cohort GROUP BY 1 ORDER BY 1').fetchall()}
+        lab.name: {
+            str(k): int(v)
+            for k, v in con.execute(
+                f'SELECT CAST("{lab.name}" AS VARCHAR), count(*) FROM cohort GROUP BY 1 ORDER BY 1'
+            ).fetchall()
+        }
         for lab in spec.labels
     }
     images = pl.read_parquet(tmp / "images.parquet", columns=["path"])["path"].to_list()
     missing_images = sum(1 for p in images if not os.path.exists(p))
     if missing_images:
-        console.print(f"[yellow]{missing_images} of {len(images)} images have no file on disk[/yellow] "
-                      "(kept; the image featurizer will mark them unreadable)")
+        console.print(
+            f"[yellow]{missing_images} of {len(images)} images have no file on disk[/yellow] "
+            "(kept; the image featurizer will mark them unreadable)"
+        )
     unavailable = [
-        m.name for m in src.modalities
-        if m.name in modalities and m.needs and all(
-            it.path is None for it in located if it.spec.view in m.needs)
+        m.name
+        for m in src.modalities
+        if m.name in modalities and m.needs and all(it.path is None for it in located if it.spec.view in m.needs)
     ]
     return {
         "source": src.name,
@@ -345,13 +426,16 @@ def _manifest(con, src: Source, spec: TaskSpec, raw: Path, located: list[Located
         "prediction_time_rule": spec.prediction_time,
         "modalities": modalities,
         "modality_kinds": {m: src.modality(m).kind for m in modalities},
-        "time_rules": {m: {"rule": spec.modalities[m].rule, "grace_hours": spec.modalities[m].grace_hours}
-                       for m in modalities},
+        "time_rules": {
+            m: {"rule": spec.modalities[m].rule, "grace_hours": spec.modalities[m].grace_hours} for m in modalities
+        },
         "unavailable_modalities": unavailable,
         "absent_files": _absent_files(src, spec, located),
         "feature_groups": feature_groups,
-        "labels": [{"name": lab.name, "kind": lab.kind, "classes": list(lab.classes), "definition": lab.definition}
-                   for lab in spec.labels],
+        "labels": [
+            {"name": lab.name, "kind": lab.kind, "classes": list(lab.classes), "definition": lab.definition}
+            for lab in spec.labels
+        ],
         "label_counts": label_counts,
         "subgroups": list(src.subgroups),
         "split_seed": seed,
@@ -360,9 +444,13 @@ def _manifest(con, src: Source, spec: TaskSpec, raw: Path, located: list[Located
         "images_missing_file": missing_images,
         "raw_root": str(raw.resolve()),
         "raw_files": {it.spec.view: (file_fingerprint(it.path) if it.path is not None else None) for it in located},
-        "sql_hashes": {str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p):
-                       _sha256_text(p) for p in sql_files},
-        "sql_params": {k: v for k, v in params.items()},
+        "sql_hashes": {
+            str(p.resolve().relative_to(REPO_ROOT)) if p.resolve().is_relative_to(REPO_ROOT) else str(p): _sha256_text(
+                p
+            )
+            for p in sql_files
+        },
+        "sql_params": dict(params.items()),
         "medmodal_version": medmodal.__version__,
         "duckdb_version": duckdb.__version__,
     }

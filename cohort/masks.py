@@ -4,9 +4,10 @@ pattern = Σ_i has_<m_i> · 2^i over ``manifest.modalities`` in order, so bit i 
 (structured, timeseries, discharge_note, radiology_note, cxr) a sample with structured + cxr has pattern
 1 + 16 = 17. ``n_observed`` is the number of set bits.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def pattern_code(has: Sequence[bool]) -> int:

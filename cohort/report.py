@@ -4,6 +4,7 @@ The pattern table (pattern code, modalities present, n, share, label rate per la
 whether missingness is informative: if the label rate differs a lot across patterns, a model can learn the
 outcome from *which* modalities exist, and a debiasing framework has something to correct.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,9 +56,11 @@ def pattern_table(cohort_dir: str | Path) -> pl.DataFrame:
         .agg([pl.len().alias("n"), *rates.values()])
         .with_columns(
             (pl.col("n") / n_total).alias("share"),
-            pl.col("pattern").map_elements(
+            pl.col("pattern")
+            .map_elements(
                 lambda p: "+".join(pattern_modalities(p, man["modalities"])) or "(none)", return_dtype=pl.Utf8
-            ).alias("modalities"),
+            )
+            .alias("modalities"),
         )
         .sort(["n", "pattern"], descending=[True, False])
     )

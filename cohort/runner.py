@@ -8,15 +8,17 @@ Any DuckDB error is turned into one MedmodalError line naming the raw file, the 
 DuckDB says so. DuckDB's own CSV messages quote the offending raw line; that part is never passed on, because
 for a notes file it is patient text.
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 import re
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import duckdb
 
@@ -132,7 +134,9 @@ def register_views(con: duckdb.DuckDBPyConnection, located: Iterable[Located]) -
         cols = ", ".join(
             f'"{c}"' if c in item.header else f'CAST(NULL AS {t}) AS "{c}"' for c, t in spec.columns.items()
         )
-        con.execute(f"CREATE OR REPLACE VIEW {spec.view} AS SELECT {cols} FROM {_csv_call(item.path, item.header, spec)}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {spec.view} AS SELECT {cols} FROM {_csv_call(item.path, item.header, spec)}"
+        )
 
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")

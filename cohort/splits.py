@@ -6,10 +6,11 @@ split in the readmission and the mortality cohorts (featurized caches and cross-
 no subject can sit in two splits, and adding subjects never moves existing ones. sha256 rather than DuckDB's
 ``hash()`` because the latter is not promised stable across DuckDB releases.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 import polars as pl
 

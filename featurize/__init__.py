@@ -9,30 +9,31 @@ Library entry points (the CLI's ``medmodal featurize text|image|structured|all``
 
 A featurizer is found by modality kind in ``FEATURIZERS``; a new kind is one module plus one import line below.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from medmodal.common import MedmodalError
-from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
-from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import load_cohort_features
+from medmodal.featurize import image as _image  # noqa: F401  (kind: image)
 
 # one import line per featurizer module: each registers itself in FEATURIZERS
-from medmodal.featurize import structured as _structured  # noqa: E402,F401  (kinds: structured, timeseries)
-from medmodal.featurize import text as _text  # noqa: E402,F401  (kind: text)
-from medmodal.featurize import image as _image  # noqa: E402,F401  (kind: image)
-
-from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig  # noqa: E402
-from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig  # noqa: E402
-from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig  # noqa: E402
+from medmodal.featurize import structured as _structured  # noqa: F401  (kinds: structured, timeseries)
+from medmodal.featurize import text as _text  # noqa: F401  (kind: text)
+from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
+from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig
+from medmodal.featurize.inputs import CohortInputs
+from medmodal.featurize.store import load_cohort_features
+from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig
+from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig
 
 __all__ = [
-    "FEATURIZERS",
-    "POOLINGS",
     "DEFAULT_IMAGE_MODEL",
     "DEFAULT_TEXT_MODEL",
+    "FEATURIZERS",
+    "POOLINGS",
     "ImageConfig",
     "ModalityFeatures",
     "ModalitySummary",

@@ -10,14 +10,16 @@ Item-based featurizers (notes, images) go through :func:`embed_items`: content k
 only the missing items through an :class:`ItemEncoder` -> append to the cache -> pool items per sample with a
 named policy from ``POOLINGS``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -63,7 +65,9 @@ class ModalitySummary:
         return f"{self.modality}: {self.observed}/{self.n_samples} samples observed -> {self.path}"
 
 
-def write_outputs(cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures]) -> dict[str, ModalitySummary]:
+def write_outputs(
+    cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures]
+) -> dict[str, ModalitySummary]:
     """Write samples.parquet and each modality's tensors + manifest (each file atomically)."""
     out_dir = Path(store) / "cohorts" / cohort.cohort_id
     write_samples(out_dir, cohort.sample_ids)
@@ -93,7 +97,9 @@ def skip_empty_modalities(parts: dict[str, Any], what: str) -> dict[str, Any]:
         if len(part):
             kept[m] = part
         else:
-            console.print(f"{m}: no {what} for any sample with has_{m}; not featurized (nothing to embed)", soft_wrap=True)
+            console.print(
+                f"{m}: no {what} for any sample with has_{m}; not featurized (nothing to embed)", soft_wrap=True
+            )
     return kept
 
 

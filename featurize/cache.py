@@ -18,6 +18,7 @@ Why this shape:
   index was rewritten, or by a concurrent run) are read on open and merged, so the index can never hide work.
 - One Parquet index read plus a hash join answers a lookup of millions of keys; vectors are read shard by shard.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -88,7 +89,7 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------------------------------------ open / index
     @classmethod
-    def open(cls, store: str | os.PathLike, description: dict[str, Any]) -> "EmbeddingCache":
+    def open(cls, store: str | os.PathLike, description: dict[str, Any]) -> EmbeddingCache:
         root = Path(store) / "cache" / cache_dir_name(description)
         (root / "shards").mkdir(parents=True, exist_ok=True)
         fingerprint = encoder_fingerprint(description)
@@ -161,7 +162,9 @@ class EmbeddingCache:
     def lookup(self, keys: list[bytes], dim: int | None = None) -> Lookup:
         """Vectors for the keys that some shard holds. ``dim`` is needed only when nothing is found."""
         n = len(keys)
-        wanted = pl.DataFrame({"key": keys, "pos": np.arange(n, dtype=np.int64)}, schema={"key": pl.Binary, "pos": pl.Int64})
+        wanted = pl.DataFrame(
+            {"key": keys, "pos": np.arange(n, dtype=np.int64)}, schema={"key": pl.Binary, "pos": pl.Int64}
+        )
         hits = wanted.join(self._index, on="key", how="inner").unique(subset="pos", keep="first")
         found = np.zeros(n, dtype=bool)
         vectors: np.ndarray | None = None
@@ -182,7 +185,7 @@ class EmbeddingCache:
         return Lookup(found=found, vectors=vectors)
 
     # ------------------------------------------------------------------------------------------------ write
-    def writer(self, *, shard_size: int = 1024, flush_seconds: float = 60.0) -> "ShardWriter":
+    def writer(self, *, shard_size: int = 1024, flush_seconds: float = 60.0) -> ShardWriter:
         return ShardWriter(self, shard_size=shard_size, flush_seconds=flush_seconds)
 
     def _append_shard(self, keys: list[bytes], vectors: np.ndarray, item_ids: list[str]) -> str:
@@ -190,7 +193,9 @@ class EmbeddingCache:
         final = self.shard_dir / name
         tmp = self.shard_dir / f".{name}.tmp"
         tensors = {
-            "keys": torch.from_numpy(np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES).copy()),
+            "keys": torch.from_numpy(
+                np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES).copy()
+            ),
             "vectors": torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)),
         }
         try:
@@ -201,7 +206,9 @@ class EmbeddingCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        new = pl.DataFrame({"key": keys, "shard": [name] * len(keys), "row": np.arange(len(keys))}, schema=_INDEX_SCHEMA)
+        new = pl.DataFrame(
+            {"key": keys, "shard": [name] * len(keys), "row": np.arange(len(keys))}, schema=_INDEX_SCHEMA
+        )
         # no de-duplication here (that would be O(index) per shard): new keys were cache misses, and a key a
         # racing run also wrote is harmless in a lookup; save_index de-duplicates once
         self._index = pl.concat([self._index, new], rechunk=False)
@@ -248,7 +255,7 @@ class ShardWriter:
         self._vecs = [vecs[n:]] if self._keys else []
         self._since = time.monotonic()
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -264,7 +271,7 @@ class FileHashMemo:
     ``STORE/cache/file_hashes/*.parquet``: one append-only shard per run (atomic), compacted when they pile up.
     """
 
-    SCHEMA = {"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64, "sha256": pl.Utf8}
+    SCHEMA: ClassVar[dict] = {"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64, "sha256": pl.Utf8}
 
     def __init__(self, store: str | os.PathLike):
         self.dir = Path(store) / "cache" / "file_hashes"

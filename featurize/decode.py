@@ -17,6 +17,7 @@ DICOM display pipeline (PS3.3 C.11, applied in the order the standard gives):
 
 Every failure raises :class:`ImageDecodeError` with a short reason; the featurizer records it and moves on.
 """
+
 from __future__ import annotations
 
 import io

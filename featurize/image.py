@@ -7,14 +7,16 @@ cache. The eval transform is the model's own ``resolve_data_config`` / ``create_
 worker processes reads, hashes and decodes files (featurize/decode.py) in parallel with the forward passes; a
 file that cannot be read or decoded is skipped with its reason and never stops the run.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -58,8 +60,10 @@ class ImageConfig:
         POOLINGS.get(self.pooling)
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
-        if (self.batch_size is not None and self.batch_size < 1) or self.shard_size < 1 or (
-            self.num_workers is not None and self.num_workers < 0
+        if (
+            (self.batch_size is not None and self.batch_size < 1)
+            or self.shard_size < 1
+            or (self.num_workers is not None and self.num_workers < 0)
         ):
             raise MedmodalError("batch_size and shard_size must be >= 1, num_workers >= 0")
 
@@ -87,7 +91,11 @@ def resolve_image_weights(model: str, weights: str | None) -> Path:
                 return Path(hf_hub_download(repo, fname, local_files_only=True))
             except Exception:
                 continue
-    hint = f"`huggingface-cli download {repo}` on a networked machine and copy ~/.cache/huggingface here, or " if repo else ""
+    hint = (
+        f"`huggingface-cli download {repo}` on a networked machine and copy ~/.cache/huggingface here, or "
+        if repo
+        else ""
+    )
     raise MedmodalError(
         f"no local weights for timm model '{model}' (medmodal never downloads): run {hint}pass --weights "
         f"/path/to/{model}.safetensors"
@@ -102,7 +110,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise MedmodalError(f"not a weights-only state dict ({type(err).__name__}); convert it to safetensors", path=path) from None
+        raise MedmodalError(
+            f"not a weights-only state dict ({type(err).__name__}); convert it to safetensors", path=path
+        ) from None
     for wrapper in ("state_dict", "model", "state_dict_ema"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
@@ -220,7 +230,7 @@ class ImageEncoder:
         self.item_ids: list[str] = []
         self.paths: list[str] = []
 
-    def bind(self, item_ids: list[str], paths: list[str]) -> "ImageEncoder":
+    def bind(self, item_ids: list[str], paths: list[str]) -> ImageEncoder:
         self.item_ids, self.paths = item_ids, paths
         return self
 
@@ -264,7 +274,9 @@ def _stat(path: str) -> tuple[int, int] | str:
         return f"unreadable file ({type(err).__name__})"
 
 
-def hash_files(label: str, paths: list[str], threads: int, memo: FileHashMemo | None) -> list[tuple[str | None, str | None]]:
+def hash_files(
+    label: str, paths: list[str], threads: int, memo: FileHashMemo | None
+) -> list[tuple[str | None, str | None]]:
     """(sha256, None) or (None, skip reason) per path, for the cache lookup.
 
     Files are stat'ed; those the memo knows with the same size and mtime are not read; the rest are read and
@@ -322,12 +334,19 @@ class ImageFeaturizer:
                 raise MedmodalError("null dicom_id", path=cohort.dir / "images.parquet", field="dicom_id")
             item_ids = part["dicom_id"].to_list()
             # contract: absolute paths; a relative one is taken relative to the cohort dir (a portable cohort)
-            paths = [p if not p or os.path.isabs(p) else str(cohort.dir / p) for p in part["path"].fill_null("").to_list()]
+            paths = [
+                p if not p or os.path.isabs(p) else str(cohort.dir / p) for p in part["path"].fill_null("").to_list()
+            ]
             hashed = hash_files(m, paths, cfg.hash_threads, FileHashMemo(store) if cfg.trust_mtime else None)
             keys = [None if sha is None else item_key(i, sha) for i, (sha, _) in zip(item_ids, hashed)]
             reasons = [why for _, why in hashed]
-            emb = embed_items(m, item_ids, keys, reasons, encoder.bind(item_ids, paths), store, shard_size=cfg.shard_size)
-            extra = {"preprocessing": encoder.description["preprocessing"], "dtype_compute": encoder.precision,
-                     "config": asdict(cfg)}
+            emb = embed_items(
+                m, item_ids, keys, reasons, encoder.bind(item_ids, paths), store, shard_size=cfg.shard_size
+            )
+            extra = {
+                "preprocessing": encoder.description["preprocessing"],
+                "dtype_compute": encoder.precision,
+                "config": asdict(cfg),
+            }
             results[m] = assemble_items(m, "image", cohort, part["row"].to_numpy(), item_ids, emb, cfg.pooling, extra)
         return results

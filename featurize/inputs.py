@@ -3,6 +3,7 @@
 Featurizers never run cohort SQL: they see only these Parquet files and manifest.json. Every table is aligned to
 the cohort's row order (``cohort.parquet`` sorted by ``sample_id``) here, once, so featurizers work in row indices.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class CohortInputs:
     _tables: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, cohort_dir: str | Path) -> "CohortInputs":
+    def open(cls, cohort_dir: str | Path) -> CohortInputs:
         d = Path(cohort_dir)
         manifest = read_cohort_manifest(d)
         for key in ("modalities", "modality_kinds"):
@@ -64,7 +65,9 @@ class CohortInputs:
         split = cohort["split"].cast(pl.Utf8)
         bad = split.filter(~split.is_in(SPLITS) | split.is_null())
         if len(bad):
-            raise MedmodalError(f"values must be train/val/test (found {bad[0]!r})", path=d / "cohort.parquet", field="split")
+            raise MedmodalError(
+                f"values must be train/val/test (found {bad[0]!r})", path=d / "cohort.parquet", field="split"
+            )
         sample_ids = ids.to_list()
 
         mods = _read(d / "modalities.parquet", ["sample_id"] + [f"has_{m}" for m in manifest["modalities"]])
@@ -77,7 +80,9 @@ class CohortInputs:
             col = aligned[f"has_{m}"]
             if col.null_count():
                 raise MedmodalError(
-                    f"{col.null_count()} cohort samples have no row (or a null)", path=d / "modalities.parquet", field=f"has_{m}"
+                    f"{col.null_count()} cohort samples have no row (or a null)",
+                    path=d / "modalities.parquet",
+                    field=f"has_{m}",
                 )
             has[m] = col.cast(pl.Boolean).to_numpy().astype(bool)
         return cls(

@@ -9,6 +9,7 @@ Layout::
     STORE/cohorts/<cohort_id>/<modality>.safetensors "x" [N, D] or [N, T, D], "mask" [N], optional "observed"
     STORE/cohorts/<cohort_id>/<modality>.json        manifest (fingerprint, pooling, dtype, counts, ...)
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -10,10 +10,11 @@ Timeseries shape (N, T, V): T = the longest observation window in the cohort in 
 it opened: the contract's clock, the classic first-48-hours ICU layout); with ``align="end"`` it keeps the T hours
 just before its prediction time (window end = ceil((prediction_time - window_start_time) / 1 h) on the hour clock,
 index_time when there is no window_start_time), right-aligned so t = T-1 is always the last hour before
-prediction and a short window is left-padded with unobserved hours. Values outside the kept hours are dropped and counted. V = the
-variables observed in the train split, sorted by name (a variable seen only outside train cannot be normalised
-without leakage and is dropped, counted in the manifest).
+prediction and a short window is left-padded with unobserved hours. Values outside the kept hours are dropped and
+counted. V = the variables observed in the train split, sorted by name (a variable seen only outside train cannot be
+normalised without leakage and is dropped, counted in the manifest).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -84,7 +85,9 @@ class StructuredFeaturizer:
     kind = "structured"
     Config = StructuredConfig
 
-    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: StructuredConfig) -> dict[str, ModalityFeatures]:
+    def run(
+        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: StructuredConfig
+    ) -> dict[str, ModalityFeatures]:
         if not modalities:
             return {}
         groups = cohort.manifest.get("feature_groups") or {}
@@ -93,7 +96,11 @@ class StructuredFeaturizer:
         for m in modalities:
             cols = groups.get(m)
             if not cols:
-                raise MedmodalError(f"no columns listed for structured modality '{m}'", path=cohort.dir / "manifest.json", field="feature_groups")
+                raise MedmodalError(
+                    f"no columns listed for structured modality '{m}'",
+                    path=cohort.dir / "manifest.json",
+                    field="feature_groups",
+                )
             table = cohort.table("structured", list(cols))
             if table["row"].n_unique() != table.height:
                 raise MedmodalError("duplicate sample_id rows", path=path, field="sample_id")
@@ -133,7 +140,10 @@ class StructuredFeaturizer:
                 "config": asdict(cfg),
             }
             results[m] = ModalityFeatures(
-                x=torch.from_numpy(x), mask=torch.from_numpy(has.copy()), observed=torch.from_numpy(observed), manifest=manifest
+                x=torch.from_numpy(x),
+                mask=torch.from_numpy(has.copy()),
+                observed=torch.from_numpy(observed),
+                manifest=manifest,
             )
         return results
 
@@ -143,16 +153,22 @@ class TimeseriesFeaturizer:
     kind = "timeseries"
     Config = TimeseriesConfig
 
-    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TimeseriesConfig) -> dict[str, ModalityFeatures]:
+    def run(
+        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TimeseriesConfig
+    ) -> dict[str, ModalityFeatures]:
         if not modalities:
             return {}
         path = cohort.dir / "timeseries.parquet"
         ts = cohort.table("timeseries", ["hour", "variable", "value"])
         if ts["hour"].null_count() or (ts.height and ts["hour"].min() < 0):
-            raise MedmodalError("hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour")
+            raise MedmodalError(
+                "hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour"
+            )
         if not ts["value"].dtype.is_numeric():
             raise MedmodalError(f"must be numeric (is {ts['value'].dtype})", path=path, field="value")
-        ts = ts.with_columns(pl.col("value").cast(pl.Float64), pl.col("variable").cast(pl.Utf8), pl.col("hour").cast(pl.Int64))
+        ts = ts.with_columns(
+            pl.col("value").cast(pl.Float64), pl.col("variable").cast(pl.Utf8), pl.col("hour").cast(pl.Int64)
+        )
         ts = ts.filter(pl.col("value").is_finite())
         results = {}
         for m in modalities:
@@ -176,11 +192,15 @@ class TimeseriesFeaturizer:
             late = int((part["hour"] >= T).sum())
             part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
             part = part.group_by(["row", "hour", "variable"]).agg(pl.col("value").mean())  # duplicates -> hourly mean
-            part = part.with_columns(pl.Series("train", cohort.split[part["row"].to_numpy()] == "train", dtype=pl.Boolean))
+            part = part.with_columns(
+                pl.Series("train", cohort.split[part["row"].to_numpy()] == "train", dtype=pl.Boolean)
+            )
             stats = (
                 part.filter(pl.col("train"))
                 .group_by("variable")
-                .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).alias("std"), pl.len().alias("n"))
+                .agg(
+                    pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).alias("std"), pl.len().alias("n")
+                )
                 .sort("variable")
             )
             variables = stats["variable"].to_list()
@@ -205,15 +225,23 @@ class TimeseriesFeaturizer:
                 "variables": variables,
                 "hours": T,
                 "hour_cap": cfg.max_hours,
-                "encoder": {"fingerprint": None, "description": "hourly values z-scored per variable on the train split; NaN -> 0"},
+                "encoder": {
+                    "fingerprint": None,
+                    "description": "hourly values z-scored per variable on the train split; NaN -> 0",
+                },
                 "pooling": None,
-                "normalisation": {"fitted_on": "train", "mean": mean.tolist(), "std": std.tolist(), "n_fit_values": n_fit.astype(int).tolist()},
+                "normalisation": {
+                    "fitted_on": "train",
+                    "mean": mean.tolist(),
+                    "std": std.tolist(),
+                    "n_fit_values": n_fit.astype(int).tolist(),
+                },
                 "counts": {
                     "computed": cohort.n,
                     "reused": 0,
                     "skipped": 0,
                     "observed": int(has.sum()),
-                    "values": int(len(vals)),
+                    "values": len(vals),
                     "values_before_kept_hours_dropped": early,
                     "values_after_kept_hours_dropped": late,
                 },
@@ -222,6 +250,9 @@ class TimeseriesFeaturizer:
                 "config": asdict(cfg),
             }
             results[m] = ModalityFeatures(
-                x=torch.from_numpy(x), mask=torch.from_numpy(has.copy()), observed=torch.from_numpy(observed), manifest=manifest
+                x=torch.from_numpy(x),
+                mask=torch.from_numpy(has.copy()),
+                observed=torch.from_numpy(observed),
+                manifest=manifest,
             )
         return results

@@ -12,11 +12,13 @@ longest (padding stays under a quarter even with few notes); a batch of equal-le
 attention mask (fused SDPA kernel). ``torch.inference_mode``; bf16/fp16 autocast, pinned memory and non-blocking
 copies on CUDA. Note text is never logged; errors name the note id only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -42,8 +44,18 @@ DEFAULT_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 TEXT_ENCODER_CODE = "text-v1"  # fingerprinted: bump when the windowing / pooling code changes
 # Files that change what a checkpoint computes; READMEs and other frameworks' weights do not.
 _MODEL_FILE_PATTERNS = (
-    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "*.safetensors.index.json",
 )
 
 
@@ -69,7 +81,9 @@ class TextConfig:
         if not 0 <= self.stride <= self.max_length // 2:
             raise MedmodalError(f"stride must be in [0, max_length/2] (got {self.stride})", field="stride")
         if self.token_pooling not in ("mean", "cls"):
-            raise MedmodalError(f"token_pooling must be mean or cls (got {self.token_pooling!r})", field="token_pooling")
+            raise MedmodalError(
+                f"token_pooling must be mean or cls (got {self.token_pooling!r})", field="token_pooling"
+            )
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
         POOLINGS.get(self.pooling)
@@ -201,7 +215,9 @@ class TextEncoder:
         batch: list[int] = []
         for i in order:
             if batch and (
-                (len(batch) + 1) * lengths[batch[0]] > budget or len(batch) == cap or 4 * lengths[i] < 3 * lengths[batch[0]]
+                (len(batch) + 1) * lengths[batch[0]] > budget
+                or len(batch) == cap
+                or 4 * lengths[i] < 3 * lengths[batch[0]]
             ):
                 yield batch
                 batch = []
@@ -225,7 +241,7 @@ class TextEncoder:
         return (sums / np.maximum(np.bincount(owner, minlength=len(texts)), 1)[:, None]).astype(np.float32)
 
     # --------------------------------------------------------------------------------------- ItemEncoder
-    def bind(self, texts: list[str], keys: list[bytes | None]) -> "TextEncoder":
+    def bind(self, texts: list[str], keys: list[bytes | None]) -> TextEncoder:
         self.texts, self.keys = texts, keys
         return self
 
@@ -242,11 +258,15 @@ class TextFeaturizer:
     kind = "text"
     Config = TextConfig
 
-    def run(self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TextConfig) -> dict[str, ModalityFeatures]:
+    def run(
+        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TextConfig
+    ) -> dict[str, ModalityFeatures]:
         wanted = [m for m in modalities if cfg.note_types is None or m.removesuffix("_note") in cfg.note_types]
         for m in wanted:
             if not m.endswith("_note"):
-                raise MedmodalError(f"text modality '{m}' must be named '<note_type>_note'", path=cohort.dir / "manifest.json")
+                raise MedmodalError(
+                    f"text modality '{m}' must be named '<note_type>_note'", path=cohort.dir / "manifest.json"
+                )
         if not wanted:
             return {}
         notes = cohort.table("notes", ["note_id", "note_type", "charttime", "text"])
@@ -255,7 +275,9 @@ class TextFeaturizer:
             part = notes.filter(pl.col("note_type") == m.removesuffix("_note"))
             # notes of samples without the modality under the time rule are never embedded
             part = part.filter(pl.Series(cohort.has[m][part["row"].to_numpy()]))
-            parts[m] = part.with_columns(pl.col("note_id").cast(pl.Utf8)).sort(["row", "charttime", "note_id"], nulls_last=False)
+            parts[m] = part.with_columns(pl.col("note_id").cast(pl.Utf8)).sort(
+                ["row", "charttime", "note_id"], nulls_last=False
+            )
         parts = skip_empty_modalities(parts, "notes")
         if not parts:
             return {}
@@ -279,7 +301,5 @@ class TextFeaturizer:
                 "dtype_compute": encoder.precision,
                 "config": asdict(cfg),
             }
-            results[m] = assemble_items(
-                m, "text", cohort, part["row"].to_numpy(), item_ids, emb, cfg.pooling, extra
-            )
+            results[m] = assemble_items(m, "text", cohort, part["row"].to_numpy(), item_ids, emb, cfg.pooling, extra)
         return results

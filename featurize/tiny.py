@@ -5,13 +5,15 @@ fixture sentences (tests/data/tiny_bert/), the image model is a timm architectur
 ``pretrained=False`` and saved as safetensors. ``write_cohort`` writes a directory that follows
 docs/contracts.md §1, so the featurizers can be exercised before (and independently of) the cohort builder.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,8 +39,15 @@ def build_wordpiece_vocab(lines: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(vocab))
 
 
-def make_tiny_bert(out_dir: str | Path, vocab_file: str | Path, *, seed: int = 0, hidden: int = 32, layers: int = 2,
-                   max_positions: int = 128) -> Path:
+def make_tiny_bert(
+    out_dir: str | Path,
+    vocab_file: str | Path,
+    *,
+    seed: int = 0,
+    hidden: int = 32,
+    layers: int = 2,
+    max_positions: int = 128,
+) -> Path:
     """Save a random BertModel + fast tokenizer to ``out_dir`` (safetensors), loadable by the Auto classes."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -120,12 +129,26 @@ def write_cohort(
         mods[f"{m}_time"] = pl.Series([p if f else None for p, f in zip(pred, flags)], dtype=pl.Datetime("us"))
         pattern += flags.astype(np.int64) << bit
     mods["pattern"] = pattern
-    mods["n_observed"] = np.sum([mods[f"has_{m}"] for m in modalities], axis=0).astype(np.int64) if modalities else np.zeros(n, np.int64)
+    mods["n_observed"] = (
+        np.sum([mods[f"has_{m}"] for m in modalities], axis=0).astype(np.int64) if modalities else np.zeros(n, np.int64)
+    )
     pl.DataFrame(mods).write_parquet(d / "modalities.parquet")
     empty = {
-        "notes": {"sample_id": pl.Utf8, "note_id": pl.Utf8, "note_type": pl.Utf8, "charttime": pl.Datetime("us"), "text": pl.Utf8},
-        "images": {"sample_id": pl.Utf8, "dicom_id": pl.Utf8, "study_id": pl.Int64, "view": pl.Utf8,
-                   "study_time": pl.Datetime("us"), "path": pl.Utf8},
+        "notes": {
+            "sample_id": pl.Utf8,
+            "note_id": pl.Utf8,
+            "note_type": pl.Utf8,
+            "charttime": pl.Datetime("us"),
+            "text": pl.Utf8,
+        },
+        "images": {
+            "sample_id": pl.Utf8,
+            "dicom_id": pl.Utf8,
+            "study_id": pl.Int64,
+            "view": pl.Utf8,
+            "study_time": pl.Datetime("us"),
+            "path": pl.Utf8,
+        },
         "structured": {"sample_id": pl.Utf8},
         "timeseries": {"sample_id": pl.Utf8, "hour": pl.Int32, "variable": pl.Utf8, "value": pl.Float64},
     }

@@ -8,6 +8,7 @@ file with a ``@BACKBONES.register`` / ``@FRAMEWORKS.register`` decorator plus on
 
 Shapes: B batch, M modalities, H hidden size, K label tasks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

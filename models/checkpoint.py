@@ -5,6 +5,7 @@ code's arguments: backbone and framework names with their resolved configs, the 
 kinds), the input normalisation (``normalization.safetensors``) and framework state from ``extra_state()``
 (``framework_state.json``).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,25 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-import medmodal.models.backbones  # noqa: F401 - fills BACKBONES
+import medmodal.models.backbones
 import medmodal.models.frameworks  # noqa: F401 - fills FRAMEWORKS
 from medmodal.common import MedmodalError, write_json
 from medmodal.models.base import BACKBONES, FRAMEWORKS, DataSpec, Framework, LabelSpec, ModalitySpec
 from medmodal.models.data import Normalizer
 
 CONFIG, WEIGHTS, NORMALIZATION, FRAMEWORK_STATE = (
-    "config.json", "model.safetensors", "normalization.safetensors", "framework_state.json"
+    "config.json",
+    "model.safetensors",
+    "normalization.safetensors",
+    "framework_state.json",
 )
 
 
 def spec_to_json(spec: DataSpec) -> dict[str, Any]:
-    return {"modalities": [asdict(m) for m in spec.modalities],
-            "labels": [asdict(lab) | {"classes": list(lab.classes)} for lab in spec.labels]}
+    return {
+        "modalities": [asdict(m) for m in spec.modalities],
+        "labels": [asdict(lab) | {"classes": list(lab.classes)} for lab in spec.labels],
+    }
 
 
 def spec_from_json(d: dict[str, Any]) -> DataSpec:
@@ -45,7 +51,10 @@ def _resolved_config(obj: Any, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(
-    spec: DataSpec, backbone: str, framework: str, backbone_args: dict | None = None,
+    spec: DataSpec,
+    backbone: str,
+    framework: str,
+    backbone_args: dict | None = None,
     framework_args: dict | None = None,
 ) -> tuple[Framework, dict[str, Any], dict[str, Any]]:
     """Instantiate framework(backbone(spec)); returns it with both resolved configs.
@@ -86,8 +95,13 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
     cfg = read_config(run_dir)
     try:
         spec = spec_from_json(cfg["data"]["spec"])
-        model, _, _ = build_model(spec, cfg["backbone"]["name"], cfg["framework"]["name"],
-                                  cfg["backbone"]["config"], cfg["framework"]["config"])
+        model, _, _ = build_model(
+            spec,
+            cfg["backbone"]["name"],
+            cfg["framework"]["name"],
+            cfg["backbone"]["config"],
+            cfg["framework"]["config"],
+        )
     except KeyError as err:
         raise MedmodalError("incomplete config", path=run_dir / CONFIG, field=str(err.args[0])) from None
     for name in (WEIGHTS, NORMALIZATION):
@@ -95,11 +109,13 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
             raise MedmodalError("missing", path=run_dir / name)
     try:
         missing, unexpected = load_model(model, str(run_dir / WEIGHTS), strict=False)
-    except Exception as err:  # noqa: BLE001 - safetensors raises SafetensorError / RuntimeError on a bad file
+    except Exception as err:
         raise MedmodalError(f"unreadable weights ({type(err).__name__})", path=run_dir / WEIGHTS) from None
     if missing or unexpected:
-        raise MedmodalError(f"weights do not match the model (missing {sorted(missing)[:3]}, unexpected "
-                            f"{sorted(unexpected)[:3]})", path=run_dir / WEIGHTS)
+        raise MedmodalError(
+            f"weights do not match the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})",
+            path=run_dir / WEIGHTS,
+        )
     state_path = run_dir / FRAMEWORK_STATE
     if state_path.is_file():
         model.load_extra_state(json.loads(state_path.read_text()))

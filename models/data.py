@@ -12,12 +12,14 @@ features, so "not measured" stays distinguishable from "measured at the mean" (i
 feature level, as in GRU-D; Che et al., Sci. Rep. 2018). The statistics are saved with the model and reused at
 evaluation, including on another cohort.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -67,7 +69,7 @@ class Normalizer:
         return out
 
     @classmethod
-    def from_state(cls, state: dict[str, Tensor]) -> "Normalizer":
+    def from_state(cls, state: dict[str, Tensor]) -> Normalizer:
         mean = {k[: -len(".mean")]: v for k, v in state.items() if k.endswith(".mean")}
         std = {k[: -len(".std")]: v for k, v in state.items() if k.endswith(".std")}
         return cls(mean, std)
@@ -125,13 +127,13 @@ class CohortData:
             pos = torch.arange(start, min(start + batch_size, len(rows)), device=rows.device)
             yield self.batch(rows[pos], pos, device)
 
-    def to(self, device: torch.device | str) -> "CohortData":
+    def to(self, device: torch.device | str) -> CohortData:
         self.x = {m: t.to(device) for m, t in self.x.items()}
         for name in ("mask", "labels", "label_mask", "pattern"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def pin(self) -> "CohortData":
+    def pin(self) -> CohortData:
         """Page-locked host memory, so batch copies to the GPU can overlap compute (non_blocking)."""
         self.x = {m: t.pin_memory() for m, t in self.x.items()}
         for name in ("mask", "labels", "label_mask", "pattern"):
@@ -164,16 +166,18 @@ def label_specs(manifest: dict[str, Any], tasks: list[str] | None, manifest_path
             by_name[e["name"]] = LabelSpec(e["name"], "binary", 2, classes)
         elif kind == "multiclass":
             if len(classes) < 2:
-                raise MedmodalError(f"multiclass label '{e['name']}' needs >= 2 classes", path=manifest_path,
-                                    field="labels")
+                raise MedmodalError(
+                    f"multiclass label '{e['name']}' needs >= 2 classes", path=manifest_path, field="labels"
+                )
             by_name[e["name"]] = LabelSpec(e["name"], "multiclass", len(classes), classes)
         else:
             raise MedmodalError(f"label '{e['name']}' has unknown kind '{kind}'", path=manifest_path, field="labels")
     names = list(by_name) if not tasks else list(tasks)
     unknown = [t for t in names if t not in by_name]
     if unknown:
-        raise MedmodalError(f"unknown task(s) {', '.join(unknown)} (have: {', '.join(by_name)})",
-                            path=manifest_path, field="labels")
+        raise MedmodalError(
+            f"unknown task(s) {', '.join(unknown)} (have: {', '.join(by_name)})", path=manifest_path, field="labels"
+        )
     return tuple(by_name[t] for t in names)
 
 
@@ -190,8 +194,11 @@ def _label_tensors(cohort: pl.DataFrame, labels: tuple[LabelSpec, ...], path: Pa
         allowed = {0.0, 1.0} if lab.kind == "binary" else set(map(float, range(lab.n_classes)))
         bad = defined & ~np.isin(v, list(allowed))
         if bad.any():
-            raise MedmodalError(f"value {v[bad][0]} outside {sorted(allowed)} (row {int(np.flatnonzero(bad)[0])})",
-                                path=path, field=lab.name)
+            raise MedmodalError(
+                f"value {v[bad][0]} outside {sorted(allowed)} (row {int(np.flatnonzero(bad)[0])})",
+                path=path,
+                field=lab.name,
+            )
         ys.append(np.where(defined, v, 0.0))
         ms.append(defined)
     return (torch.from_numpy(np.stack(ys, 1).astype(np.float32)), torch.from_numpy(np.stack(ms, 1)))
@@ -229,7 +236,7 @@ def load_cohort(
         raise MedmodalError("missing", path=cohort_path)
     try:
         cohort = pl.read_parquet(cohort_path)
-    except Exception as err:  # noqa: BLE001 - pyarrow/polars raise several types for a corrupt file
+    except Exception as err:
         raise MedmodalError(f"unreadable parquet ({type(err).__name__})", path=cohort_path) from None
     for col in ("sample_id", "split"):
         if col not in cohort.columns:
@@ -243,8 +250,12 @@ def load_cohort(
     if expect is not None:
         for got, want in zip(labels, expect.labels):
             if got.kind != want.kind or got.n_classes != want.n_classes:
-                raise MedmodalError(f"label '{got.name}' is {got.kind}/{got.n_classes} here but the model was "
-                                    f"trained on {want.kind}/{want.n_classes}", path=man_path, field="labels")
+                raise MedmodalError(
+                    f"label '{got.name}' is {got.kind}/{got.n_classes} here but the model was "
+                    f"trained on {want.kind}/{want.n_classes}",
+                    path=man_path,
+                    field="labels",
+                )
     y, y_mask = _label_tensors(cohort, labels, cohort_path)
 
     sample_ids, feats = load_cohort_features(store, cohort_dir)
@@ -257,8 +268,9 @@ def load_cohort(
     elif modalities:
         unknown = [m for m in modalities if m not in feats]
         if unknown:
-            raise MedmodalError(f"modality {', '.join(unknown)} not featurized (have: {', '.join(order) or 'none'})",
-                                path=store)
+            raise MedmodalError(
+                f"modality {', '.join(unknown)} not featurized (have: {', '.join(order) or 'none'})", path=store
+            )
         names = list(modalities)
     else:
         names = order
@@ -272,8 +284,9 @@ def load_cohort(
         if m not in feats:
             if want is None:
                 raise MedmodalError(f"modality '{m}' not featurized", path=store)
-            console.print(f"[yellow]warning:[/yellow] modality '{m}' is not in this store; treated as missing for "
-                          "every sample")
+            console.print(
+                f"[yellow]warning:[/yellow] modality '{m}' is not in this store; treated as missing for every sample"
+            )
             base_dim = want.dim // 2 if m in (indicators or []) else want.dim
             shape = (n, want.seq_len, base_dim) if want.seq_len else (n, base_dim)
             x = torch.zeros(shape)
@@ -298,8 +311,12 @@ def load_cohort(
             with_ind.append(m)
         spec_m = ModalitySpec(m, kind, int(dim), int(x.shape[1]) if x.ndim == 3 else None)
         if want is not None and (want.dim, want.seq_len) != (spec_m.dim, spec_m.seq_len):
-            raise MedmodalError(f"modality '{m}' has dim {spec_m.dim} / seq_len {spec_m.seq_len} here but the model "
-                                f"expects {want.dim} / {want.seq_len}", path=store, field=m)
+            raise MedmodalError(
+                f"modality '{m}' has dim {spec_m.dim} / seq_len {spec_m.seq_len} here but the model "
+                f"expects {want.dim} / {want.seq_len}",
+                path=store,
+                field=m,
+            )
         specs.append(want or spec_m)
 
     train_rows = torch.from_numpy(np.flatnonzero(split == "train"))
@@ -327,9 +344,20 @@ def load_cohort(
     groups = cohort.select([pl.col(c).cast(pl.Utf8).fill_null("missing") for c in subgroup_cols])
     spec = DataSpec(tuple(specs), labels)
     return CohortData(
-        cohort_dir=cohort_dir, manifest=manifest, spec=spec, sample_ids=sample_ids, split=split, x=x_final,
-        mask=mask, labels=y, label_mask=y_mask, pattern=pattern_from_mask(mask), groups=groups,
-        normalizer=normalizer, indicators=with_ind, feature_manifests=manifests,
+        cohort_dir=cohort_dir,
+        manifest=manifest,
+        spec=spec,
+        sample_ids=sample_ids,
+        split=split,
+        x=x_final,
+        mask=mask,
+        labels=y,
+        label_mask=y_mask,
+        pattern=pattern_from_mask(mask),
+        groups=groups,
+        normalizer=normalizer,
+        indicators=with_ind,
+        feature_manifests=manifests,
     )
 
 

@@ -10,6 +10,7 @@ gradient. No BatchNorm anywhere: batch statistics would let one sample's missing
 
 Shapes: B batch, M modalities, D_m feature size, T time bins, H hidden size.
 """
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ metrics.json layout::
 Only the test split (and ``all`` for an external cohort) gets intervals and pattern / subgroup breakdowns;
 train and val get point estimates (they are for diagnosing over-fitting, not for reporting).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,14 @@ def autocast(device: torch.device, enabled: bool = True):
 
 @torch.no_grad()
 def predict_logits(
-    model: Framework, data: CohortData, rows: torch.Tensor, *, batch_size: int = 1024, device=None,
-    amp: bool = True, raw: bool = False,
+    model: Framework,
+    data: CohortData,
+    rows: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device=None,
+    amp: bool = True,
+    raw: bool = False,
 ) -> torch.Tensor:
     """Logits (len(rows), C) in fixed batch order; ``raw`` = forward's logits before any post-hoc correction."""
     was_training = model.training
@@ -88,28 +95,38 @@ def prediction_frame(data: CohortData, logits: torch.Tensor) -> pl.DataFrame:
     probs = output_probs(logits, data.spec.labels).numpy().astype(np.float64)
     labels, lmask = data.labels.cpu().numpy(), data.label_mask.cpu().numpy()
     cols: dict[str, Any] = {
-        "sample_id": data.sample_ids, "split": data.split.tolist(), "pattern": data.pattern.cpu().numpy(),
+        "sample_id": data.sample_ids,
+        "split": data.split.tolist(),
+        "pattern": data.pattern.cpu().numpy(),
     }
     for k, (lab, sl) in enumerate(zip(data.spec.labels, label_columns(data.spec.labels))):
-        cols[f"{lab.name}_label"] = pl.Series([int(v) if m else None for v, m in zip(labels[:, k], lmask[:, k])],
-                                              dtype=pl.Int64)
+        cols[f"{lab.name}_label"] = pl.Series(
+            [int(v) if m else None for v, m in zip(labels[:, k], lmask[:, k])], dtype=pl.Int64
+        )
         p = probs[:, sl]
-        cols[f"{lab.name}_prob"] = p[:, 0] if lab.kind == "binary" else pl.Series(p.tolist(),
-                                                                                  dtype=pl.List(pl.Float64))
+        cols[f"{lab.name}_prob"] = p[:, 0] if lab.kind == "binary" else pl.Series(p.tolist(), dtype=pl.List(pl.Float64))
     return pl.DataFrame(cols)
 
 
 def score(
-    frame: pl.DataFrame, data: CohortData, *, splits: tuple[str, ...] = ("train", "val", "test"),
-    report_splits: tuple[str, ...] = REPORT_SPLITS, subgroups: list[str] | None = None, n_boot: int = 1000,
+    frame: pl.DataFrame,
+    data: CohortData,
+    *,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    report_splits: tuple[str, ...] = REPORT_SPLITS,
+    subgroups: list[str] | None = None,
+    n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
     spec = data.spec
     cols = subgroups if subgroups is not None else list(data.groups.columns)
     missing = [c for c in cols if c not in data.groups.columns]
     if missing:
-        raise MedmodalError(f"subgroup column(s) {', '.join(missing)} not in cohort.parquet/manifest subgroups",
-                            path=data.cohort_dir / "cohort.parquet", field=missing[0])
+        raise MedmodalError(
+            f"subgroup column(s) {', '.join(missing)} not in cohort.parquet/manifest subgroups",
+            path=data.cohort_dir / "cohort.parquet",
+            field=missing[0],
+        )
     split_arr = frame["split"].to_numpy()
     pattern = frame["pattern"].to_numpy()
     out: dict[str, Any] = {}
@@ -125,8 +142,13 @@ def score(
             if split in report_splits:
                 groups = {c: data.groups[c].to_numpy()[sel] for c in cols}
                 per_split[split] = grouped_metrics(
-                    y_np[sel], p_np[sel], pattern=pattern[sel], modalities=spec.modality_names, groups=groups,
-                    n_boot=n_boot, seed=seed,
+                    y_np[sel],
+                    p_np[sel],
+                    pattern=pattern[sel],
+                    modalities=spec.modality_names,
+                    groups=groups,
+                    n_boot=n_boot,
+                    seed=seed,
                 )
             else:
                 per_split[split] = {"overall": metrics_with_ci(y_np[sel], p_np[sel], n_boot=0)}
@@ -173,8 +195,12 @@ def _check_fingerprints(cfg: dict[str, Any], data: CohortData, store: Path) -> N
             continue
         for k, v in fp.items():
             if "fingerprint" in k and k in got and got[k] != v:
-                raise MedmodalError(f"modality '{m}' was featurized with a different encoder ({k} differs from the "
-                                    "training store); re-featurize it with the training encoder", path=store, field=m)
+                raise MedmodalError(
+                    f"modality '{m}' was featurized with a different encoder ({k} differs from the "
+                    "training store); re-featurize it with the training encoder",
+                    path=store,
+                    field=m,
+                )
 
 
 def evaluate(
@@ -199,8 +225,9 @@ def evaluate(
     train_cohort = cfg["data"]["cohort"]
     cohort_dir = Path(cohort_dir or train_cohort["dir"])
     store = Path(store or cfg["data"]["store"])
-    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"],
-                       subgroups=subgroups)
+    data = load_cohort(
+        cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"], subgroups=subgroups
+    )
     _check_fingerprints(cfg, data, store)
     tc = cfg["train"]
     logits = predict_all(model, data, batch_size=tc["eval_batch_size"], device=dev, amp=tc["amp"])
@@ -209,8 +236,14 @@ def evaluate(
     external = cid != train_cohort["cohort_id"]
     splits = ("train", "val", "test", "all") if external else ("train", "val", "test")
     report = ("test", "all") if external else REPORT_SPLITS
-    metrics = score(frame, data, splits=splits, report_splits=report,
-                    n_boot=tc["n_boot"] if n_boot is None else n_boot, seed=cfg["seed"])
+    metrics = score(
+        frame,
+        data,
+        splits=splits,
+        report_splits=report,
+        n_boot=tc["n_boot"] if n_boot is None else n_boot,
+        seed=cfg["seed"],
+    )
     metrics["cohort"] = {"dir": str(cohort_dir), "cohort_id": cid, "external": external, "run_dir": str(run_dir)}
     out = Path(out) if out else run_dir / "eval" / cid
     with atomic_dir(out) as tmp:

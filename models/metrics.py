@@ -18,6 +18,7 @@ with one class only has no AUROC / AP; intervals use the resamples where the met
 Multiclass labels use macro one-vs-rest AUROC and AP, the multiclass Brier score Σ_c (p_c - 1[y = c])² and the
 top-label ECE.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -101,8 +102,9 @@ def point_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
     C = p.shape[1]
     onehot = np.eye(C)[y.astype(int)]
     present = onehot.sum(0) > 0
-    out["auroc"] = (_nan(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(C))))
-                    if present.all() else None)
+    out["auroc"] = (
+        _nan(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(C)))) if present.all() else None
+    )
     out["auprc"] = _nan(np.mean([average_precision_score(onehot[:, c], p[:, c]) for c in range(C) if present[c]]))
     out["brier"] = _nan(float(((p - onehot) ** 2).sum(1).mean()))
     out["ece"] = _nan(float(weighted_metrics(np.ones((1, len(y))), y, p)["ece"][0]))
@@ -115,7 +117,7 @@ def metrics_with_ci(
     """Point estimates, prevalence and (when n_boot > 0) percentile bootstrap intervals for one group."""
     y = np.asarray(y)
     p = np.asarray(p, dtype=float)
-    res: dict[str, Any] = {"n": int(len(y))}
+    res: dict[str, Any] = {"n": len(y)}
     if len(y) == 0:
         return res | {m: {"value": None, "ci_low": None, "ci_high": None, "n_boot": 0} for m in METRICS}
     if p.ndim == 1:
@@ -136,8 +138,8 @@ def metrics_with_ci(
         v = np.concatenate(draws[m])
         v = v[np.isfinite(v)]
         ok = point[m] is not None and len(v) >= max(10, n_boot // 10)
-        lo, hi = (np.quantile(v, [alpha / 2, 1 - alpha / 2]) if ok else (np.nan, np.nan))
-        res[m] = {"value": point[m], "ci_low": _nan(lo), "ci_high": _nan(hi), "n_boot": int(len(v))}
+        lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2]) if ok else (np.nan, np.nan)
+        res[m] = {"value": point[m], "ci_low": _nan(lo), "ci_high": _nan(hi), "n_boot": len(v)}
     return res
 
 

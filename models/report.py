@@ -12,6 +12,7 @@ confounder is unknown and a proxy such as ``insurance`` or ``race_group`` is wha
 
 Outputs (written atomically): RUN_DIR/report/tsne_causal_biased.png and RUN_DIR/report/report.json.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,7 @@ def confounder_from_truth(truth: str | Path, cohort: pl.DataFrame, column: str) 
         raise MedmodalError("truth file not found", path=truth)
     try:
         t = pl.read_parquet(truth)
-    except Exception as err:  # noqa: BLE001 - polars raises several error types on a bad file
+    except Exception as err:
         raise MedmodalError(f"unreadable parquet ({type(err).__name__})", path=truth) from None
     if column not in t.columns:
         raise MedmodalError(f"column not found (have: {', '.join(t.columns)})", path=truth, field=column)
@@ -60,8 +61,12 @@ def confounder_from_truth(truth: str | Path, cohort: pl.DataFrame, column: str) 
             if joined[column].null_count() == joined.height:
                 continue
             if joined[column].null_count():
-                raise MedmodalError(f"{joined[column].null_count()} cohort samples have no truth row by {key} "
-                                    "(was the truth written for another simulation?)", path=truth, field=key)
+                raise MedmodalError(
+                    f"{joined[column].null_count()} cohort samples have no truth row by {key} "
+                    "(was the truth written for another simulation?)",
+                    path=truth,
+                    field=key,
+                )
             return joined[column].to_numpy(), key
     raise MedmodalError(f"shares no id column with the cohort (tried {', '.join(JOIN_KEYS)})", path=truth)
 
@@ -85,8 +90,15 @@ def _decodability(z: np.ndarray, c: np.ndarray, seed: int) -> float | None:
     return float(roc_auc_score(y, p, multi_class="ovr"))
 
 
-def _plot(emb_c: np.ndarray, emb_b: np.ndarray, color: np.ndarray, title: str, label: str, path: Path,
-          scores: dict[str, float | None]) -> None:
+def _plot(
+    emb_c: np.ndarray,
+    emb_b: np.ndarray,
+    color: np.ndarray,
+    title: str,
+    label: str,
+    path: Path,
+    scores: dict[str, float | None],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,8 +116,9 @@ def _plot(emb_c: np.ndarray, emb_b: np.ndarray, color: np.ndarray, title: str, l
             sc = ax.scatter(emb[:, 0], emb[:, 1], s=6, alpha=0.6, c=color.astype(float), cmap="viridis")
             fig.colorbar(sc, ax=ax, label=label)
         auc = scores.get(name)
-        ax.set_title(f"{name} features" + ("" if auc is None else f" ({label} decodable: AUROC {auc:.2f})"),
-                     fontsize=10)
+        ax.set_title(
+            f"{name} features" + ("" if auc is None else f" ({label} decodable: AUROC {auc:.2f})"), fontsize=10
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     if categorical:
@@ -143,16 +156,20 @@ def report(
     model, cfg, normalizer = load_run_model(run_dir, dev)
     cohort_dir = Path(cohort_dir or cfg["data"]["cohort"]["dir"])
     store = Path(store or cfg["data"]["store"])
-    data = load_cohort(cohort_dir, store, normalizer=normalizer, expect=model.spec,
-                       indicators=cfg["data"]["indicators"])
+    data = load_cohort(
+        cohort_dir, store, normalizer=normalizer, expect=model.spec, indicators=cfg["data"]["indicators"]
+    )
     cohort = pl.read_parquet(cohort_dir / "cohort.parquet")
     if truth is not None:
         color_all, key = confounder_from_truth(truth, cohort, confounder)
         label, source = confounder, f"{Path(truth).name} joined on {key}"
     else:
         if color_by not in cohort.columns:
-            raise MedmodalError(f"column not found (have: {', '.join(cohort.columns)})",
-                                path=cohort_dir / "cohort.parquet", field=color_by)
+            raise MedmodalError(
+                f"column not found (have: {', '.join(cohort.columns)})",
+                path=cohort_dir / "cohort.parquet",
+                field=color_by,
+            )
         color_all, label, source = cohort[color_by].to_numpy(), color_by, f"cohort.parquet column {color_by}"
 
     rows = data.rows(None if split == "all" else split)
@@ -169,16 +186,24 @@ def report(
     console.print(f"t-SNE of {len(color)} {split} samples (perplexity {perp:g}) coloured by {label} from {source}")
     if iterations < 250:
         raise MedmodalError(f"t-SNE needs at least 250 iterations, got {iterations}", field="--iterations")
-    emb = {name: TSNE(2, perplexity=perp, init="pca", max_iter=iterations, random_state=seed).fit_transform(z)
-           for name, z in (("causal", zc), ("biased", zb))}
+    emb = {
+        name: TSNE(2, perplexity=perp, init="pca", max_iter=iterations, random_state=seed).fit_transform(z)
+        for name, z in (("causal", zc), ("biased", zb))
+    }
     scores = {name: _decodability(z, color, seed) for name, z in (("causal", zc), ("biased", zb))}
     title = f"{cfg['framework']['name']}/{cfg['backbone']['name']} on {cohort_dir.name} ({split})"
     result: dict[str, Any] = {
-        "run_dir": str(run_dir), "cohort_dir": str(cohort_dir), "split": split, "n_points": int(len(color)),
-        "color": {"name": label, "source": source}, "perplexity": perp, "iterations": iterations, "seed": seed,
+        "run_dir": str(run_dir),
+        "cohort_dir": str(cohort_dir),
+        "split": split,
+        "n_points": len(color),
+        "color": {"name": label, "source": source},
+        "perplexity": perp,
+        "iterations": iterations,
+        "seed": seed,
         "confounder_decodability_auroc": scores,
         "note": "5-fold CV AUROC (one-vs-rest macro for > 2 values) of a logistic regression predicting the "
-                "colour from each stream's features; 0.5 = not decodable",
+        "colour from each stream's features; 0.5 = not decodable",
     }
     with atomic_dir(run_dir / "report") as tmp:
         _plot(emb["causal"], emb["biased"], color, title, label, tmp / "tsne_causal_biased.png", scores)

@@ -12,6 +12,7 @@ discharge note is more often present for sicker patients), as in the real cohort
 Modalities: ``structured`` [N, 10] with 10 % unobserved entries, ``timeseries`` [N, 8, 3] hourly with 20 %
 unobserved, ``discharge_note`` [N, 16] and ``cxr`` [N, 12] standing in for frozen text / image embeddings.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -100,13 +101,14 @@ def write_toy_cohort(
         "index_time": index_time,
         "prediction_time": pred_time,
         "mortality": y_mort.astype(np.int8),
-        "readmission_30d": pl.Series([int(v) if d else None for v, d in zip(y_readm, readm_defined)],
-                                     dtype=pl.Int8),
+        "readmission_30d": pl.Series([int(v) if d else None for v, d in zip(y_readm, readm_defined)], dtype=pl.Int8),
         "gender": np.where(rng.random(n) < 0.5, "F", "M"),
         "split": split,
     }
-    labels = [{"name": "mortality", "kind": "binary", "classes": [0, 1]},
-              {"name": "readmission_30d", "kind": "binary", "classes": [0, 1]}]
+    labels = [
+        {"name": "mortality", "kind": "binary", "classes": [0, 1]},
+        {"name": "readmission_30d", "kind": "binary", "classes": [0, 1]},
+    ]
     if multiclass:
         cols["diagnosis_3class"] = y_dx.astype(np.int8)
         labels.append({"name": "diagnosis_3class", "kind": "multiclass", "classes": ["CN", "MCI", "AD"]})
@@ -116,8 +118,9 @@ def write_toy_cohort(
     pattern = np.zeros(n, dtype=np.int64)
     for i, m in enumerate(modalities):
         mod_cols[f"has_{m}"] = present[m]
-        mod_cols[f"{m}_time"] = pl.Series([t if p else None for t, p in zip(pred_time, present[m])],
-                                          dtype=pl.Datetime("us"))
+        mod_cols[f"{m}_time"] = pl.Series(
+            [t if p else None for t, p in zip(pred_time, present[m])], dtype=pl.Datetime("us")
+        )
         pattern += present[m].astype(np.int64) << i
     mod_cols["pattern"] = pattern
     mod_cols["n_observed"] = np.stack([present[m] for m in modalities], 1).sum(1).astype(np.int64)
@@ -125,12 +128,23 @@ def write_toy_cohort(
     cohort_dir = Path(cohort_dir)
     cid = compute_cohort_id("toy", "mortality", sample_ids)
     manifest = {
-        "source": "toy", "task": "mortality", "cohort_id": cid, "dataset_version": "toy-1",
-        "modalities": list(modalities), "modality_kinds": {m: KINDS[m] for m in modalities},
+        "source": "toy",
+        "task": "mortality",
+        "cohort_id": cid,
+        "dataset_version": "toy-1",
+        "modalities": list(modalities),
+        "modality_kinds": {m: KINDS[m] for m in modalities},
         "feature_groups": {"structured": [f"f{i}" for i in range(10)]} if "structured" in modalities else {},
-        "labels": labels, "subgroups": ["gender"], "prediction_time_rule": "index_time + 24h",
-        "split_seed": seed, "row_counts": {"cohort": n}, "raw_files": {}, "sql_hashes": {},
-        "created_at": "2150-01-01T00:00:00", "medmodal_version": "toy", "seed": seed,
+        "labels": labels,
+        "subgroups": ["gender"],
+        "prediction_time_rule": "index_time + 24h",
+        "split_seed": seed,
+        "row_counts": {"cohort": n},
+        "raw_files": {},
+        "sql_hashes": {},
+        "created_at": "2150-01-01T00:00:00",
+        "medmodal_version": "toy",
+        "seed": seed,
     }
     with atomic_dir(cohort_dir) as tmp:
         cohort.write_parquet(tmp / "cohort.parquet")
@@ -143,6 +157,12 @@ def write_toy_cohort(
         keep = present[m].reshape(-1, *([1] * (x.ndim - 1)))
         xt = torch.from_numpy(np.where(keep, x, 0.0).astype(np.float32))
         ot = None if obs is None else torch.from_numpy(obs & keep)
-        write_modality(d, m, xt, torch.from_numpy(present[m]), {"kind": KINDS[m], "encoder_fingerprint": "toy-v1",
-                                                                 "pooling": "none"}, observed=ot)
+        write_modality(
+            d,
+            m,
+            xt,
+            torch.from_numpy(present[m]),
+            {"kind": KINDS[m], "encoder_fingerprint": "toy-v1", "pooling": "none"},
+            observed=ot,
+        )
     return cohort_dir

@@ -20,6 +20,7 @@ rank 0 decides early stopping and writes the run directory.
 Determinism: the seed fixes initialisation, the per-epoch permutations (a generator seeded with (seed, epoch)) and
 dropout; on the CPU two runs with the same inputs and seed give identical weights and predictions.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,7 +47,13 @@ from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
 from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
 from medmodal.models.evaluate import (
-    autocast, predict_all, predict_logits, prediction_frame, print_summary, resolve_device, score,
+    autocast,
+    predict_all,
+    predict_logits,
+    prediction_frame,
+    print_summary,
+    resolve_device,
+    score,
 )
 from medmodal.models.frameworks.label_losses import label_columns, masked_mean, output_probs, per_sample_ce
 from medmodal.models.metrics import point_metrics
@@ -97,9 +104,10 @@ class DistEnv:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls) -> "DistEnv":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+    def from_env(cls) -> DistEnv:
+        return cls(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
 
     @property
     def main(self) -> bool:
@@ -242,23 +250,55 @@ def train(
     if own_group:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     try:
-        return _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg, seed, dev, env,
-                      backbone_args or {}, framework_args or {}, progress and env.main)
+        return _train(
+            cohort_dir,
+            store,
+            out,
+            backbone,
+            framework,
+            tasks,
+            modalities,
+            cfg,
+            seed,
+            dev,
+            env,
+            backbone_args or {},
+            framework_args or {},
+            progress and env.main,
+        )
     finally:
         if own_group:
             dist.destroy_process_group()
 
 
-def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: TrainConfig, seed, dev, env,
-           backbone_args, framework_args, show_progress) -> Path:
+def _train(
+    cohort_dir,
+    store,
+    out,
+    backbone,
+    framework,
+    tasks,
+    modalities,
+    cfg: TrainConfig,
+    seed,
+    dev,
+    env,
+    backbone_args,
+    framework_args,
+    show_progress,
+) -> Path:
     t_start = time.time()
     seed_everything(seed)
-    data = load_cohort(cohort_dir, store, tasks=tasks, modalities=modalities,
-                       observed_indicators=cfg.observed_indicators)
+    data = load_cohort(
+        cohort_dir, store, tasks=tasks, modalities=modalities, observed_indicators=cfg.observed_indicators
+    )
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if not bool(data.label_mask[val_rows].any()):
-        raise MedmodalError("no labelled validation samples (split == 'val'); early stopping needs them",
-                            path=cohort_dir / "cohort.parquet", field="split")
+        raise MedmodalError(
+            "no labelled validation samples (split == 'val'); early stopping needs them",
+            path=cohort_dir / "cohort.parquet",
+            field="split",
+        )
     if fits_on_device(data, dev):
         data.to(dev)
         train_rows, val_rows = train_rows.to(dev), val_rows.to(dev)
@@ -268,12 +308,21 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
     model, bb_cfg, fw_cfg = build_model(spec, backbone, framework, backbone_args, framework_args)
     model.to(dev)
     y_tr, lm_tr = data.labels[train_rows], data.label_mask[train_rows]
-    pw = pos_weight(y_tr.cpu(), lm_tr.cpu(), spec) if cfg.class_weighting == "pos_weight" else torch.ones(
-        len(spec.labels))
-    model.on_train_begin({
-        "n_train": len(train_rows), "train_patterns": data.pattern[train_rows].to(dev), "train_labels": y_tr.to(dev),
-        "train_label_mask": lm_tr.to(dev), "pos_weight": pw.to(dev), "device": dev,
-    })
+    pw = (
+        pos_weight(y_tr.cpu(), lm_tr.cpu(), spec)
+        if cfg.class_weighting == "pos_weight"
+        else torch.ones(len(spec.labels))
+    )
+    model.on_train_begin(
+        {
+            "n_train": len(train_rows),
+            "train_patterns": data.pattern[train_rows].to(dev),
+            "train_labels": y_tr.to(dev),
+            "train_label_mask": lm_tr.to(dev),
+            "pos_weight": pw.to(dev),
+            "device": dev,
+        }
+    )
     step_module: nn.Module = _TrainStep(model)
     if env.world > 1:
         # find_unused_parameters unless the framework promises every parameter gets a gradient every step (a
@@ -282,7 +331,9 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch renames broadcast_buffers; same semantics
             step_module = nn.parallel.DistributedDataParallel(
-                step_module, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False,
+                step_module,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                broadcast_buffers=False,
                 find_unused_parameters=getattr(model, "ddp_find_unused_parameters", True),
             )
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -298,12 +349,21 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_state = -math.inf, -1, None
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True, disable=not show_progress)
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    )
     if env.main:
-        console.print(f"training {framework}/{backbone} on {len(train_rows)} samples "
-                      f"({', '.join(spec.modality_names)}; tasks {', '.join(l.name for l in spec.labels)}) "
-                      f"on {dev}{f' x{env.world} ranks' if env.world > 1 else ''}")
+        console.print(
+            f"training {framework}/{backbone} on {len(train_rows)} samples "
+            f"({', '.join(spec.modality_names)}; tasks {', '.join(l.name for l in spec.labels)}) "
+            f"on {dev}{f' x{env.world} ranks' if env.world > 1 else ''}"
+        )
     global_step = 0
     with prog:
         ep_task = prog.add_task("epochs", total=cfg.epochs)
@@ -335,20 +395,29 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
             prog.remove_task(b_task)
             val = validation_scores(model, data, val_rows, cfg, dev)
             score_now = val["val_auprc"] if val["val_auprc"] is not None else -val["val_loss"]
-            score_now, = _broadcast([score_now], env, dev)
+            (score_now,) = _broadcast([score_now], env, dev)
             improved = score_now > best_score
-            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val["val_loss"],
-                   "val_auroc": val["val_auroc"], "val_auprc": val["val_auprc"], "lr": opt.param_groups[0]["lr"],
-                   "seconds": round(time.time() - t0, 3), **{k: v / steps for k, v in parts_sum.items()}}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val["val_loss"],
+                "val_auroc": val["val_auroc"],
+                "val_auprc": val["val_auprc"],
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.time() - t0, 3),
+                **{k: v / steps for k, v in parts_sum.items()},
+            }
             history.append(row)
             if improved:
                 best_score, best_epoch = score_now, epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
             if env.main:
                 fmt = lambda v: "  n/a" if v is None else f"{v:.3f}"  # noqa: E731
-                console.print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-                              f"val CE {row['val_loss']:.4f}  AUROC {fmt(row['val_auroc'])}  "
-                              f"AUPRC {fmt(row['val_auprc'])}  {row['seconds']:.1f}s{'  *' if improved else ''}")
+                console.print(
+                    f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+                    f"val CE {row['val_loss']:.4f}  AUROC {fmt(row['val_auroc'])}  "
+                    f"AUPRC {fmt(row['val_auprc'])}  {row['seconds']:.1f}s{'  *' if improved else ''}"
+                )
             prog.advance(ep_task)
             if epoch + 1 - best_epoch >= cfg.patience:
                 if env.main and epoch + 1 < cfg.epochs:
@@ -357,8 +426,14 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
 
     model.load_state_dict(best_state)
     val = validation_scores(model, data, val_rows, cfg, dev)  # raw logits of the selected epoch
-    model.fit_post_hoc({"logits": val["logits"].to(dev), "labels": data.labels[val_rows].to(dev),
-                        "label_mask": data.label_mask[val_rows].to(dev), "pattern": data.pattern[val_rows].to(dev)})
+    model.fit_post_hoc(
+        {
+            "logits": val["logits"].to(dev),
+            "labels": data.labels[val_rows].to(dev),
+            "label_mask": data.label_mask[val_rows].to(dev),
+            "pattern": data.pattern[val_rows].to(dev),
+        }
+    )
     if not env.main:
         return out
 
@@ -366,8 +441,12 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
     frame = prediction_frame(data, logits)
     metrics = score(frame, data, n_boot=cfg.n_boot, seed=seed)
     metrics["training"] = {
-        "best_epoch": best_epoch, "epochs_run": len(history), "selection": "val AUPRC (mean over tasks)",
-        "seconds": round(time.time() - t_start, 2), "device": str(dev), "world_size": env.world,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "selection": "val AUPRC (mean over tasks)",
+        "seconds": round(time.time() - t_start, 2),
+        "device": str(dev),
+        "world_size": env.world,
         "history": history,
     }
     config = {
@@ -376,13 +455,23 @@ def _train(cohort_dir, store, out, backbone, framework, tasks, modalities, cfg: 
         "backbone": {"name": backbone, "config": bb_cfg},
         "framework": {"name": framework, "config": fw_cfg},
         "data": {
-            "spec": spec_to_json(spec), "indicators": data.indicators, "store": str(store),
-            "cohort": {"dir": str(cohort_dir), "cohort_id": read_cohort_id(cohort_dir),
-                       "source": data.manifest.get("source"), "task": data.manifest.get("task")},
+            "spec": spec_to_json(spec),
+            "indicators": data.indicators,
+            "store": str(store),
+            "cohort": {
+                "dir": str(cohort_dir),
+                "cohort_id": read_cohort_id(cohort_dir),
+                "source": data.manifest.get("source"),
+                "task": data.manifest.get("task"),
+            },
             "feature_fingerprints": feature_fingerprints(data.feature_manifests),
-            "pos_weight": pw.tolist(), "n": {s: int((data.split == s).sum()) for s in ("train", "val", "test")},
+            "pos_weight": pw.tolist(),
+            "n": {s: int((data.split == s).sum()) for s in ("train", "val", "test")},
         },
-        "train": asdict(cfg), "seed": seed, "device": str(dev), "world_size": env.world,
+        "train": asdict(cfg),
+        "seed": seed,
+        "device": str(dev),
+        "world_size": env.world,
     }
     with atomic_dir(out) as tmp:
         save_weights(tmp, model.cpu(), data.normalizer)

@@ -6,6 +6,7 @@ ADNIMERGE.csv. Beside them ``truth.parquet`` holds what no real dataset has: the
 confounder C, each outcome's causal risk and each modality's ordering propensity. The causal model, its
 defaults and why they are what they are: docs/simulator.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,21 +15,33 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import medmodal
 from medmodal.common import MedmodalError, atomic_dir, console, write_json
+
+# one import line per simulated source (each registers itself in SIMULATORS)
+from medmodal.simulate import (
+    adni,  # noqa: F401
+    eicu,  # noqa: F401
+    mimic_iv,  # noqa: F401
+)
 from medmodal.simulate.base import SIMULATORS, SimConfig
 from medmodal.simulate.scm import ENVIRONMENTS, Strengths, get_environment
 
-# one import line per simulated source (each registers itself in SIMULATORS)
-from medmodal.simulate import mimic_iv  # noqa: E402,F401
-from medmodal.simulate import eicu  # noqa: E402,F401
-from medmodal.simulate import adni  # noqa: E402,F401
-
 MAX_SUBJECTS = 1_000_000  # the id ranges of one environment hold a million subjects
 
-__all__ = ["simulate", "SIMULATORS", "ENVIRONMENTS", "Strengths", "SimConfig"]
+__all__ = ["ENVIRONMENTS", "SIMULATORS", "SimConfig", "Strengths", "simulate"]
 
 
-def simulate(source: str, out: str | Path, *, subjects: int, seed: int, environment: str = "train",
-             images: bool = True, image_size: int = 256, overwrite: bool = False, **strengths: float) -> Path:
+def simulate(
+    source: str,
+    out: str | Path,
+    *,
+    subjects: int,
+    seed: int,
+    environment: str = "train",
+    images: bool = True,
+    image_size: int = 256,
+    overwrite: bool = False,
+    **strengths: float,
+) -> Path:
     """Write a simulated ``source`` under ``out`` (atomically) and return ``out``.
 
     ``strengths`` override fields of :class:`~medmodal.simulate.scm.Strengths` (e.g. ``c_outcome=0``).
@@ -43,17 +56,33 @@ def simulate(source: str, out: str | Path, *, subjects: int, seed: int, environm
     out = Path(out)
     if out.exists() and not overwrite:
         raise MedmodalError("already exists (pass --overwrite to replace it)", path=out)
-    cfg = SimConfig(subjects=int(subjects), seed=int(seed), environment=get_environment(environment),
-                    strengths=Strengths.from_mapping(strengths), images=bool(images), image_size=int(image_size))
+    cfg = SimConfig(
+        subjects=int(subjects),
+        seed=int(seed),
+        environment=get_environment(environment),
+        strengths=Strengths.from_mapping(strengths),
+        images=bool(images),
+        image_size=int(image_size),
+    )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with atomic_dir(out, overwrite=True) as tmp, Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"simulate {source} ({environment})", total=cfg.subjects)
         rows = fn(tmp, cfg, lambda n: progress.advance(task, n))
-        write_json(tmp / "simulation.json", {
-            "source": source, "environment": environment, "environment_description": cfg.environment.description,
-            "subjects": cfg.subjects, "seed": cfg.seed, "strengths": cfg.strengths.__dict__, "images": cfg.images,
-            "image_size": cfg.image_size, "medmodal_version": medmodal.__version__, "row_counts": rows,
-            "note": "synthetic data from medmodal's structural causal model; truth.parquet is the ground truth "
-                    "and must never be read by a cohort builder",
-        })
+        write_json(
+            tmp / "simulation.json",
+            {
+                "source": source,
+                "environment": environment,
+                "environment_description": cfg.environment.description,
+                "subjects": cfg.subjects,
+                "seed": cfg.seed,
+                "strengths": cfg.strengths.__dict__,
+                "images": cfg.images,
+                "image_size": cfg.image_size,
+                "medmodal_version": medmodal.__version__,
+                "row_counts": rows,
+                "note": "synthetic data from medmodal's structural causal model; truth.parquet is the ground truth "
+                "and must never be read by a cohort builder",
+            },
+        )
     return out

@@ -12,6 +12,7 @@ The SCM with ADNI's meaning of U and C:
   sicker subjects drop out of follow-up more often.
 CSF values outside the assay range are censored as text (ABETA ">1700", TAU "<80", PTAU "<8").
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,35 +32,152 @@ VISITS = (("bl", 0), ("m06", 6), ("m12", 12), ("m18", 18), ("m24", 24), ("m36", 
 # The 116 columns in ADNIMERGE order (kept here so the package needs no shared data at run time; a test
 # checks them against ../shared/data/adni-schema/ADNIMERGE_columns.json).
 COLUMNS = (
-    "RID", "COLPROT", "ORIGPROT", "PTID", "SITE", "VISCODE", "EXAMDATE", "DX_bl", "AGE", "PTGENDER", "PTEDUCAT",
-    "PTETHCAT", "PTRACCAT", "PTMARRY", "APOE4", "FDG", "PIB", "AV45", "FBB", "ABETA", "TAU", "PTAU", "CDRSB",
-    "ADAS11", "ADAS13", "ADASQ4", "MMSE", "RAVLT_immediate", "RAVLT_learning", "RAVLT_forgetting",
-    "RAVLT_perc_forgetting", "LDELTOTAL", "DIGITSCOR", "TRABSCOR", "FAQ", "MOCA", "EcogPtMem", "EcogPtLang",
-    "EcogPtVisspat", "EcogPtPlan", "EcogPtOrgan", "EcogPtDivatt", "EcogPtTotal", "EcogSPMem", "EcogSPLang",
-    "EcogSPVisspat", "EcogSPPlan", "EcogSPOrgan", "EcogSPDivatt", "EcogSPTotal", "FLDSTRENG", "FSVERSION",
-    "IMAGEUID", "Ventricles", "Hippocampus", "WholeBrain", "Entorhinal", "Fusiform", "MidTemp", "ICV", "DX",
-    "mPACCdigit", "mPACCtrailsB", "EXAMDATE_bl", "CDRSB_bl", "ADAS11_bl", "ADAS13_bl", "ADASQ4_bl", "MMSE_bl",
-    "RAVLT_immediate_bl", "RAVLT_learning_bl", "RAVLT_forgetting_bl", "RAVLT_perc_forgetting_bl", "LDELTOTAL_BL",
-    "DIGITSCOR_bl", "TRABSCOR_bl", "FAQ_bl", "mPACCdigit_bl", "mPACCtrailsB_bl", "FLDSTRENG_bl", "FSVERSION_bl",
-    "IMAGEUID_bl", "Ventricles_bl", "Hippocampus_bl", "WholeBrain_bl", "Entorhinal_bl", "Fusiform_bl", "MidTemp_bl",
-    "ICV_bl", "MOCA_bl", "EcogPtMem_bl", "EcogPtLang_bl", "EcogPtVisspat_bl", "EcogPtPlan_bl", "EcogPtOrgan_bl",
-    "EcogPtDivatt_bl", "EcogPtTotal_bl", "EcogSPMem_bl", "EcogSPLang_bl", "EcogSPVisspat_bl", "EcogSPPlan_bl",
-    "EcogSPOrgan_bl", "EcogSPDivatt_bl", "EcogSPTotal_bl", "ABETA_bl", "TAU_bl", "PTAU_bl", "FDG_bl", "PIB_bl",
-    "AV45_bl", "FBB_bl", "Years_bl", "Month_bl", "Month", "M", "update_stamp",
+    "RID",
+    "COLPROT",
+    "ORIGPROT",
+    "PTID",
+    "SITE",
+    "VISCODE",
+    "EXAMDATE",
+    "DX_bl",
+    "AGE",
+    "PTGENDER",
+    "PTEDUCAT",
+    "PTETHCAT",
+    "PTRACCAT",
+    "PTMARRY",
+    "APOE4",
+    "FDG",
+    "PIB",
+    "AV45",
+    "FBB",
+    "ABETA",
+    "TAU",
+    "PTAU",
+    "CDRSB",
+    "ADAS11",
+    "ADAS13",
+    "ADASQ4",
+    "MMSE",
+    "RAVLT_immediate",
+    "RAVLT_learning",
+    "RAVLT_forgetting",
+    "RAVLT_perc_forgetting",
+    "LDELTOTAL",
+    "DIGITSCOR",
+    "TRABSCOR",
+    "FAQ",
+    "MOCA",
+    "EcogPtMem",
+    "EcogPtLang",
+    "EcogPtVisspat",
+    "EcogPtPlan",
+    "EcogPtOrgan",
+    "EcogPtDivatt",
+    "EcogPtTotal",
+    "EcogSPMem",
+    "EcogSPLang",
+    "EcogSPVisspat",
+    "EcogSPPlan",
+    "EcogSPOrgan",
+    "EcogSPDivatt",
+    "EcogSPTotal",
+    "FLDSTRENG",
+    "FSVERSION",
+    "IMAGEUID",
+    "Ventricles",
+    "Hippocampus",
+    "WholeBrain",
+    "Entorhinal",
+    "Fusiform",
+    "MidTemp",
+    "ICV",
+    "DX",
+    "mPACCdigit",
+    "mPACCtrailsB",
+    "EXAMDATE_bl",
+    "CDRSB_bl",
+    "ADAS11_bl",
+    "ADAS13_bl",
+    "ADASQ4_bl",
+    "MMSE_bl",
+    "RAVLT_immediate_bl",
+    "RAVLT_learning_bl",
+    "RAVLT_forgetting_bl",
+    "RAVLT_perc_forgetting_bl",
+    "LDELTOTAL_BL",
+    "DIGITSCOR_bl",
+    "TRABSCOR_bl",
+    "FAQ_bl",
+    "mPACCdigit_bl",
+    "mPACCtrailsB_bl",
+    "FLDSTRENG_bl",
+    "FSVERSION_bl",
+    "IMAGEUID_bl",
+    "Ventricles_bl",
+    "Hippocampus_bl",
+    "WholeBrain_bl",
+    "Entorhinal_bl",
+    "Fusiform_bl",
+    "MidTemp_bl",
+    "ICV_bl",
+    "MOCA_bl",
+    "EcogPtMem_bl",
+    "EcogPtLang_bl",
+    "EcogPtVisspat_bl",
+    "EcogPtPlan_bl",
+    "EcogPtOrgan_bl",
+    "EcogPtDivatt_bl",
+    "EcogPtTotal_bl",
+    "EcogSPMem_bl",
+    "EcogSPLang_bl",
+    "EcogSPVisspat_bl",
+    "EcogSPPlan_bl",
+    "EcogSPOrgan_bl",
+    "EcogSPDivatt_bl",
+    "EcogSPTotal_bl",
+    "ABETA_bl",
+    "TAU_bl",
+    "PTAU_bl",
+    "FDG_bl",
+    "PIB_bl",
+    "AV45_bl",
+    "FBB_bl",
+    "Years_bl",
+    "Month_bl",
+    "Month",
+    "M",
+    "update_stamp",
 )
 # (column, value at stage 0, change per stage unit, noise sd, low, high, decimals): cognition worsens with stage
 SCORES = (
-    ("CDRSB", 0.5, 3.0, 0.7, 0, 18, 1), ("ADAS11", 6, 9, 2.5, 0, 70, 2), ("ADAS13", 10, 13, 3.5, 0, 85, 2),
-    ("ADASQ4", 3, 3.5, 1.2, 0, 10, 0), ("MMSE", 28, -4.5, 1.3, 0, 30, 0), ("RAVLT_immediate", 40, -12, 6, 0, 75, 0),
-    ("RAVLT_learning", 5, -2.5, 1.8, -5, 14, 0), ("RAVLT_forgetting", 4, 1.0, 2.0, -5, 15, 0),
-    ("RAVLT_perc_forgetting", 45, 25, 20, -100, 100, 4), ("LDELTOTAL", 11, -6, 2.5, 0, 25, 0),
-    ("DIGITSCOR", 42, -10, 7, 0, 80, 0), ("TRABSCOR", 90, 60, 30, 0, 300, 0), ("FAQ", 1, 8, 3, 0, 30, 0),
-    ("MOCA", 25, -5, 2, 0, 30, 0), ("mPACCdigit", -1, -7, 2, -40, 5, 4), ("mPACCtrailsB", -1, -7, 2, -40, 5, 4),
+    ("CDRSB", 0.5, 3.0, 0.7, 0, 18, 1),
+    ("ADAS11", 6, 9, 2.5, 0, 70, 2),
+    ("ADAS13", 10, 13, 3.5, 0, 85, 2),
+    ("ADASQ4", 3, 3.5, 1.2, 0, 10, 0),
+    ("MMSE", 28, -4.5, 1.3, 0, 30, 0),
+    ("RAVLT_immediate", 40, -12, 6, 0, 75, 0),
+    ("RAVLT_learning", 5, -2.5, 1.8, -5, 14, 0),
+    ("RAVLT_forgetting", 4, 1.0, 2.0, -5, 15, 0),
+    ("RAVLT_perc_forgetting", 45, 25, 20, -100, 100, 4),
+    ("LDELTOTAL", 11, -6, 2.5, 0, 25, 0),
+    ("DIGITSCOR", 42, -10, 7, 0, 80, 0),
+    ("TRABSCOR", 90, 60, 30, 0, 300, 0),
+    ("FAQ", 1, 8, 3, 0, 30, 0),
+    ("MOCA", 25, -5, 2, 0, 30, 0),
+    ("mPACCdigit", -1, -7, 2, -40, 5, 4),
+    ("mPACCtrailsB", -1, -7, 2, -40, 5, 4),
 )
 ECOG = ("Mem", "Lang", "Visspat", "Plan", "Organ", "Divatt")
 # FreeSurfer volumes (mm^3): (column, at stage 0, relative change per stage, relative noise)
-VOLUMES = (("Ventricles", 36000, 0.25, 0.3), ("Hippocampus", 6900, -0.12, 0.1), ("WholeBrain", 1_010_000, -0.03, 0.08),
-           ("Entorhinal", 3500, -0.14, 0.13), ("Fusiform", 17500, -0.06, 0.1), ("MidTemp", 19500, -0.07, 0.1))
+VOLUMES = (
+    ("Ventricles", 36000, 0.25, 0.3),
+    ("Hippocampus", 6900, -0.12, 0.1),
+    ("WholeBrain", 1_010_000, -0.03, 0.08),
+    ("Entorhinal", 3500, -0.14, 0.13),
+    ("Fusiform", 17500, -0.06, 0.1),
+    ("MidTemp", 19500, -0.07, 0.1),
+)
 
 
 def _subjects(world: World, rng: np.random.Generator, k: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,26 +190,54 @@ def _subjects(world: World, rng: np.random.Generator, k: np.ndarray) -> dict[str
     s0 = np.select([group == 0, group == 1], [np.minimum(s0, -0.05), np.clip(s0, 0.02, 0.95)], np.maximum(s0, 1.02))
     p_conv, r_conv = world.outcome(A_CONVERSION_24M, u, c)
     convert = (group == 1) & (rng.random(n) < p_conv)
-    conv_month = np.where(convert, rng.choice((6, 12, 18, 24), n), np.where(rng.random(n) < 0.35, rng.choice((36, 48), n), 10_000))
+    conv_month = np.where(
+        convert, rng.choice((6, 12, 18, 24), n), np.where(rng.random(n) < 0.35, rng.choice((36, 48), n), 10_000)
+    )
     # stage slope (per month): converters reach s = 1 at conv_month; others drift slowly
-    slope = np.where(group == 1, np.where(conv_month < 10_000, (1.0 - s0 + 0.01) / conv_month, (0.97 - s0) / 60.0),
-                     np.where(group == 0, np.where(rng.random(n) < 0.1, 1.0 / 36, 0.002), 0.02 + 0.01 * u))
+    slope = np.where(
+        group == 1,
+        np.where(conv_month < 10_000, (1.0 - s0 + 0.01) / conv_month, (0.97 - s0) / 60.0),
+        np.where(group == 0, np.where(rng.random(n) < 0.1, 1.0 / 36, 0.002), 0.02 + 0.01 * u),
+    )
     site = np.where(c == 1, rng.integers(2, 60, n) * 2, rng.integers(2, 60, n) * 2 + 1)
     first_year = rng.integers(2005, 2019, n)
-    colprot = np.select([first_year < 2009, first_year < 2011, first_year < 2016], ["ADNI1", "ADNIGO", "ADNI2"], "ADNI3")
+    colprot = np.select(
+        [first_year < 2009, first_year < 2011, first_year < 2016], ["ADNI1", "ADNIGO", "ADNI2"], "ADNI3"
+    )
     apoe = np.minimum(2, rng.poisson(np.select([group == 0, group == 1], [0.3, 0.6], 0.9)))
     return {
-        "k": k, "RID": 100_000 + env * 1_000_000 + k, "c": c, "group": group, "u": u, "s0": s0, "slope": slope,
-        "prob_conversion_24m": np.where(group == 1, p_conv, np.nan), "risk_conversion_24m": np.where(group == 1, r_conv, np.nan),
+        "k": k,
+        "RID": 100_000 + env * 1_000_000 + k,
+        "c": c,
+        "group": group,
+        "u": u,
+        "s0": s0,
+        "slope": slope,
+        "prob_conversion_24m": np.where(group == 1, p_conv, np.nan),
+        "risk_conversion_24m": np.where(group == 1, r_conv, np.nan),
         "y_conversion_24m": np.where(group == 1, (conv_month <= 24).astype(np.int8), -1).astype(np.int8),
-        "site": site, "colprot": colprot, "apoe": apoe,
+        "site": site,
+        "colprot": colprot,
+        "apoe": apoe,
         "start": year_start(first_year) + (rng.uniform(0, 360, n) * DAY).astype(np.int64),
-        "age": np.round(rng.normal(73, 7, n), 1), "gender": pick(rng, ("Male", "Female"), (0.53, 0.47), n),
+        "age": np.round(rng.normal(73, 7, n), 1),
+        "gender": pick(rng, ("Male", "Female"), (0.53, 0.47), n),
         "educ": np.clip(np.round(rng.normal(16, 2.8, n)), 6, 20).astype(np.int64),
         "eth": pick(rng, ("Not Hisp/Latino", "Hisp/Latino", "Unknown"), (0.94, 0.04, 0.02), n),
-        "race": pick(rng, ("White", "Black", "Asian", "More than one", "Am Indian/Alaskan", "Unknown"), (0.9, 0.04, 0.025, 0.02, 0.005, 0.01), n),
-        "marry": pick(rng, ("Married", "Widowed", "Divorced", "Never married", "Unknown"), (0.74, 0.12, 0.09, 0.04, 0.01), n),
-        "dx_bl": np.select([group == 0, group == 1], [np.where(rng.random(n) < 0.15, "SMC", "CN"), np.where(u > 0, "LMCI", "EMCI")], "AD"),
+        "race": pick(
+            rng,
+            ("White", "Black", "Asian", "More than one", "Am Indian/Alaskan", "Unknown"),
+            (0.9, 0.04, 0.025, 0.02, 0.005, 0.01),
+            n,
+        ),
+        "marry": pick(
+            rng, ("Married", "Widowed", "Divorced", "Never married", "Unknown"), (0.74, 0.12, 0.09, 0.04, 0.01), n
+        ),
+        "dx_bl": np.select(
+            [group == 0, group == 1],
+            [np.where(rng.random(n) < 0.15, "SMC", "CN"), np.where(u > 0, "LMCI", "EMCI")],
+            "AD",
+        ),
     }
 
 
@@ -117,8 +263,16 @@ def _visits(world: World, rng: np.random.Generator, s: dict[str, np.ndarray]):
     cols["PTID"] = np.array([f"{int(a):03d}_S_{int(b)}" for a, b in zip(s["site"][sub], s["RID"][sub])], dtype=object)
     cols["VISCODE"] = np.array([v for v, _ in VISITS], dtype=object)[vis]
     exam = s["start"][sub] + (month * 30.44 * DAY).astype(np.int64) + (rng.integers(-14, 15, m) * DAY)
-    for key, src in (("DX_bl", "dx_bl"), ("AGE", "age"), ("PTGENDER", "gender"), ("PTEDUCAT", "educ"), ("PTETHCAT", "eth"),
-                     ("PTRACCAT", "race"), ("PTMARRY", "marry"), ("APOE4", "apoe")):
+    for key, src in (
+        ("DX_bl", "dx_bl"),
+        ("AGE", "age"),
+        ("PTGENDER", "gender"),
+        ("PTEDUCAT", "educ"),
+        ("PTETHCAT", "eth"),
+        ("PTRACCAT", "race"),
+        ("PTMARRY", "marry"),
+        ("APOE4", "apoe"),
+    ):
         cols[key] = s[src][sub]
     noise = lambda sd: rng.normal(0, sd, m)  # noqa: E731
     sig = world.strengths.u_signal * np.maximum(stage, -1.0)
@@ -131,7 +285,9 @@ def _visits(world: World, rng: np.random.Generator, s: dict[str, np.ndarray]):
     csf = rng.random(m) < prop_csf
     mri = rng.random(m) < 0.85
     cols["FDG"] = np.where(pet & (rng.random(m) < 0.7), np.round(1.3 - 0.12 * sig + noise(0.07), 5), np.nan)
-    cols["PIB"] = np.where(pet & (s["colprot"][sub] == "ADNI1") & (rng.random(m) < 0.2), np.round(1.5 + 0.4 * sig + noise(0.2), 4), np.nan)
+    cols["PIB"] = np.where(
+        pet & (s["colprot"][sub] == "ADNI1") & (rng.random(m) < 0.2), np.round(1.5 + 0.4 * sig + noise(0.2), 4), np.nan
+    )
     amyloid = pet & (s["colprot"][sub] != "ADNI1")
     use_fbb = s["colprot"][sub] == "ADNI3"
     cols["AV45"] = np.where(amyloid & ~use_fbb, np.round(1.1 + 0.2 * sig + noise(0.1), 4), np.nan)
@@ -139,9 +295,15 @@ def _visits(world: World, rng: np.random.Generator, s: dict[str, np.ndarray]):
     abeta = 1100 - 350 * sig + noise(250)
     tau = 250 + 80 * sig + noise(60)
     ptau = 23 + 9 * sig + noise(6)
-    cols["ABETA"] = np.where(csf, np.where(abeta > 1700, ">1700", np.where(abeta < 200, "<200", np.round(abeta, 1).astype(str))), None)
-    cols["TAU"] = np.where(csf, np.where(tau < 80, "<80", np.where(tau > 1300, ">1300", np.round(tau, 2).astype(str))), None)
-    cols["PTAU"] = np.where(csf, np.where(ptau < 8, "<8", np.where(ptau > 120, ">120", np.round(ptau, 2).astype(str))), None)
+    cols["ABETA"] = np.where(
+        csf, np.where(abeta > 1700, ">1700", np.where(abeta < 200, "<200", np.round(abeta, 1).astype(str))), None
+    )
+    cols["TAU"] = np.where(
+        csf, np.where(tau < 80, "<80", np.where(tau > 1300, ">1300", np.round(tau, 2).astype(str))), None
+    )
+    cols["PTAU"] = np.where(
+        csf, np.where(ptau < 8, "<8", np.where(ptau > 120, ">120", np.round(ptau, 2).astype(str))), None
+    )
     for name, at0, per, sd, lo, hi, dec in SCORES:
         v = np.clip(at0 + per * sig + noise(sd), lo, hi)
         missing = rng.random(m) < (0.05 if name not in ("MOCA", "mPACCtrailsB") else 0.25)
@@ -156,17 +318,27 @@ def _visits(world: World, rng: np.random.Generator, s: dict[str, np.ndarray]):
         cols[f"Ecog{who}Total"] = np.where(has, np.round(np.mean(parts, axis=0), 5), np.nan)
     three_t = rng.random(m) < 0.5 + 0.45 * np.tanh(cs) * (2 * c_v - 1)
     cols["FLDSTRENG"] = np.where(mri, np.where(three_t, "3 Tesla MRI", "1.5 Tesla MRI"), None)
-    cols["FSVERSION"] = np.where(mri, np.where(three_t, "Cross-Sectional FreeSurfer (6.0)", "Cross-Sectional FreeSurfer (5.1)"), None)
+    cols["FSVERSION"] = np.where(
+        mri, np.where(three_t, "Cross-Sectional FreeSurfer (6.0)", "Cross-Sectional FreeSurfer (5.1)"), None
+    )
     cols["IMAGEUID"] = np.where(mri, 1_000_000 + s["RID"][sub] * 10 + vis, np.nan)
     icv = np.exp(rng.normal(np.log(1_500_000), 0.1, n))[sub]
     for name, at0, rel, rel_sd in VOLUMES:
-        v = at0 * (icv / 1_500_000) * (1 + rel * sig) * np.exp(noise(rel_sd * 0.3)) * (1 + 0.03 * cs * np.where(three_t, 1, -1))
+        v = (
+            at0
+            * (icv / 1_500_000)
+            * (1 + rel * sig)
+            * np.exp(noise(rel_sd * 0.3))
+            * (1 + 0.03 * cs * np.where(three_t, 1, -1))
+        )
         cols[name] = np.where(mri, np.round(v, 0), np.nan)
     cols["ICV"] = np.where(mri, np.round(icv), np.nan)
     dx = np.select([stage < 0, stage < 1], ["CN", "MCI"], "Dementia")
     cols["DX"] = np.where(rng.random(m) < 0.03, None, dx)
-    df = pl.DataFrame({k: (v.tolist() if isinstance(v, np.ndarray) and v.dtype == object else v) for k, v in cols.items()},
-                      strict=False)
+    df = pl.DataFrame(
+        {k: (v.tolist() if isinstance(v, np.ndarray) and v.dtype == object else v) for k, v in cols.items()},
+        strict=False,
+    )
     df = df.with_columns(pl.Series("_exam", exam), pl.Series("_month", month), pl.Series("_sub", sub))
     return df, stage, prop_pet, prop_csf, pet, csf
 
@@ -182,10 +354,16 @@ def _finish(df: pl.DataFrame) -> pl.DataFrame:
     bl = bl.select([pl.col("RID")] + [pl.col(src).alias(dst) for dst, src in bl_map.items()])
     df = df.join(bl, on="RID", how="left")
     years = (pl.col("EXAMDATE") - pl.col("EXAMDATE_bl")).dt.total_days() / 365.25
-    df = df.with_columns(years.round(5).alias("Years_bl"), (years * 12).round(5).alias("Month_bl"),
-                         pl.col("_month").alias("Month"), pl.col("_month").alias("M"),
-                         pl.lit("2024-01-01 00:00:00.0").alias("update_stamp"))
-    df = df.with_columns(pl.col(pl.Float64).fill_nan(None)).with_columns(pl.col("IMAGEUID", "IMAGEUID_bl").cast(pl.Int64))
+    df = df.with_columns(
+        years.round(5).alias("Years_bl"),
+        (years * 12).round(5).alias("Month_bl"),
+        pl.col("_month").alias("Month"),
+        pl.col("_month").alias("M"),
+        pl.lit("2024-01-01 00:00:00.0").alias("update_stamp"),
+    )
+    df = df.with_columns(pl.col(pl.Float64).fill_nan(None)).with_columns(
+        pl.col("IMAGEUID", "IMAGEUID_bl").cast(pl.Int64)
+    )
     return df.sort(["RID", "_month"]).select(COLUMNS)
 
 
@@ -203,17 +381,26 @@ def simulate_adni(out: Path, cfg: SimConfig, progress) -> dict:
             writers.write("ADNIMERGE.csv", _finish(df))
             baseline = df["VISCODE"].to_numpy() == "bl"
             mci = s["group"][sub] == 1
-            truth.append(pl.DataFrame([
-                pl.Series("RID", s["RID"][sub]), df["VISCODE"], pl.Series("U", s["u"][sub]), pl.Series("stage", stage),
-                pl.Series("C", s["c"][sub].astype(np.int8)),
-                nullable("risk_conversion_24m", s["risk_conversion_24m"][sub], baseline & mci, pl.Float64),
-                nullable("prob_conversion_24m", s["prob_conversion_24m"][sub], baseline & mci, pl.Float64),
-                nullable("y_conversion_24m", s["y_conversion_24m"][sub], baseline & mci, pl.Int8),
-                pl.Series("prop_pet", prop_pet), pl.Series("prop_csf", prop_csf), pl.Series("order_pet", pet),
-                pl.Series("order_csf", csf), pl.Series("environment", [env] * len(sub), dtype=pl.Utf8),
-            ]))
+            truth.append(
+                pl.DataFrame(
+                    [
+                        pl.Series("RID", s["RID"][sub]),
+                        df["VISCODE"],
+                        pl.Series("U", s["u"][sub]),
+                        pl.Series("stage", stage),
+                        pl.Series("C", s["c"][sub].astype(np.int8)),
+                        nullable("risk_conversion_24m", s["risk_conversion_24m"][sub], baseline & mci, pl.Float64),
+                        nullable("prob_conversion_24m", s["prob_conversion_24m"][sub], baseline & mci, pl.Float64),
+                        nullable("y_conversion_24m", s["y_conversion_24m"][sub], baseline & mci, pl.Int8),
+                        pl.Series("prop_pet", prop_pet),
+                        pl.Series("prop_csf", prop_csf),
+                        pl.Series("order_pet", pet),
+                        pl.Series("order_csf", csf),
+                        pl.Series("environment", [env] * len(sub), dtype=pl.Utf8),
+                    ]
+                )
+            )
             progress(len(k))
         rows = writers.close()
         pl.concat(truth).write_parquet(out / "truth.parquet")
     return rows
-

@@ -1,9 +1,11 @@
 """The simulator registry and the run configuration every simulated source receives."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from medmodal.common import Registry
 from medmodal.simulate.scm import Environment, Strengths, World

@@ -12,6 +12,7 @@ bands, a pneumothorax rim, tube and line). C leaves two marks a CNN can pick up:
 Files: JPEG (Pillow, quality 90, no optimisation pass: byte-stable) or DICOM written by pydicom with a proper file
 meta header, MONOCHROME2 or MONOCHROME1 (inverted), BitsStored 12, Rescale slope / intercept and a VOI window.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,9 +22,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-            "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-            "Pneumothorax", "Support Devices")
+FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+)
 JPEG_QUALITY = 90
 DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's registered root; the suffix is derived from ids, not time
@@ -76,8 +90,9 @@ def _anatomy(size: int, lateral: bool, big_heart: bool):
     return img, yy, xx, field
 
 
-def render(rng: np.random.Generator, findings: dict[str, float], *, c: int, c_marks: float, size: int,
-           lateral: bool) -> np.ndarray:
+def render(
+    rng: np.random.Generator, findings: dict[str, float], *, c: int, c_marks: float, size: int, lateral: bool
+) -> np.ndarray:
     """One film as uint16 in 0..4095 (brighter = more attenuation, the MONOCHROME2 convention)."""
     pos = lambda v: findings.get(v) in (1.0, -1.0)  # noqa: E731  (uncertain findings are faint but visible)
     base, yy, xx, field = _anatomy(size, lateral, pos("Cardiomegaly"))
@@ -95,7 +110,7 @@ def render(rng: np.random.Generator, findings: dict[str, float], *, c: int, c_ma
         meniscus = (yy > 0.3 + 0.15 * np.abs(xx - cx)) & (np.abs(xx - cx) < 0.32)
         img[meniscus] = np.maximum(img[meniscus], 0.5)
     if pos("Atelectasis"):
-        for cy, cx in field:
+        for _cy, cx in field:
             img[(np.abs(yy - 0.38) < 0.025) & (np.abs(xx - cx) < 0.2)] += 0.18
     if pos("Pneumothorax"):
         cy, cx = field[0]
@@ -112,12 +127,12 @@ def render(rng: np.random.Generator, findings: dict[str, float], *, c: int, c_ma
     site = c if own else 1 - c
     m = max(2, size // 32)
     if site == 1:  # medical campus: an "L"-shaped lead block, top-left
-        img[m:4 * m, m:2 * m] = 0.98
-        img[3 * m:4 * m, m:3 * m] = 0.98
+        img[m : 4 * m, m : 2 * m] = 0.98
+        img[3 * m : 4 * m, m : 3 * m] = 0.98
     else:  # surgical campus: a round marker, top-right
         r = np.arange(-2 * m, 2 * m + 1)
         disc = (r[:, None] ** 2 + r[None, :] ** 2) <= (1.2 * m) ** 2
-        patch = img[m: m + 4 * m + 1, size - 5 * m - 1: size - m]
+        patch = img[m : m + 4 * m + 1, size - 5 * m - 1 : size - m]
         patch[disc[: patch.shape[0], : patch.shape[1]]] = 0.98
     img += 0.02 * rng.standard_normal(img.shape, dtype=np.float32)
     np.clip(img, 0, 1, out=img)
@@ -135,8 +150,18 @@ def write_jpeg(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray((pixels >> 4).astype(np.uint8), mode="L").save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
-def write_dicom(path: Path, pixels: np.ndarray, *, dicom_id: str, subject_id: int, study_id: int, view: str,
-                study_date: str, study_time: str, variant: int) -> None:
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    dicom_id: str,
+    subject_id: int,
+    study_id: int,
+    view: str,
+    study_date: str,
+    study_time: str,
+    variant: int,
+) -> None:
     """A DX DICOM file: 12 bits stored in 16, MONOCHROME2/1, a rescale and a VOI window; UIDs derived from ids.
 
     ``variant`` (0..3) picks photometric interpretation and rescale so readers must honour both:

@@ -10,6 +10,7 @@ U_i(t) drifts over an encounter (worse towards death, better towards discharge).
 device calibration differences between the two campuses: small next to the clinical range, but consistent, so a
 model can read C from them. Itemids and labels are those of MIMIC-IV v2.2 (hosp/d_labitems, icu/d_items).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ LABS: tuple[Lab, ...] = (
     Lab(51221, "Hematocrit", "Hematology", "%", 34.5, 5.4, False, -0.6, -1.2, 12, 58, 1, 40, 51, "cbc"),  # ~3 x Hgb
     Lab(51265, "Platelet Count", "Hematology", "K/uL", 220, 0.4, True, -0.5, 0.0, 5, 1200, 0, 150, 400, "cbc"),
     Lab(51237, "INR(PT)", "Hematology", None, 1.2, 0.2, True, 0.5, 0.0, 0.8, 10, 1, 0.9, 1.1, "coag"),
-    Lab(50861, "Alanine Aminotransferase (ALT)", "Chemistry", "IU/L", 25, 0.6, True, 0.4, 0.0, 3, 3000, 0, 0, 40, "lft"),
+    Lab(
+        50861, "Alanine Aminotransferase (ALT)", "Chemistry", "IU/L", 25, 0.6, True, 0.4, 0.0, 3, 3000, 0, 0, 40, "lft"
+    ),
     Lab(50885, "Bilirubin, Total", "Chemistry", "mg/dL", 0.7, 0.6, True, 0.5, 0.0, 0.1, 30, 1, 0, 1.5, "lft"),
     Lab(50862, "Albumin", "Chemistry", "g/dL", 3.5, 0.5, False, -0.6, 0.0, 1.2, 5.5, 1, 3.5, 5.2, "lft"),
     Lab(50813, "Lactate", "Blood Gas", "mmol/L", 1.5, 0.45, True, 0.9, 0.0, 0.3, 20, 1, 0.5, 2.0, "gas"),
@@ -68,36 +71,126 @@ _LAB_INDEX = {lab.itemid: j for j, lab in enumerate(LABS)}
 # icu/d_items rows of the charted items (values as in MIMIC-IV v2.2).
 D_ITEMS = (
     (220045, "Heart Rate", "HR", "chartevents", "Routine Vital Signs", "bpm", "Numeric", None, None),
-    (220179, "Non Invasive Blood Pressure systolic", "NBPs", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", None, None),
-    (220180, "Non Invasive Blood Pressure diastolic", "NBPd", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", None, None),
-    (220181, "Non Invasive Blood Pressure mean", "NBPm", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", None, None),
-    (220050, "Arterial Blood Pressure systolic", "ABPs", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", 90, 140),
-    (220051, "Arterial Blood Pressure diastolic", "ABPd", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", 60, 90),
-    (220052, "Arterial Blood Pressure mean", "ABPm", "chartevents", "Routine Vital Signs", "mmHg", "Numeric", None, None),
+    (
+        220179,
+        "Non Invasive Blood Pressure systolic",
+        "NBPs",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        None,
+        None,
+    ),
+    (
+        220180,
+        "Non Invasive Blood Pressure diastolic",
+        "NBPd",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        None,
+        None,
+    ),
+    (
+        220181,
+        "Non Invasive Blood Pressure mean",
+        "NBPm",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        None,
+        None,
+    ),
+    (
+        220050,
+        "Arterial Blood Pressure systolic",
+        "ABPs",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        90,
+        140,
+    ),
+    (
+        220051,
+        "Arterial Blood Pressure diastolic",
+        "ABPd",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        60,
+        90,
+    ),
+    (
+        220052,
+        "Arterial Blood Pressure mean",
+        "ABPm",
+        "chartevents",
+        "Routine Vital Signs",
+        "mmHg",
+        "Numeric",
+        None,
+        None,
+    ),
     (220210, "Respiratory Rate", "RR", "chartevents", "Respiratory", "insp/min", "Numeric", None, None),
     (220277, "O2 saturation pulseoxymetry", "SpO2", "chartevents", "Respiratory", "%", "Numeric", None, None),
-    (223761, "Temperature Fahrenheit", "Temperature F", "chartevents", "Routine Vital Signs", "°F", "Numeric", None, None),
+    (
+        223761,
+        "Temperature Fahrenheit",
+        "Temperature F",
+        "chartevents",
+        "Routine Vital Signs",
+        "°F",
+        "Numeric",
+        None,
+        None,
+    ),
     (223762, "Temperature Celsius", "Temperature C", "chartevents", "Routine Vital Signs", "°C", "Numeric", None, None),
     (220739, "GCS - Eye Opening", "Eye Opening", "chartevents", "Neurological", None, "Text", None, None),
     (223900, "GCS - Verbal Response", "Verbal Response", "chartevents", "Neurological", None, "Text", None, None),
     (223901, "GCS - Motor Response", "Motor Response", "chartevents", "Neurological", None, "Text", None, None),
     (226512, "Admission Weight (Kg)", "Admission Weight (Kg)", "chartevents", "General", "kg", "Numeric", None, None),
 )
-D_ITEMS_COLUMNS = ("itemid", "label", "abbreviation", "linksto", "category", "unitname", "param_type",
-                   "lownormalvalue", "highnormalvalue")
+D_ITEMS_COLUMNS = (
+    "itemid",
+    "label",
+    "abbreviation",
+    "linksto",
+    "category",
+    "unitname",
+    "param_type",
+    "lownormalvalue",
+    "highnormalvalue",
+)
 GCS_TEXT = {
     220739: ("None", "To Pain", "To Speech", "Spontaneously"),
     223900: ("No Response", "Incomprehensible sounds", "Inappropriate Words", "Confused", "Oriented"),
-    223901: ("No response", "Abnormal extension", "Abnormal Flexion", "Flex-withdraws", "Localizes Pain", "Obeys Commands"),
+    223901: (
+        "No response",
+        "Abnormal extension",
+        "Abnormal Flexion",
+        "Flex-withdraws",
+        "Localizes Pain",
+        "Obeys Commands",
+    ),
 }
 PROVIDERS = tuple(f"P{n:05X}"[:6] for n in range(0x1A2B3, 0x1A2B3 + 211 * 97, 97))
 
 
 def d_labitems() -> pl.DataFrame:
-    return pl.DataFrame({
-        "itemid": [lab.itemid for lab in LABS], "label": [lab.label for lab in LABS],
-        "fluid": ["Blood"] * len(LABS), "category": [lab.category for lab in LABS],
-    })
+    return pl.DataFrame(
+        {
+            "itemid": [lab.itemid for lab in LABS],
+            "label": [lab.label for lab in LABS],
+            "fluid": ["Blood"] * len(LABS),
+            "category": [lab.category for lab in LABS],
+        }
+    )
 
 
 def d_items() -> pl.DataFrame:
@@ -129,14 +222,19 @@ class EventWriter:
         a, s = pop.adm, pop.subj
         m = len(a["sub"])
         # Draw times: one ED / admission draw, a 05:00 draw every hospital day, and 12-hourly draws in the ICU.
-        first_t = np.where(a["has_ed"], a["edregtime"] + (rng.uniform(0.3, 1.5, m) * HOUR).astype(np.int64),
-                           a["admittime"] + (rng.uniform(0.2, 2.0, m) * HOUR).astype(np.int64))
+        first_t = np.where(
+            a["has_ed"],
+            a["edregtime"] + (rng.uniform(0.3, 1.5, m) * HOUR).astype(np.int64),
+            a["admittime"] + (rng.uniform(0.2, 2.0, m) * HOUR).astype(np.int64),
+        )
         day0 = a["admittime"] // DAY * DAY + DAY + 5 * HOUR
         n_daily = np.maximum(0, np.ceil((a["dischtime"] - day0) / DAY)).astype(np.int64)
         own_d, pos_d = ragged(n_daily)
         t_daily = day0[own_d] + pos_d * DAY + rng.integers(-3600, 3600, len(own_d))
         icu_rows = np.flatnonzero(a["icu"])
-        n_icu = np.maximum(0, np.ceil((a["outtime"][icu_rows] - a["intime"][icu_rows] - 6 * HOUR) / (12 * HOUR))).astype(np.int64)
+        n_icu = np.maximum(
+            0, np.ceil((a["outtime"][icu_rows] - a["intime"][icu_rows] - 6 * HOUR) / (12 * HOUR))
+        ).astype(np.int64)
         own_i, pos_i = ragged(n_icu)
         own_i = icu_rows[own_i]
         t_icu = a["intime"][own_i] + 6 * HOUR + pos_i * 12 * HOUR + rng.integers(-1800, 1800, len(own_i))
@@ -152,7 +250,6 @@ class EventWriter:
         frac = (t - a["admittime"][own]) / np.maximum(1, a["dischtime"][own] - a["admittime"][own])
         u_t = _u_path(a["u"][own], frac, a["died"][own], self.world.strengths.u_signal)
         c = a["c"][own]
-        subj_of = a["sub"][own]
         re = rng.normal(0, 0.4, (m, len(LABS)))[own]
 
         # Outpatient draws: never inside an admission, so they only matter through the (subject, time) join.
@@ -167,7 +264,9 @@ class EventWriter:
         gap = (rng.uniform(3, 365, len(o_sub)) * DAY).astype(np.int64)
         t_out = np.where(before, first_adm[o_sub] - gap, last_dis[o_sub] + gap)
         t_out = t_out // DAY * DAY + (rng.uniform(8, 17, len(o_sub)) * HOUR).astype(np.int64)
-        u_out = self.world.strengths.u_signal * (self.world.strengths.rho * s["frailty"][o_sub] + rng.normal(0, 0.6, len(o_sub)))
+        u_out = self.world.strengths.u_signal * (
+            self.world.strengths.rho * s["frailty"][o_sub] + rng.normal(0, 0.6, len(o_sub))
+        )
 
         n_in = len(t)
         t = np.concatenate([t, t_out]) // 60 * 60
@@ -188,8 +287,11 @@ class EventWriter:
         p[:, 2] = np.where(inpatient, 0.85, 0.6)
         p[:, 3] = np.where(inpatient, sigmoid(-0.6 + 0.7 * u_all), 0.15)
         p[:, 4] = np.where(inpatient, sigmoid(-1.0 + 0.6 * u_all), 0.25)
-        p[:, 5] = np.select([kind == 2, kind == 0, kind == 1], [sigmoid(-0.2 + 0.9 * u_all), sigmoid(-1.0 + 0.9 * u_all),
-                                                                  sigmoid(-2.5 + 0.8 * u_all)], 0.0)
+        p[:, 5] = np.select(
+            [kind == 2, kind == 0, kind == 1],
+            [sigmoid(-0.2 + 0.9 * u_all), sigmoid(-1.0 + 0.9 * u_all), sigmoid(-2.5 + 0.8 * u_all)],
+            0.0,
+        )
         has_panel = rng.random((nd, len(PANELS))) < p
         panel_of = np.array([PANELS.index(lab.panel) for lab in LABS])
         include = has_panel[:, panel_of]  # (draws, labs)
@@ -210,7 +312,7 @@ class EventWriter:
         hi = np.array([lab.hi for lab in LABS])
         dec = np.array([lab.dec for lab in LABS])
         val = np.clip(val, lo, hi)
-        val = np.round(val * 10.0 ** dec) / 10.0 ** dec
+        val = np.round(val * 10.0**dec) / 10.0**dec
 
         d_idx, l_idx = np.nonzero(include)
         n_rows = len(d_idx)
@@ -221,37 +323,46 @@ class EventWriter:
         ref_hi = np.array([lab.ref_hi for lab in LABS])[l_idx]
         num = pl.Series("v", v)
         value_text = pl.select(
-            pl.when(pl.Series(dec[l_idx] == 0)).then(num.round(0).cast(pl.Int64).cast(pl.Utf8))
+            pl.when(pl.Series(dec[l_idx] == 0))
+            .then(num.round(0).cast(pl.Int64).cast(pl.Utf8))
             .otherwise(num.round(1).cast(pl.Utf8))
         ).to_series()
         redacted = pl.Series(rng.random(n_rows) < 0.015)  # MIMIC shows some results as "___", number in valuenum
         pri_code = np.where(kind[d_idx] == 3, 0, np.where((kind[d_idx] == 1) & (rng.random(n_rows) < 0.7), 1, 2))
         provider = np.where(rng.random(n_rows) < 0.15, rng.integers(0, len(PROVIDERS), n_rows), -1)
         uom_idx = l_idx
-        df = pl.DataFrame([
-            pl.Series("subject_id", subject_id[d_idx]),
-            nullable("hadm_id", hadm[d_idx], has_hadm[d_idx]),
-            pl.Series("specimen_id", spec),
-            pl.Series("itemid", np.array([lab.itemid for lab in LABS])[l_idx]),
-            codes("order_provider_id", provider, PROVIDERS),
-            dt("charttime", t[d_idx]),
-            dt("storetime", t[d_idx] + (rng.uniform(20, 150, n_rows) * 60).astype(np.int64) // 60 * 60),
-            pl.select(pl.when(redacted).then(pl.lit("___")).otherwise(value_text)).to_series().alias("value"),
-            value_text.alias("valuenum"),
-            codes("valueuom", uom_idx, tuple(lab.uom for lab in LABS)),
-            pl.Series("ref_range_lower", ref_lo),
-            pl.Series("ref_range_upper", ref_hi),
-            codes("flag", np.where((v < ref_lo) | (v > ref_hi), 0, -1), ("abnormal",)),
-            codes("priority", pri_code - 1, ("ROUTINE", "STAT")),
-            codes("comments", np.where(rng.random(n_rows) < 0.01, 0, -1), ("___",)),
-        ]).sort(["subject_id", "charttime", "itemid"], maintain_order=True)
+        df = pl.DataFrame(
+            [
+                pl.Series("subject_id", subject_id[d_idx]),
+                nullable("hadm_id", hadm[d_idx], has_hadm[d_idx]),
+                pl.Series("specimen_id", spec),
+                pl.Series("itemid", np.array([lab.itemid for lab in LABS])[l_idx]),
+                codes("order_provider_id", provider, PROVIDERS),
+                dt("charttime", t[d_idx]),
+                dt("storetime", t[d_idx] + (rng.uniform(20, 150, n_rows) * 60).astype(np.int64) // 60 * 60),
+                pl.select(pl.when(redacted).then(pl.lit("___")).otherwise(value_text)).to_series().alias("value"),
+                value_text.alias("valuenum"),
+                codes("valueuom", uom_idx, tuple(lab.uom for lab in LABS)),
+                pl.Series("ref_range_lower", ref_lo),
+                pl.Series("ref_range_upper", ref_hi),
+                codes("flag", np.where((v < ref_lo) | (v > ref_hi), 0, -1), ("abnormal",)),
+                codes("priority", pri_code - 1, ("ROUTINE", "STAT")),
+                codes("comments", np.where(rng.random(n_rows) < 0.01, 0, -1), ("___",)),
+            ]
+        ).sort(["subject_id", "charttime", "itemid"], maintain_order=True)
         df = df.with_columns(pl.Series("labevent_id", self.next_labevent_id + np.arange(n_rows)))
         self.next_labevent_id += n_rows
 
         # First and last in-hospital values per admission (Pertinent Results of the discharge summary).
         in_adm = d_idx < n_in
         summary: dict[str, np.ndarray] = {}
-        for item, name in ((50912, "creatinine"), (51301, "wbc"), (51222, "hemoglobin"), (50983, "sodium"), (50813, "lactate")):
+        for item, name in (
+            (50912, "creatinine"),
+            (51301, "wbc"),
+            (51222, "hemoglobin"),
+            (50983, "sodium"),
+            (50813, "lactate"),
+        ):
             sel = in_adm & (l_idx == j[item])
             first = np.full(m, np.nan)
             last = np.full(m, np.nan)
@@ -297,9 +408,14 @@ class EventWriter:
         spo2 = np.clip(vital(97, 1.8, -0.6) + 1.0 * s.c_marks * (2 * c[own] - 1) * 0.5, 70, 100)
         every = np.arange(len(own))
         nbp_rows = np.flatnonzero(~aline[own] | (pos % 4 == 0))
-        blocks += [(every, 220045, hr, 0), (every, 220210, rr, 0), (every, 220277, spo2, 0),
-                   (nbp_rows, 220179, sbp[nbp_rows], 0), (nbp_rows, 220180, dbp[nbp_rows], 0),
-                   (nbp_rows, 220181, (sbp[nbp_rows] + 2 * dbp[nbp_rows]) / 3, 0)]
+        blocks += [
+            (every, 220045, hr, 0),
+            (every, 220210, rr, 0),
+            (every, 220277, spo2, 0),
+            (nbp_rows, 220179, sbp[nbp_rows], 0),
+            (nbp_rows, 220180, dbp[nbp_rows], 0),
+            (nbp_rows, 220181, (sbp[nbp_rows] + 2 * dbp[nbp_rows]) / 3, 0),
+        ]
         art = np.flatnonzero(aline[own])
         abps = sbp[art] + rng.normal(3, 4, len(art))
         abpd = dbp[art] + rng.normal(-2, 3, len(art))
@@ -310,8 +426,11 @@ class EventWriter:
         blocks += [(q4[cel], 223762, temp_c[cel], 1), (q4[~cel], 223761, temp_c[~cel] * 9 / 5 + 32, 1)]
         g4 = np.flatnonzero(pos % 4 == 2)
         g = -(0.9 * u_t[g4] + rng.normal(0, 0.3, n_s)[own][g4] + rng.normal(0, 0.5, len(g4)))
-        for item, cuts in ((220739, (-2.2, -1.6, -1.0)), (223900, (-2.0, -1.5, -1.1, -0.6)),
-                           (223901, (-2.4, -2.1, -1.8, -1.4, -0.9))):
+        for item, cuts in (
+            (220739, (-2.2, -1.6, -1.0)),
+            (223900, (-2.0, -1.5, -1.1, -0.6)),
+            (223901, (-2.4, -2.1, -1.8, -1.4, -0.9)),
+        ):
             blocks.append((g4, item, np.digitize(g, cuts) + 1.0, -1))
         chart = {"row": [], "item": [], "val": [], "text": [], "num": [], "t": []}
         for rows, item, val, dec in blocks:
@@ -340,17 +459,19 @@ class EventWriter:
         by_id = sorted(D_ITEMS)
         item_ids = np.array([r[0] for r in by_id])
         uoms = [r[5] for r in by_id]
-        df = pl.DataFrame([
-            pl.Series("subject_id", a["subject_id"][sel][row]),
-            pl.Series("hadm_id", a["hadm_id"][sel][row]),
-            pl.Series("stay_id", a["stay_id"][sel][row]),
-            pl.Series("caregiver_id", caregiver[row] + ((tt - intime[row]) // (12 * HOUR)) % 3 * 7),
-            dt("charttime", tt),
-            dt("storetime", tt + rng.integers(1, 45, n) * 60),
-            pl.Series("itemid", item),
-            pl.concat(chart["text"]).alias("value"),
-            pl.concat(chart["num"]).alias("valuenum"),
-            codes("valueuom", np.searchsorted(item_ids, item), tuple(uoms)),
-            pl.Series("warning", np.zeros(n, np.int64)),
-        ])
+        df = pl.DataFrame(
+            [
+                pl.Series("subject_id", a["subject_id"][sel][row]),
+                pl.Series("hadm_id", a["hadm_id"][sel][row]),
+                pl.Series("stay_id", a["stay_id"][sel][row]),
+                pl.Series("caregiver_id", caregiver[row] + ((tt - intime[row]) // (12 * HOUR)) % 3 * 7),
+                dt("charttime", tt),
+                dt("storetime", tt + rng.integers(1, 45, n) * 60),
+                pl.Series("itemid", item),
+                pl.concat(chart["text"]).alias("value"),
+                pl.concat(chart["num"]).alias("valuenum"),
+                codes("valueuom", np.searchsorted(item_ids, item), tuple(uoms)),
+                pl.Series("warning", np.zeros(n, np.int64)),
+            ]
+        )
         return df.sort(["subject_id", "stay_id", "charttime", "itemid"], maintain_order=True)

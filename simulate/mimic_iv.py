@@ -4,6 +4,7 @@ Subjects are generated in fixed-size chunks; each chunk draws from its own named
 (population, labs, charts, notes, pixels), so outputs depend only on (seed, environment, subjects, strengths)
 and switching images off leaves every other file byte-identical. Memory is bounded by one chunk.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,13 @@ import polars as pl
 
 from medmodal.simulate.base import SIMULATORS, SimConfig
 from medmodal.simulate.mimic_events import D_ITEMS_COLUMNS, EventWriter, d_items, d_labitems
-from medmodal.simulate.mimic_modalities import (CXR_CHEXPERT_COLUMNS, CXR_METADATA_COLUMNS, CXR_SPLIT_COLUMNS,
-                                                NOTE_COLUMNS, ModalityWriter)
+from medmodal.simulate.mimic_modalities import (
+    CXR_CHEXPERT_COLUMNS,
+    CXR_METADATA_COLUMNS,
+    CXR_SPLIT_COLUMNS,
+    NOTE_COLUMNS,
+    ModalityWriter,
+)
 from medmodal.simulate.mimic_population import KINDS, Population, draw_population
 from medmodal.simulate.scm import World, sigmoid, stream
 from medmodal.simulate.text import DIAGNOSES
@@ -24,22 +30,70 @@ CHUNK_SUBJECTS = 1000
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
     "hosp/patients.csv.gz": ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"),
-    "hosp/admissions.csv.gz": ("subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type",
-                               "admit_provider_id", "admission_location", "discharge_location", "insurance",
-                               "language", "marital_status", "race", "edregtime", "edouttime",
-                               "hospital_expire_flag"),
+    "hosp/admissions.csv.gz": (
+        "subject_id",
+        "hadm_id",
+        "admittime",
+        "dischtime",
+        "deathtime",
+        "admission_type",
+        "admit_provider_id",
+        "admission_location",
+        "discharge_location",
+        "insurance",
+        "language",
+        "marital_status",
+        "race",
+        "edregtime",
+        "edouttime",
+        "hospital_expire_flag",
+    ),
     "hosp/transfers.csv.gz": ("subject_id", "hadm_id", "transfer_id", "eventtype", "careunit", "intime", "outtime"),
     "hosp/services.csv.gz": ("subject_id", "hadm_id", "transfertime", "prev_service", "curr_service"),
     "hosp/diagnoses_icd.csv.gz": ("subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"),
     "hosp/d_icd_diagnoses.csv.gz": ("icd_code", "icd_version", "long_title"),
-    "hosp/labevents.csv.gz": ("labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "order_provider_id",
-                              "charttime", "storetime", "value", "valuenum", "valueuom", "ref_range_lower",
-                              "ref_range_upper", "flag", "priority", "comments"),
+    "hosp/labevents.csv.gz": (
+        "labevent_id",
+        "subject_id",
+        "hadm_id",
+        "specimen_id",
+        "itemid",
+        "order_provider_id",
+        "charttime",
+        "storetime",
+        "value",
+        "valuenum",
+        "valueuom",
+        "ref_range_lower",
+        "ref_range_upper",
+        "flag",
+        "priority",
+        "comments",
+    ),
     "hosp/d_labitems.csv.gz": ("itemid", "label", "fluid", "category"),
-    "icu/icustays.csv.gz": ("subject_id", "hadm_id", "stay_id", "first_careunit", "last_careunit", "intime",
-                            "outtime", "los"),
-    "icu/chartevents.csv.gz": ("subject_id", "hadm_id", "stay_id", "caregiver_id", "charttime", "storetime",
-                               "itemid", "value", "valuenum", "valueuom", "warning"),
+    "icu/icustays.csv.gz": (
+        "subject_id",
+        "hadm_id",
+        "stay_id",
+        "first_careunit",
+        "last_careunit",
+        "intime",
+        "outtime",
+        "los",
+    ),
+    "icu/chartevents.csv.gz": (
+        "subject_id",
+        "hadm_id",
+        "stay_id",
+        "caregiver_id",
+        "charttime",
+        "storetime",
+        "itemid",
+        "value",
+        "valuenum",
+        "valueuom",
+        "warning",
+    ),
     "icu/d_items.csv.gz": D_ITEMS_COLUMNS,
     "note/discharge.csv.gz": NOTE_COLUMNS,
     "note/radiology.csv.gz": NOTE_COLUMNS,
@@ -54,27 +108,46 @@ ADMIT_PROVIDERS = tuple(f"P{i:02d}{chr(65 + i % 26)}{chr(75 + i % 13)}{i % 10}" 
 def _patients(pop: Population) -> pl.DataFrame:
     s = pop.subj
     dod = dt("dod", np.maximum(s["dod"], 0), s["dod"] >= 0).cast(pl.Date)
-    return pl.DataFrame([pl.Series("subject_id", s["subject_id"]), pl.Series("gender", s["gender"], dtype=pl.Utf8),
-                         pl.Series("anchor_age", s["anchor_age"]), pl.Series("anchor_year", s["anchor_year"]),
-                         pl.Series("anchor_year_group", s["anchor_year_group"], dtype=pl.Utf8), dod])
+    return pl.DataFrame(
+        [
+            pl.Series("subject_id", s["subject_id"]),
+            pl.Series("gender", s["gender"], dtype=pl.Utf8),
+            pl.Series("anchor_age", s["anchor_age"]),
+            pl.Series("anchor_year", s["anchor_year"]),
+            pl.Series("anchor_year_group", s["anchor_year_group"], dtype=pl.Utf8),
+            dod,
+        ]
+    )
 
 
 def _admissions(rng: np.random.Generator, pop: Population) -> pl.DataFrame:
     a = pop.adm
     m = len(a["sub"])
     marital = np.where(a["marital_status"] == "", None, a["marital_status"])
-    return pl.DataFrame([
-        pl.Series("subject_id", a["subject_id"]), pl.Series("hadm_id", a["hadm_id"]),
-        dt("admittime", a["admittime"]), dt("dischtime", a["dischtime"]), dt("deathtime", a["deathtime"], a["died"]),
-        pl.Series("admission_type", a["admission_type"], dtype=pl.Utf8),
-        pl.Series("admit_provider_id", np.asarray(ADMIT_PROVIDERS, dtype=object)[rng.integers(0, len(ADMIT_PROVIDERS), m)], dtype=pl.Utf8),
-        pl.Series("admission_location", a["admission_location"], dtype=pl.Utf8),
-        pl.Series("discharge_location", a["discharge_location"], dtype=pl.Utf8),
-        pl.Series("insurance", a["insurance"], dtype=pl.Utf8), pl.Series("language", a["language"], dtype=pl.Utf8),
-        pl.Series("marital_status", marital.tolist(), dtype=pl.Utf8), pl.Series("race", a["race"], dtype=pl.Utf8),
-        dt("edregtime", a["edregtime"], a["has_ed"]), dt("edouttime", a["edouttime"], a["has_ed"]),
-        pl.Series("hospital_expire_flag", a["died"].astype(np.int64)),
-    ])
+    return pl.DataFrame(
+        [
+            pl.Series("subject_id", a["subject_id"]),
+            pl.Series("hadm_id", a["hadm_id"]),
+            dt("admittime", a["admittime"]),
+            dt("dischtime", a["dischtime"]),
+            dt("deathtime", a["deathtime"], a["died"]),
+            pl.Series("admission_type", a["admission_type"], dtype=pl.Utf8),
+            pl.Series(
+                "admit_provider_id",
+                np.asarray(ADMIT_PROVIDERS, dtype=object)[rng.integers(0, len(ADMIT_PROVIDERS), m)],
+                dtype=pl.Utf8,
+            ),
+            pl.Series("admission_location", a["admission_location"], dtype=pl.Utf8),
+            pl.Series("discharge_location", a["discharge_location"], dtype=pl.Utf8),
+            pl.Series("insurance", a["insurance"], dtype=pl.Utf8),
+            pl.Series("language", a["language"], dtype=pl.Utf8),
+            pl.Series("marital_status", marital.tolist(), dtype=pl.Utf8),
+            pl.Series("race", a["race"], dtype=pl.Utf8),
+            dt("edregtime", a["edregtime"], a["has_ed"]),
+            dt("edouttime", a["edouttime"], a["has_ed"]),
+            pl.Series("hospital_expire_flag", a["died"].astype(np.int64)),
+        ]
+    )
 
 
 def _transfers(pop: Population, next_id: int) -> pl.DataFrame:
@@ -98,12 +171,19 @@ def _transfers(pop: Population, next_id: int) -> pl.DataFrame:
     frames = []
     for order, (mask, event, unit, tin, tout, has_out) in enumerate(parts):
         idx = np.flatnonzero(mask)
-        frames.append(pl.DataFrame([
-            pl.Series("subject_id", a["subject_id"][idx]), pl.Series("hadm_id", a["hadm_id"][idx]),
-            pl.Series("eventtype", [event] * len(idx), dtype=pl.Utf8), pl.Series("careunit", unit[idx].tolist(), dtype=pl.Utf8),
-            dt("intime", tin[idx]), dt("outtime", tout[idx], np.full(len(idx), has_out)),
-            pl.Series("_order", np.full(len(idx), order)),
-        ]))
+        frames.append(
+            pl.DataFrame(
+                [
+                    pl.Series("subject_id", a["subject_id"][idx]),
+                    pl.Series("hadm_id", a["hadm_id"][idx]),
+                    pl.Series("eventtype", [event] * len(idx), dtype=pl.Utf8),
+                    pl.Series("careunit", unit[idx].tolist(), dtype=pl.Utf8),
+                    dt("intime", tin[idx]),
+                    dt("outtime", tout[idx], np.full(len(idx), has_out)),
+                    pl.Series("_order", np.full(len(idx), order)),
+                ]
+            )
+        )
     df = pl.concat(frames).sort(["subject_id", "intime", "_order"])
     return df.with_columns(pl.Series("transfer_id", next_id + np.arange(df.height))).drop("_order")
 
@@ -113,10 +193,34 @@ def _diagnoses(rng: np.random.Generator, pop: Population) -> tuple[pl.DataFrame,
     a = pop.adm
     m = len(a["sub"])
     acuity = np.array([d[4] for d in DIAGNOSES])
-    base = np.array([-1.0, -1.6, -1.2, -1.8, -2.0, -2.2, -2.3, -2.3, -1.9, -2.2,
-                     -2.0, -2.2, -2.4, -2.8, -3.0, -2.8, -2.6, -3.6, -3.0, -4.0])
+    base = np.array(
+        [
+            -1.0,
+            -1.6,
+            -1.2,
+            -1.8,
+            -2.0,
+            -2.2,
+            -2.3,
+            -2.3,
+            -1.9,
+            -2.2,
+            -2.0,
+            -2.2,
+            -2.4,
+            -2.8,
+            -3.0,
+            -2.8,
+            -2.6,
+            -3.6,
+            -3.0,
+            -4.0,
+        ]
+    )
     slope = np.where(acuity == 0, 0.3, np.where(acuity == 1, 0.9, 1.3))
-    logit = base[None, :] + slope[None, :] * a["u"][:, None] + np.where(acuity == 2, 1.0, 0.0)[None, :] * a["icu"][:, None]
+    logit = (
+        base[None, :] + slope[None, :] * a["u"][:, None] + np.where(acuity == 2, 1.0, 0.0)[None, :] * a["icu"][:, None]
+    )
     has = rng.random((m, len(DIAGNOSES))) < sigmoid(logit)
     has[~has.any(axis=1), 0] = True
     rows, codes = np.nonzero(has)
@@ -129,22 +233,33 @@ def _diagnoses(rng: np.random.Generator, pop: Population) -> tuple[pl.DataFrame,
     problems: list[list[str]] = [[] for _ in range(m)]
     for r, cidx in zip(rows, codes):
         problems[r].append(DIAGNOSES[cidx][3])
-    df = pl.DataFrame([pl.Series("subject_id", a["subject_id"][rows]), pl.Series("hadm_id", a["hadm_id"][rows]),
-                       pl.Series("seq_num", seq + 1), pl.Series("icd_code", code, dtype=pl.Utf8),
-                       pl.Series("icd_version", np.where(icd9, 9, 10))])
+    df = pl.DataFrame(
+        [
+            pl.Series("subject_id", a["subject_id"][rows]),
+            pl.Series("hadm_id", a["hadm_id"][rows]),
+            pl.Series("seq_num", seq + 1),
+            pl.Series("icd_code", code, dtype=pl.Utf8),
+            pl.Series("icd_version", np.where(icd9, 9, 10)),
+        ]
+    )
     return df, [tuple(p) for p in problems]
 
 
 def _icustays(pop: Population) -> pl.DataFrame:
     a = pop.adm
     idx = np.flatnonzero(a["icu"])
-    return pl.DataFrame([
-        pl.Series("subject_id", a["subject_id"][idx]), pl.Series("hadm_id", a["hadm_id"][idx]),
-        pl.Series("stay_id", a["stay_id"][idx]), pl.Series("first_careunit", a["first_careunit"][idx], dtype=pl.Utf8),
-        pl.Series("last_careunit", a["last_careunit"][idx], dtype=pl.Utf8),
-        dt("intime", a["intime"][idx]), dt("outtime", a["outtime"][idx]),
-        pl.Series("los", (a["outtime"][idx] - a["intime"][idx]) / 86400.0),
-    ])
+    return pl.DataFrame(
+        [
+            pl.Series("subject_id", a["subject_id"][idx]),
+            pl.Series("hadm_id", a["hadm_id"][idx]),
+            pl.Series("stay_id", a["stay_id"][idx]),
+            pl.Series("first_careunit", a["first_careunit"][idx], dtype=pl.Utf8),
+            pl.Series("last_careunit", a["last_careunit"][idx], dtype=pl.Utf8),
+            dt("intime", a["intime"][idx]),
+            dt("outtime", a["outtime"][idx]),
+            pl.Series("los", (a["outtime"][idx] - a["intime"][idx]) / 86400.0),
+        ]
+    )
 
 
 def _truth(world: World, pop: Population, counts: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -152,24 +267,34 @@ def _truth(world: World, pop: Population, counts: dict[str, np.ndarray]) -> pl.D
     a = pop.adm
     index = a["kind"] == 0
     cols = [
-        pl.Series("subject_id", a["subject_id"]), pl.Series("hadm_id", a["hadm_id"]),
+        pl.Series("subject_id", a["subject_id"]),
+        pl.Series("hadm_id", a["hadm_id"]),
         nullable("stay_id", a["stay_id"], a["icu"]),
         pl.Series("encounter_kind", np.asarray(KINDS, dtype=object)[a["kind"]], dtype=pl.Utf8),
-        pl.Series("U", a["u"]), pl.Series("C", a["c"].astype(np.int8)),
+        pl.Series("U", a["u"]),
+        pl.Series("C", a["c"].astype(np.int8)),
     ]
     for outcome in ("readmission_30d", "icu_admission_90d"):
-        cols += [nullable(f"risk_{outcome}", a[f"risk_{outcome}"], index, pl.Float64),
-                 nullable(f"prob_{outcome}", a[f"prob_{outcome}"], index, pl.Float64),
-                 nullable(f"y_{outcome}", a[f"y_{outcome}"].astype(np.int8), index & ~a["died"], pl.Int8)]
-    cols += [nullable("risk_in_hospital_mortality", a["risk_in_hospital_mortality"], a["icu"], pl.Float64),
-             nullable("prob_in_hospital_mortality", a["prob_in_hospital_mortality"], a["icu"], pl.Float64),
-             pl.Series("y_in_hospital_mortality", a["died"].astype(np.int8))]
+        cols += [
+            nullable(f"risk_{outcome}", a[f"risk_{outcome}"], index, pl.Float64),
+            nullable(f"prob_{outcome}", a[f"prob_{outcome}"], index, pl.Float64),
+            nullable(f"y_{outcome}", a[f"y_{outcome}"].astype(np.int8), index & ~a["died"], pl.Int8),
+        ]
+    cols += [
+        nullable("risk_in_hospital_mortality", a["risk_in_hospital_mortality"], a["icu"], pl.Float64),
+        nullable("prob_in_hospital_mortality", a["prob_in_hospital_mortality"], a["icu"], pl.Float64),
+        pl.Series("y_in_hospital_mortality", a["died"].astype(np.int8)),
+    ]
     for mod in ("discharge_note", "radiology_note", "cxr"):
         cols.append(pl.Series(f"prop_{mod}", a[f"prop_{mod}"]))
-    cols += [pl.Series("order_discharge_note", a["order_discharge_note"]), pl.Series("order_cxr", a["order_cxr"]),
-             pl.Series("order_other_imaging", a["order_other_imaging"]),
-             pl.Series("n_cxr_studies", counts["n_cxr_studies"]), pl.Series("n_radiology_notes", counts["n_radiology_notes"]),
-             pl.Series("environment", [world.environment.name] * len(a["sub"]), dtype=pl.Utf8)]
+    cols += [
+        pl.Series("order_discharge_note", a["order_discharge_note"]),
+        pl.Series("order_cxr", a["order_cxr"]),
+        pl.Series("order_other_imaging", a["order_other_imaging"]),
+        pl.Series("n_cxr_studies", counts["n_cxr_studies"]),
+        pl.Series("n_radiology_notes", counts["n_radiology_notes"]),
+        pl.Series("environment", [world.environment.name] * len(a["sub"]), dtype=pl.Utf8),
+    ]
     return pl.DataFrame(cols)
 
 
@@ -179,9 +304,16 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
     with Writers(out, SCHEMAS) as writers:
         writers.write("hosp/d_labitems.csv.gz", d_labitems())
         writers.write("icu/d_items.csv.gz", d_items())
-        writers.write("hosp/d_icd_diagnoses.csv.gz", pl.DataFrame({
-            "icd_code": [d[v] for d in DIAGNOSES for v in (0, 1)], "icd_version": [9, 10] * len(DIAGNOSES),
-            "long_title": [d[2] for d in DIAGNOSES for _ in (0, 1)]}))
+        writers.write(
+            "hosp/d_icd_diagnoses.csv.gz",
+            pl.DataFrame(
+                {
+                    "icd_code": [d[v] for d in DIAGNOSES for v in (0, 1)],
+                    "icd_version": [9, 10] * len(DIAGNOSES),
+                    "long_title": [d[2] for d in DIAGNOSES for _ in (0, 1)],
+                }
+            ),
+        )
         events = EventWriter(world)
         modal = ModalityWriter(world, out, writers, images=cfg.images, image_size=cfg.image_size)
         next_transfer = 400_000_000 + world.environment.index * 50_000_000
@@ -197,12 +329,21 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
             tr = _transfers(pop, next_transfer)
             next_transfer += tr.height
             writers.write("hosp/transfers.csv.gz", tr)
-            service = np.asarray(SERVICES, dtype=object)[adm_rng.choice(len(SERVICES), len(pop.adm["sub"]),
-                                                                        p=(0.55, 0.15, 0.12, 0.06, 0.05, 0.04, 0.03))]
-            writers.write("hosp/services.csv.gz", pl.DataFrame([
-                pl.Series("subject_id", pop.adm["subject_id"]), pl.Series("hadm_id", pop.adm["hadm_id"]),
-                dt("transfertime", pop.adm["admittime"]), pl.Series("prev_service", [None] * len(service), dtype=pl.Utf8),
-                pl.Series("curr_service", service, dtype=pl.Utf8)]))
+            service = np.asarray(SERVICES, dtype=object)[
+                adm_rng.choice(len(SERVICES), len(pop.adm["sub"]), p=(0.55, 0.15, 0.12, 0.06, 0.05, 0.04, 0.03))
+            ]
+            writers.write(
+                "hosp/services.csv.gz",
+                pl.DataFrame(
+                    [
+                        pl.Series("subject_id", pop.adm["subject_id"]),
+                        pl.Series("hadm_id", pop.adm["hadm_id"]),
+                        dt("transfertime", pop.adm["admittime"]),
+                        pl.Series("prev_service", [None] * len(service), dtype=pl.Utf8),
+                        pl.Series("curr_service", service, dtype=pl.Utf8),
+                    ]
+                ),
+            )
             diag, problems = _diagnoses(adm_rng, pop)
             writers.write("hosp/diagnoses_icd.csv.gz", diag)
             writers.write("icu/icustays.csv.gz", _icustays(pop))

@@ -14,6 +14,7 @@ them into the PhysioNet tables. The admission plan exists to make the task label
 
 Every ICU admission draws in-hospital death from the SCM, which is the label of the mortality tasks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,17 @@ ICU_UNITS = (
     ("Trauma SICU (TSICU)", "Coronary Care Unit (CCU)"),
 )
 WARD_UNITS = ("Medicine", "Med/Surg", "Surgery", "Cardiology", "Neurology", "Medicine/Cardiology")
-RACES = ("WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC/LATINO - PUERTO RICAN", "ASIAN", "OTHER", "UNKNOWN",
-         "WHITE - OTHER EUROPEAN", "HISPANIC OR LATINO", "ASIAN - CHINESE")
+RACES = (
+    "WHITE",
+    "BLACK/AFRICAN AMERICAN",
+    "HISPANIC/LATINO - PUERTO RICAN",
+    "ASIAN",
+    "OTHER",
+    "UNKNOWN",
+    "WHITE - OTHER EUROPEAN",
+    "HISPANIC OR LATINO",
+    "ASIAN - CHINESE",
+)
 RACE_P = (0.60, 0.16, 0.04, 0.03, 0.05, 0.05, 0.03, 0.02, 0.02)
 YEAR_GROUPS = ("2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019")
 
@@ -114,26 +124,45 @@ def _course(world: World, rng: np.random.Generator, u, c, admittime, force_icu, 
     outtime = np.where(
         died & in_icu_death,
         intime + (death_after_h * HOUR).astype(np.int64),
-        np.where(died, intime + (death_after_h * rng.uniform(0.3, 0.9, n) * HOUR).astype(np.int64),
-                 intime + (icu_los_h * HOUR).astype(np.int64)),
+        np.where(
+            died,
+            intime + (death_after_h * rng.uniform(0.3, 0.9, n) * HOUR).astype(np.int64),
+            intime + (icu_los_h * HOUR).astype(np.int64),
+        ),
     )
     deathtime = np.where(icu, intime, admittime) + (death_after_h * HOUR).astype(np.int64)
     ward_h = np.exp(rng.normal(np.log(50), 0.7, n))
     plain_los_h = np.maximum(4.0, np.exp(rng.normal(np.log(70) + 0.25 * u, 0.7)))
-    survivor_disch = np.where(icu, outtime + (ward_h * HOUR).astype(np.int64), admittime + (plain_los_h * HOUR).astype(np.int64))
+    survivor_disch = np.where(
+        icu, outtime + (ward_h * HOUR).astype(np.int64), admittime + (plain_los_h * HOUR).astype(np.int64)
+    )
     dischtime = _minute(np.where(died, deathtime, survivor_disch))
     deathtime = _minute(deathtime)
     outtime = np.minimum(outtime, np.where(died & in_icu_death, dischtime, outtime))
 
     home = sigmoid(0.8 - 0.9 * u)
-    disch_loc = pick(rng, ("HOME", "HOME HEALTH CARE", "SKILLED NURSING FACILITY", "REHAB", "CHRONIC/LONG TERM ACUTE CARE"),
-                     np.stack([home, (1 - home) * 0.45, (1 - home) * 0.35, (1 - home) * 0.12, (1 - home) * 0.08], 1), n)
+    disch_loc = pick(
+        rng,
+        ("HOME", "HOME HEALTH CARE", "SKILLED NURSING FACILITY", "REHAB", "CHRONIC/LONG TERM ACUTE CARE"),
+        np.stack([home, (1 - home) * 0.45, (1 - home) * 0.35, (1 - home) * 0.12, (1 - home) * 0.08], 1),
+        n,
+    )
     disch_loc = np.where(died, "DIED", disch_loc)
-    adm_type = np.where(has_ed, pick(rng, ("EW EMER.", "URGENT", "OBSERVATION ADMIT", "EU OBSERVATION"), (0.6, 0.2, 0.12, 0.08), n),
-                        pick(rng, ("ELECTIVE", "SURGICAL SAME DAY ADMISSION", "DIRECT EMER.", "URGENT"), (0.4, 0.3, 0.15, 0.15), n))
-    adm_loc = np.where(has_ed, "EMERGENCY ROOM",
-                       pick(rng, ("PHYSICIAN REFERRAL", "TRANSFER FROM HOSPITAL", "CLINIC REFERRAL", "WALK-IN/SELF REFERRAL"),
-                            (0.5, 0.25, 0.15, 0.1), n))
+    adm_type = np.where(
+        has_ed,
+        pick(rng, ("EW EMER.", "URGENT", "OBSERVATION ADMIT", "EU OBSERVATION"), (0.6, 0.2, 0.12, 0.08), n),
+        pick(rng, ("ELECTIVE", "SURGICAL SAME DAY ADMISSION", "DIRECT EMER.", "URGENT"), (0.4, 0.3, 0.15, 0.15), n),
+    )
+    adm_loc = np.where(
+        has_ed,
+        "EMERGENCY ROOM",
+        pick(
+            rng,
+            ("PHYSICIAN REFERRAL", "TRANSFER FROM HOSPITAL", "CLINIC REFERRAL", "WALK-IN/SELF REFERRAL"),
+            (0.5, 0.25, 0.15, 0.1),
+            n,
+        ),
+    )
     edregtime = _minute(admittime - (rng.uniform(1, 9, n) * HOUR).astype(np.int64))
     edouttime = _minute(admittime + (rng.uniform(0, 1.5, n) * HOUR).astype(np.int64))
     unit_row = rng.choice(len(ICU_UNITS), size=n, p=(0.5, 0.3, 0.2))
@@ -142,11 +171,21 @@ def _course(world: World, rng: np.random.Generator, u, c, admittime, force_icu, 
     first_unit = np.array([ICU_UNITS[r][col] for r, col in zip(unit_row, unit_col)], dtype=object)
     last_unit = np.where(rng.random(n) < 0.9, first_unit, "Medical/Surgical Intensive Care Unit (MICU/SICU)")
     return {
-        "has_ed": has_ed, "edregtime": edregtime, "edouttime": edouttime, "admission_type": adm_type,
-        "admission_location": adm_loc, "dischtime": dischtime, "discharge_location": disch_loc,
-        "icu": icu, "intime": intime, "outtime": outtime, "first_careunit": first_unit, "last_careunit": last_unit,
+        "has_ed": has_ed,
+        "edregtime": edregtime,
+        "edouttime": edouttime,
+        "admission_type": adm_type,
+        "admission_location": adm_loc,
+        "dischtime": dischtime,
+        "discharge_location": disch_loc,
+        "icu": icu,
+        "intime": intime,
+        "outtime": outtime,
+        "first_careunit": first_unit,
+        "last_careunit": last_unit,
         "ward_unit": pick(rng, WARD_UNITS, (0.4, 0.2, 0.15, 0.1, 0.05, 0.1), n),
-        "died": died, "deathtime": deathtime,
+        "died": died,
+        "deathtime": deathtime,
         "prob_in_hospital_mortality": np.where(icu, p_mort, np.nan),
         "risk_in_hospital_mortality": np.where(icu, risk_mort, np.nan),
     }
@@ -163,8 +202,15 @@ def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Po
         u = world.encounter_u(rng, subj["frailty"][sub_idx], 0.3 * (age_at - 60) / 17)
         c = subj["c"][sub_idx]
         admittime = _minute(admittime)
-        part = {"sub": sub_idx, "kind": np.full(len(sub_idx), kind), "slot": slot, "u": u, "c": c,
-                "admittime": admittime, "age": age_at}
+        part = {
+            "sub": sub_idx,
+            "kind": np.full(len(sub_idx), kind),
+            "slot": slot,
+            "u": u,
+            "c": c,
+            "admittime": admittime,
+            "age": age_at,
+        }
         part.update(_course(world, rng, u, c, admittime, force_icu, icu_delay_h))
         parts.append(part)
         return part
@@ -178,8 +224,14 @@ def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Po
     p_i, r_i = world.outcome(A_ICU_ADMISSION_90D, first["u"], first["c"])
     y_r, y_i = rng.random(n) < p_r, rng.random(n) < p_i
     alive = ~first["died"]
-    first.update(prob_readmission_30d=p_r, risk_readmission_30d=r_r, y_readmission_30d=np.where(alive, y_r, False),
-                 prob_icu_admission_90d=p_i, risk_icu_admission_90d=r_i, y_icu_admission_90d=np.where(alive, y_i, False))
+    first.update(
+        prob_readmission_30d=p_r,
+        risk_readmission_30d=r_r,
+        y_readmission_30d=np.where(alive, y_r, False),
+        prob_icu_admission_90d=p_i,
+        risk_icu_admission_90d=r_i,
+        y_icu_admission_90d=np.where(alive, y_i, False),
+    )
     last_disch = first["dischtime"].copy()
     slot = np.ones(n, np.int64)
 
@@ -234,7 +286,9 @@ def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Po
     late_death = last & ~adm["died"] & (rng.random(m) < sigmoid(-3.5 + 0.8 * u))
     dod = np.full(n, -1, np.int64)
     dod[adm["sub"][adm["died"]]] = adm["deathtime"][adm["died"]]
-    dod[adm["sub"][late_death]] = adm["dischtime"][late_death] + (rng.uniform(2, 365, late_death.sum()) * DAY).astype(np.int64)
+    dod[adm["sub"][late_death]] = adm["dischtime"][late_death] + (rng.uniform(2, 365, late_death.sum()) * DAY).astype(
+        np.int64
+    )
     subj["dod"] = dod
     return Population(subj, adm)
 
@@ -248,6 +302,10 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
             if key in p:
                 cols.append(p[key])
             else:  # outcome columns exist only for index admissions
-                cols.append(np.full(len(p["sub"]), np.nan) if key.startswith(("prob_", "risk_")) else np.zeros(len(p["sub"]), bool))
+                cols.append(
+                    np.full(len(p["sub"]), np.nan)
+                    if key.startswith(("prob_", "risk_"))
+                    else np.zeros(len(p["sub"]), bool)
+                )
         out[key] = np.concatenate(cols)
     return out

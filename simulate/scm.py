@@ -17,12 +17,13 @@ Every outcome and ordering decision is a logistic equation::
 with environment signs ``sign_Y, sign_R`` = (+1, +1) in ``train``, (-1, -1) in ``shifted`` and (0, 0) in
 ``decoupled``. The **causal risk** of an outcome is the same equation with the C term removed.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class Strengths:
             raise MedmodalError("strengths 'u_signal' and 'c_marks' must be >= 0")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object]) -> "Strengths":
+    def from_mapping(cls, values: Mapping[str, object]) -> Strengths:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

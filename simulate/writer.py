@@ -4,14 +4,16 @@ Rows arrive chunk by chunk as polars DataFrames; each chunk is formatted by pola
 pushed through one gzip stream, so memory stays bounded by one chunk. The gzip header carries mtime 0 and no
 file name, which is what makes the same seed give byte-identical files.
 """
+
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import queue
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -65,7 +67,7 @@ class CsvWriter:
         self.rows = 0
         self._compressor = compressor
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = open(self.path, "wb")
+        self._raw = open(self.path, "wb")  # noqa: SIM115  (closed by close(), which the Writers context calls)
         if self.path.suffix == ".gz":
             self._fh = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=GZIP_LEVEL, mtime=0)
         else:
@@ -118,15 +120,13 @@ class Writers:
             w.close()
         return {table: w.rows for table, w in self._open.items()}
 
-    def __enter__(self) -> "Writers":
+    def __enter__(self) -> Writers:
         return self
 
     def __exit__(self, exc_type, *_) -> None:
         if exc_type is not None:  # stop the thread and release the files; the caller's atomic_dir cleans up
-            try:
+            with contextlib.suppress(BaseException):
                 self._compressor.finish()
-            except BaseException:
-                pass
             for w in self._open.values():
                 w.close()
 
@@ -160,7 +160,7 @@ def nullable(name: str, values: np.ndarray, valid: np.ndarray, dtype: pl.DataTyp
 
 def codes(name: str, idx: np.ndarray, labels: tuple[str | None, ...]) -> pl.Series:
     """Integer codes -> a string column without Python loops; code -1 (or a None label) -> null."""
-    cat = pl.Series(name, list(labels) + [None], dtype=pl.Utf8)
+    cat = pl.Series(name, [*list(labels), None], dtype=pl.Utf8)
     idx = np.where(np.asarray(idx) < 0, len(labels), idx)
     return cat.gather(pl.Series(idx, dtype=pl.UInt32)).alias(name)
 

@@ -1,4 +1,5 @@
 """Shared test fixtures: where the vendored and the shared real data live."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Golden outputs kept as readable CSV next to each fixture (tests/data/<fixture>/expected/<task>/<name>.csv)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,12 +1,13 @@
 """Audits trip on leaky inputs (a task whose SQL lets notes past its declared time rule, and hand-tampered
 outputs), splits are subject-level and seeded, masks and pattern codes follow the contract."""
+
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import pytest
@@ -47,8 +48,7 @@ def _tamper(src: Path, dst: Path, name: str, fn: Callable[[pl.DataFrame], pl.Dat
 
 
 def _late_note(df: pl.DataFrame) -> pl.DataFrame:
-    row = df.head(1).with_columns(pl.lit("late-note").alias("note_id"),
-                                  pl.col("charttime") + dt.timedelta(days=30))
+    row = df.head(1).with_columns(pl.lit("late-note").alias("note_id"), pl.col("charttime") + dt.timedelta(days=30))
     return pl.concat([df, row]).sort("sample_id")
 
 
@@ -57,9 +57,10 @@ def _late_image(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _second_split(df: pl.DataFrame) -> pl.DataFrame:
-    row = df.head(1).with_columns((pl.col("sample_id") + "b").alias("sample_id"),
-                                  pl.when(pl.col("split") == "test").then(pl.lit("train")).otherwise(pl.lit("test"))
-                                  .alias("split"))
+    row = df.head(1).with_columns(
+        (pl.col("sample_id") + "b").alias("sample_id"),
+        pl.when(pl.col("split") == "test").then(pl.lit("train")).otherwise(pl.lit("test")).alias("split"),
+    )
     return pl.concat([df, row]).sort("sample_id")
 
 
@@ -100,6 +101,7 @@ def test_tampered_outputs_trip_the_audits(cohorts, tmp_path, task, name, fn, che
 
 def test_discharge_note_in_a_mortality_cohort_is_a_leak(cohorts, tmp_path):
     """Mortality tasks never allow discharge summaries, even one charted inside the window."""
+
     def add_discharge(df: pl.DataFrame) -> pl.DataFrame:
         row = df.head(1).with_columns(pl.lit("discharge").alias("note_type"), pl.lit("ds-x").alias("note_id"))
         return pl.concat([df, row]).sort("sample_id")

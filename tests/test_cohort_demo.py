@@ -1,5 +1,6 @@
 """Every MIMIC-IV task on the vendored demo (data/mimic-iv-demo-2.2): the samples and labels the builder picks
 equal those computed independently here with polars from the raw files, following docs/tasks.md literally."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,16 +39,20 @@ def expected_readmission() -> pl.DataFrame:
     readm = (
         first.select("subject_id", "hadm_id", "dischtime")
         .join(adm.select("subject_id", pl.col("hadm_id").alias("other"), "admittime"), on="subject_id")
-        .filter((pl.col("other") != pl.col("hadm_id")) & (pl.col("admittime") > pl.col("dischtime"))
-                & (pl.col("admittime") <= pl.col("dischtime") + dt.timedelta(days=30)))
-        ["hadm_id"].unique()
+        .filter(
+            (pl.col("other") != pl.col("hadm_id"))
+            & (pl.col("admittime") > pl.col("dischtime"))
+            & (pl.col("admittime") <= pl.col("dischtime") + dt.timedelta(days=30))
+        )["hadm_id"]
+        .unique()
     )
     icu90 = (
         first.select("subject_id", "hadm_id", "dischtime")
         .join(icu.select("subject_id", "intime"), on="subject_id")
-        .filter((pl.col("intime") > pl.col("dischtime"))
-                & (pl.col("intime") <= pl.col("dischtime") + dt.timedelta(days=90)))
-        ["hadm_id"].unique()
+        .filter(
+            (pl.col("intime") > pl.col("dischtime")) & (pl.col("intime") <= pl.col("dischtime") + dt.timedelta(days=90))
+        )["hadm_id"]
+        .unique()
     )
     return first.select(
         pl.col("hadm_id").cast(pl.Utf8).alias("sample_id"),
@@ -63,8 +68,11 @@ def expected_mortality(hours: int) -> pl.DataFrame:
     df = (
         first.join(pat, on="subject_id")
         .join(adm.select("hadm_id", "deathtime", "hospital_expire_flag"), on="hadm_id", how="left")
-        .filter((_age(first, "intime") >= 18) & (pl.col("outtime") >= pl.col("intime") + h)
-                & (pl.col("deathtime").is_null() | (pl.col("deathtime") > pl.col("intime") + h)))
+        .filter(
+            (_age(first, "intime") >= 18)
+            & (pl.col("outtime") >= pl.col("intime") + h)
+            & (pl.col("deathtime").is_null() | (pl.col("deathtime") > pl.col("intime") + h))
+        )
     )
     return df.select(
         pl.col("stay_id").cast(pl.Utf8).alias("sample_id"),

@@ -1,5 +1,6 @@
 """Bad input -> one clear line naming the file (and field), non-zero exit, no output directory; missing optional
 modules are not errors; release detection; the CLI through typer's CliRunner."""
+
 from __future__ import annotations
 
 import gzip
@@ -159,8 +160,26 @@ def test_bad_memory_limit(raw, tmp_path):
 
 def test_cli_build_report_tasks(tmp_path):
     out = tmp_path / "cohorts"
-    res = runner.invoke(app, ["cohort", "build", "mimic_iv", "--raw", str(FIXTURE), "--task", "all", "--out", str(out),
-                              "--threads", "1", "--memory-limit", "1GB", "--seed", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "cohort",
+            "build",
+            "mimic_iv",
+            "--raw",
+            str(FIXTURE),
+            "--task",
+            "all",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--memory-limit",
+            "1GB",
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert str(out) in res.output
     assert json.loads((out / "readmission_30d" / "manifest.json").read_text())["split_seed"] == 3
@@ -181,8 +200,9 @@ def test_cli_bad_input_exits_nonzero_with_one_line(raw, tmp_path):
     path = raw / "hosp" / "admissions.csv"
     path.write_text(path.read_text().replace("dischtime", "discharge_time", 1))
     out = tmp_path / "out"
-    res = runner.invoke(app, ["cohort", "build", "mimic_iv", "--raw", str(raw), "--task", "readmission_30d",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["cohort", "build", "mimic_iv", "--raw", str(raw), "--task", "readmission_30d", "--out", str(out)]
+    )
     assert res.exit_code == 1
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "admissions.csv" in errors[0] and "dischtime" in errors[0]

@@ -1,6 +1,7 @@
 """The hand-made MIMIC-IV fixture (tests/data/mimic_iv_fixture, see its SUBJECTS.md) against hand-written
 expected CSVs, for every task: cohort rows and labels, attrition, masks and pattern codes, which notes and
 images pass the time rules, structured aggregates and hourly bins."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from goldens import read_expected  # tests/goldens.py
 from polars.testing import assert_frame_equal
 
 from medmodal.cohort import TASKS, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.featurize.store import compute_cohort_id
-from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -89,8 +90,9 @@ def test_manifest_contract(built, task):
     spec = TASKS.get(task)
     assert man["source"] == "mimic_iv" and man["task"] == task
     assert man["cohort_id"] == compute_cohort_id("mimic_iv", task, cohort["sample_id"].to_list())
-    assert man["modalities"] == [m for m in ("structured", "timeseries", "discharge_note", "radiology_note", "cxr")
-                                 if m in spec.modalities]
+    assert man["modalities"] == [
+        m for m in ("structured", "timeseries", "discharge_note", "radiology_note", "cxr") if m in spec.modalities
+    ]
     assert set(man["modality_kinds"]) == set(man["modalities"])
     assert [lab["name"] for lab in man["labels"]] == [lab.name for lab in spec.labels]
     assert man["subgroups"] == ["gender", "race_group", "insurance", "age_group"]
@@ -124,8 +126,9 @@ def test_splits_follow_the_seeded_hash_and_agree_across_tasks(built):
 def test_rebuild_is_identical(built, tmp_path):
     again = build_cohort("mimic_iv", FIXTURE, "readmission_30d", tmp_path / "again", threads=2)
     for name in ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition"):
-        assert_frame_equal(pl.read_parquet(again / f"{name}.parquet"),
-                           pl.read_parquet(built / "readmission_30d" / f"{name}.parquet"))
+        assert_frame_equal(
+            pl.read_parquet(again / f"{name}.parquet"), pl.read_parquet(built / "readmission_30d" / f"{name}.parquet")
+        )
 
 
 def test_other_seed_changes_only_splits(built, tmp_path):

@@ -1,5 +1,6 @@
 """Out-of-core behaviour (slow): a few million generated events rows built under a tight DuckDB memory limit
 give exactly the outputs of an unconstrained build, so spilling changes nothing but speed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,8 @@ def _generate(root: Path, n_subjects: int = 6000) -> Path:
         'HOME' AS discharge_location, 'Medicare' AS insurance, 'ENGLISH' AS language, 'SINGLE' AS marital_status,
         'WHITE' AS race, NULL::TIMESTAMP AS edregtime, NULL::TIMESTAMP AS edouttime,
         CASE WHEN hadm_id % 17 = 0 THEN 1 ELSE 0 END AS hospital_expire_flag FROM adm""")
-    con.execute("""CREATE TABLE icu AS SELECT subject_id, hadm_id, 30000000 + hadm_id AS stay_id, 'MICU' AS first_careunit,
-        'MICU' AS last_careunit, admittime + INTERVAL 6 HOUR AS intime,
+    con.execute("""CREATE TABLE icu AS SELECT subject_id, hadm_id, 30000000 + hadm_id AS stay_id,
+        'MICU' AS first_careunit, 'MICU' AS last_careunit, admittime + INTERVAL 6 HOUR AS intime,
         least(dischtime, admittime + to_hours((30 + hadm_id % 200)::BIGINT)) AS outtime, 1.0 AS los
         FROM adm2 WHERE hadm_id % 2 = 0""")
     con.execute(f"COPY pat TO '{root}/hosp/patients.csv.gz' (HEADER)")

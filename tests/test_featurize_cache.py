@@ -1,4 +1,5 @@
 """The content-addressed cache (shards + index) and the `medmodal featurize` commands end to end."""
+
 from __future__ import annotations
 
 import logging
@@ -48,10 +49,9 @@ def test_shards_index_and_lookup(tmp_path):
 
 def test_buffered_items_survive_an_exception(tmp_path):
     cache = EmbeddingCache.open(tmp_path, DESC)
-    with pytest.raises(KeyboardInterrupt):
-        with cache.writer(shard_size=1000) as w:
-            w.add(_keys(3), np.ones((3, 4), np.float32), ["a", "b", "c"])
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), cache.writer(shard_size=1000) as w:
+        w.add(_keys(3), np.ones((3, 4), np.float32), ["a", "b", "c"])
+        raise KeyboardInterrupt
     assert EmbeddingCache.open(tmp_path, DESC).lookup(_keys(3)).found.all()
 
 
@@ -88,7 +88,9 @@ def test_lookup_of_many_keys_is_a_join_not_a_loop(tmp_path):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    return tiny.make_tiny_bert(d / "bert", TINY / "vocab.txt"), tiny.make_tiny_timm(d / "net.safetensors", name="test_convnext")
+    return tiny.make_tiny_bert(d / "bert", TINY / "vocab.txt"), tiny.make_tiny_timm(
+        d / "net.safetensors", name="test_convnext"
+    )
 
 
 def _full_cohort(root: Path) -> Path:
@@ -104,12 +106,33 @@ def _full_cohort(root: Path) -> Path:
         modalities={"structured": "structured", "timeseries": "timeseries", "discharge_note": "text", "cxr": "image"},
         has={"structured": [1, 1, 1], "timeseries": [1, 0, 1], "discharge_note": [1, 1, 0], "cxr": [0, 1, 1]},
         structured=pl.DataFrame({"sample_id": ["s1", "s2", "s3"], "age": [40.0, 50.0, 60.0]}),
-        timeseries=pl.DataFrame({"sample_id": ["s1", "s3"], "hour": pl.Series([0, 1], dtype=pl.Int32),
-                                 "variable": ["hr", "hr"], "value": [80.0, 90.0]}),
-        notes=pl.DataFrame({"sample_id": ["s1", "s2"], "note_id": ["n1", "n2"], "note_type": ["discharge"] * 2,
-                            "charttime": [datetime(2150, 1, 1)] * 2, "text": lines[:2]}),
-        images=pl.DataFrame({"sample_id": ["s2", "s3"], "dicom_id": ["d2", "d3"], "study_id": [2, 3], "view": ["PA"] * 2,
-                             "study_time": [datetime(2150, 1, 1)] * 2, "path": [str(root / "img" / "p.png"), "/no/file.jpg"]}),
+        timeseries=pl.DataFrame(
+            {
+                "sample_id": ["s1", "s3"],
+                "hour": pl.Series([0, 1], dtype=pl.Int32),
+                "variable": ["hr", "hr"],
+                "value": [80.0, 90.0],
+            }
+        ),
+        notes=pl.DataFrame(
+            {
+                "sample_id": ["s1", "s2"],
+                "note_id": ["n1", "n2"],
+                "note_type": ["discharge"] * 2,
+                "charttime": [datetime(2150, 1, 1)] * 2,
+                "text": lines[:2],
+            }
+        ),
+        images=pl.DataFrame(
+            {
+                "sample_id": ["s2", "s3"],
+                "dicom_id": ["d2", "d3"],
+                "study_id": [2, 3],
+                "view": ["PA"] * 2,
+                "study_time": [datetime(2150, 1, 1)] * 2,
+                "path": [str(root / "img" / "p.png"), "/no/file.jpg"],
+            }
+        ),
         feature_groups={"structured": ["age"]},
     )
 
@@ -118,12 +141,29 @@ def test_cli_featurize_all_then_errors(tmp_path, models):
     bert, net = models
     cohort = _full_cohort(tmp_path / "cohort")
     store = tmp_path / "store"
-    args = ["featurize", "all", str(cohort), "--store", str(store), "--text-model", str(bert), "--image-model",
-            "test_convnext", "--image-weights", str(net), "--max-length", "32", "--stride", "8", "--num-workers", "0"]
+    args = [
+        "featurize",
+        "all",
+        str(cohort),
+        "--store",
+        str(store),
+        "--text-model",
+        str(bert),
+        "--image-model",
+        "test_convnext",
+        "--image-weights",
+        str(net),
+        "--max-length",
+        "32",
+        "--stride",
+        "8",
+        "--num-workers",
+        "0",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and str(store) in res.output.replace("\n", "")
-    ids, feats = load_cohort_features(store, cohort)
+    _ids, feats = load_cohort_features(store, cohort)
     assert sorted(feats) == ["cxr", "discharge_note", "structured", "timeseries"]
     assert feats["cxr"]["mask"].tolist() == [False, True, False]  # s3's file is missing: skipped, recorded
     assert feats["discharge_note"]["mask"].tolist() == [True, True, False]
@@ -140,11 +180,23 @@ def test_hard_kill_mid_run_then_resume(tmp_path, models):
     bert, _ = models
     lines = (TINY / "fixture_text.txt").read_text().splitlines()[1:]
     n = 40
-    notes = pl.DataFrame({"sample_id": [f"s{i:02d}" for i in range(n)], "note_id": [f"n{i}" for i in range(n)],
-                          "note_type": ["radiology"] * n, "charttime": [datetime(2150, 1, 1)] * n,
-                          "text": [" ".join(lines[i % 10 : i % 10 + 6]) for i in range(n)]})
-    cohort = tiny.write_cohort(tmp_path / "c", sample_ids=list(notes["sample_id"]), splits=["train"] * n,
-                               modalities={"radiology_note": "text"}, has={"radiology_note": [1] * n}, notes=notes)
+    notes = pl.DataFrame(
+        {
+            "sample_id": [f"s{i:02d}" for i in range(n)],
+            "note_id": [f"n{i}" for i in range(n)],
+            "note_type": ["radiology"] * n,
+            "charttime": [datetime(2150, 1, 1)] * n,
+            "text": [" ".join(lines[i % 10 : i % 10 + 6]) for i in range(n)],
+        }
+    )
+    cohort = tiny.write_cohort(
+        tmp_path / "c",
+        sample_ids=list(notes["sample_id"]),
+        splits=["train"] * n,
+        modalities={"radiology_note": "text"},
+        has={"radiology_note": [1] * n},
+        notes=notes,
+    )
     store = tmp_path / "store"
     script = textwrap.dedent(f"""
         import time

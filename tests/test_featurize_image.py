@@ -7,6 +7,7 @@ Image rows of the fixture cohort and the edge case each exists for:
   d  a truncated DICOM and a missing file
   e  has_cxr false although an image row exists -> never read
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,9 @@ from medmodal.featurize.image import ImageConfig, ImageEncoder, build_timm_model
 MODEL = "test_convnext"
 
 
-def write_dicom(path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", bits=12, window=None, rescale=None,
-                signed=False) -> Path:
+def write_dicom(
+    path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", bits=12, window=None, rescale=None, signed=False
+) -> Path:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -66,7 +68,9 @@ def ramp(h=64, w=48, hi=4095) -> np.ndarray:
 def test_monochrome1_is_inverted_and_window_applied(tmp_path):
     px = ramp()
     m2 = dicom_to_uint8(write_dicom(tmp_path / "m2.dcm", px, window=(2048, 4096)).read_bytes())
-    m1 = dicom_to_uint8(write_dicom(tmp_path / "m1.dcm", px, photometric="MONOCHROME1", window=(2048, 4096)).read_bytes())
+    m1 = dicom_to_uint8(
+        write_dicom(tmp_path / "m1.dcm", px, photometric="MONOCHROME1", window=(2048, 4096)).read_bytes()
+    )
     assert m2.dtype == np.uint8 and m2.shape == px.shape
     assert m2[0, 0] == 0 and m2[0, -1] == 255 and np.all(np.diff(m2[0].astype(int)) >= 0)
     np.testing.assert_array_equal(m1.astype(int), 255 - m2.astype(int))
@@ -141,12 +145,25 @@ def _cohort(root: Path) -> Path:
             "study_id": [1, 2, 3, 4, 5, 5, 6],
             "view": ["PA"] * 7,
             "study_time": [datetime(2150, 1, 1, h) for h in (1, 4, 1, 1, 1, 1, 1)],
-            "path": ["imgs/a1.png", str(imgs / "a2.dcm"), str(imgs / "b1.jpg"), str(imgs / "c1.jpg"),
-                     str(imgs / "d1.dcm"), str(imgs / "missing.jpg"), str(imgs / "a1.png")],
+            "path": [
+                "imgs/a1.png",
+                str(imgs / "a2.dcm"),
+                str(imgs / "b1.jpg"),
+                str(imgs / "c1.jpg"),
+                str(imgs / "d1.dcm"),
+                str(imgs / "missing.jpg"),
+                str(imgs / "a1.png"),
+            ],
         }
     )
-    return tiny.write_cohort(root, sample_ids=list("abcde"), splits=["train"] * 3 + ["val", "test"],
-                             modalities={"cxr": "image"}, has={"cxr": [1, 1, 1, 1, 0]}, images=images)
+    return tiny.write_cohort(
+        root,
+        sample_ids=list("abcde"),
+        splits=["train"] * 3 + ["val", "test"],
+        modalities={"cxr": "image"},
+        has={"cxr": [1, 1, 1, 1, 0]},
+        images=images,
+    )
 
 
 def test_featurize_images_skips_bad_files_and_pools_per_sample(tmp_path, weights):
@@ -161,13 +178,17 @@ def test_featurize_images_skips_bad_files_and_pools_per_sample(tmp_path, weights
     man = cxr["manifest"]
     assert man["counts"] == {"items": 6, "computed": 3, "reused": 0, "skipped": 3, "observed": 2}
     reasons = {s["item_id"]: s["reason"] for s in man["skipped_items"]}
-    assert reasons["c1"].startswith("unreadable image") and "DICOM" in reasons["d1"] and reasons["d2"] == "file not found"
+    assert (
+        reasons["c1"].startswith("unreadable image") and "DICOM" in reasons["d1"] and reasons["d2"] == "file not found"
+    )
     assert res["cxr"].skipped == 3
 
     enc = ImageEncoder(ImageConfig(model=MODEL, weights=str(weights), device="cpu"))
     imgs = tmp_path / "cohort" / "imgs"
-    a1, a2, b1 = (enc.forward(enc.transform(decode_image(p, p.read_bytes()))[None])[0]
-                  for p in (imgs / "a1.png", imgs / "a2.dcm", imgs / "b1.jpg"))
+    a1, a2, b1 = (
+        enc.forward(enc.transform(decode_image(p, p.read_bytes()))[None])[0]
+        for p in (imgs / "a1.png", imgs / "a2.dcm", imgs / "b1.jpg")
+    )
     np.testing.assert_allclose(cxr["x"][0].numpy(), (a1 + a2) / 2, atol=1e-5)
     np.testing.assert_allclose(cxr["x"][1].numpy(), b1, atol=1e-5)
 

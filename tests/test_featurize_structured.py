@@ -6,6 +6,7 @@ Samples and what each exists for:
   d     test with hr missing (NaN -> 0, observed false) and has_structured false in the time-series
   e     test, has_structured false: zeros even though a structured row exists
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,13 @@ from medmodal.featurize import featurize_structured, load_cohort_features, tiny
 
 def _cohort(root, hr_c=10_000.0):
     structured = pl.DataFrame(
-        {"sample_id": list("abcde"), "hr": [80.0, 100.0, hr_c, None, 70.0], "age": [50.0, 70.0, 60.0, 65.0, 90.0],
-         "male": [1.0, 1.0, 0.0, 0.0, 1.0], "unused": [1.0] * 5}
+        {
+            "sample_id": list("abcde"),
+            "hr": [80.0, 100.0, hr_c, None, 70.0],
+            "age": [50.0, 70.0, 60.0, 65.0, 90.0],
+            "male": [1.0, 1.0, 0.0, 0.0, 1.0],
+            "unused": [1.0] * 5,
+        }
     )
     ts = pl.DataFrame(
         {
@@ -95,7 +101,9 @@ def test_bad_structured_inputs_are_one_line_errors(tmp_path):
         featurize_structured(c, tmp_path / "s")
     ts = pl.read_parquet(c / "timeseries.parquet").with_columns(pl.lit(-1, dtype=pl.Int32).alias("hour"))
     ts.write_parquet(c / "timeseries.parquet")
-    pl.read_parquet(c / "structured.parquet").with_columns(pl.col("age").cast(pl.Float64)).write_parquet(c / "structured.parquet")
+    pl.read_parquet(c / "structured.parquet").with_columns(pl.col("age").cast(pl.Float64)).write_parquet(
+        c / "structured.parquet"
+    )
     with pytest.raises(MedmodalError, match=r"timeseries\.parquet: field 'hour'"):
         featurize_structured(c, tmp_path / "s")
     (c / "modalities.parquet").unlink()
@@ -107,11 +115,21 @@ def test_bad_structured_inputs_are_one_line_errors(tmp_path):
 def test_timeseries_end_alignment_keeps_the_hours_before_prediction(tmp_path):
     """Prediction is 48 h after index_time (the window start here): with T = 6, t = 5 is hour 47."""
     ts = pl.DataFrame(
-        {"sample_id": ["a", "a", "a", "b", "b"], "hour": pl.Series([0, 45, 47, 47, 48], dtype=pl.Int32),
-         "variable": ["sbp"] * 5, "value": [100.0, 110.0, 130.0, 120.0, 999.0]}
+        {
+            "sample_id": ["a", "a", "a", "b", "b"],
+            "hour": pl.Series([0, 45, 47, 47, 48], dtype=pl.Int32),
+            "variable": ["sbp"] * 5,
+            "value": [100.0, 110.0, 130.0, 120.0, 999.0],
+        }
     )
-    c = tiny.write_cohort(tmp_path / "c", sample_ids=["a", "b"], splits=["train", "train"],
-                          modalities={"timeseries": "timeseries"}, has={"timeseries": [1, 1]}, timeseries=ts)
+    c = tiny.write_cohort(
+        tmp_path / "c",
+        sample_ids=["a", "b"],
+        splits=["train", "train"],
+        modalities={"timeseries": "timeseries"},
+        has={"timeseries": [1, 1]},
+        timeseries=ts,
+    )
     featurize_structured(c, tmp_path / "store", max_hours=6, align="end")
     _, feats = load_cohort_features(tmp_path / "store", c)
     t = feats["timeseries"]

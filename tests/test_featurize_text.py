@@ -8,6 +8,7 @@ Subjects of the fixture cohort and the edge case each one exists for:
   e  no notes at all
   f  the marker note (no note text may reach logs, errors or files)
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,15 @@ def _cohort(root: Path) -> Path:
             "note_id": ["a1", "a2", "a3", "b1", "c1", "d1", "f1"],
             "note_type": ["discharge", "discharge", "radiology", "discharge", "discharge", "discharge", "discharge"],
             "charttime": [datetime(2150, 1, 1, h) for h in (5, 2, 3, 1, 1, 1, 1)],
-            "text": [SENTENCES[0], SENTENCES[1], SENTENCES[2], " ".join(SENTENCES * 3), "  \n ", SENTENCES[3],
-                     f"{SENTENCES[4]} {MARKER} {SENTENCES[5]}"],
+            "text": [
+                SENTENCES[0],
+                SENTENCES[1],
+                SENTENCES[2],
+                " ".join(SENTENCES * 3),
+                "  \n ",
+                SENTENCES[3],
+                f"{SENTENCES[4]} {MARKER} {SENTENCES[5]}",
+            ],
         }
     )
     return tiny.write_cohort(
@@ -104,7 +112,9 @@ def test_long_note_windows_match_a_plain_per_window_loop(bert):
     texts = [" ".join(SENTENCES * 2), SENTENCES[0], " ".join(SENTENCES[3:9])]
     batched = enc.embed(texts)
     for text, vec in zip(texts, batched):
-        windows = enc.tokenizer(text, truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)["input_ids"]
+        windows = enc.tokenizer(text, truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)[
+            "input_ids"
+        ]
         assert all(len(w) <= 32 for w in windows)
         if text == texts[0]:
             assert len(windows) > 3
@@ -136,7 +146,9 @@ def test_cache_reuse_and_invalidation(cohort, tmp_path, bert):
     assert len(list((store / "cache").iterdir())) == 3
     # edited note text -> only that note is recomputed
     notes = pl.read_parquet(cohort / "notes.parquet")
-    notes = notes.with_columns(pl.when(pl.col("note_id") == "b1").then(pl.lit(SENTENCES[7])).otherwise(pl.col("text")).alias("text"))
+    notes = notes.with_columns(
+        pl.when(pl.col("note_id") == "b1").then(pl.lit(SENTENCES[7])).otherwise(pl.col("text")).alias("text")
+    )
     notes.write_parquet(cohort / "notes.parquet")
     edited = _run(cohort, store, bert)
     assert (edited["discharge_note"].computed, edited["discharge_note"].reused) == (1, 3)
@@ -209,11 +221,22 @@ def test_bad_inputs_name_the_file_and_field(cohort, tmp_path, bert):
 
 def test_a_note_shared_by_two_samples_is_computed_once(tmp_path, bert):
     notes = pl.DataFrame(
-        {"sample_id": ["x", "y"], "note_id": ["n1", "n1"], "note_type": ["radiology"] * 2,
-         "charttime": [datetime(2150, 1, 1)] * 2, "text": [SENTENCES[6]] * 2}
+        {
+            "sample_id": ["x", "y"],
+            "note_id": ["n1", "n1"],
+            "note_type": ["radiology"] * 2,
+            "charttime": [datetime(2150, 1, 1)] * 2,
+            "text": [SENTENCES[6]] * 2,
+        }
     )
-    c = tiny.write_cohort(tmp_path / "c", sample_ids=["x", "y"], splits=["train", "test"],
-                          modalities={"radiology_note": "text"}, has={"radiology_note": [1, 1]}, notes=notes)
+    c = tiny.write_cohort(
+        tmp_path / "c",
+        sample_ids=["x", "y"],
+        splits=["train", "test"],
+        modalities={"radiology_note": "text"},
+        has={"radiology_note": [1, 1]},
+        notes=notes,
+    )
     res = _run(c, tmp_path / "store", bert)
     _, feats = load_cohort_features(tmp_path / "store", c)
     assert res["radiology_note"].computed == 2 and len(list((tmp_path / "store" / "cache").rglob("*.safetensors"))) == 1
@@ -241,7 +264,7 @@ def test_every_registered_featurizer_and_pooling_policy():
     assert {"text", "image", "structured", "timeseries"} <= set(FEATURIZERS.names())
     for kind in FEATURIZERS:
         cls = FEATURIZERS.get(kind)
-        assert cls.kind == kind and callable(getattr(cls(), "run"))
+        assert cls.kind == kind and callable(cls().run)
         cfg = cls.Config()
         assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen
     vecs = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]], dtype=np.float32)  # rows sorted by (sample, time)

@@ -1,5 +1,6 @@
 """The debiasing frameworks' building blocks against their formulas: GCE, CLUB, HSIC, the per-sample loss EMA,
 the dual stream's sample weights, the backdoor prior and the empirical-Bayes rectifier."""
+
 from __future__ import annotations
 
 import math
@@ -115,7 +116,7 @@ def test_club_fits_q_itself_and_the_estimate_moves_only_the_features():
     x, y = _correlated(0.8, 64, 3, seed=0)
     x.requires_grad_(True)
     before = [p.detach().clone() for p in club.parameters()]
-    est, nll = club(x, y)  # training mode: three likelihood steps on q first
+    est, _nll = club(x, y)  # training mode: three likelihood steps on q first
     assert any(not torch.equal(a, b) for a, b in zip(before, club.parameters()))
     assert all(p.grad is None for p in club.parameters())  # nothing left for the model's optimiser
     g = torch.autograd.grad(est, [x, *club.parameters()], allow_unused=True)
@@ -157,11 +158,18 @@ def test_dual_stream_upweights_samples_the_biased_stream_gets_wrong():
     torch.manual_seed(0)
     ds = DualStream(4, 1, BINARY, DualStreamConfig(stream_dim=4, mi="none"))
     ds.reset_state(2, None, "cpu")
-    batch = {"labels": torch.tensor([[1.0], [1.0]]), "label_mask": torch.ones(2, 1, dtype=torch.bool),
-             "index": torch.tensor([0, 1])}
+    batch = {
+        "labels": torch.tensor([[1.0], [1.0]]),
+        "label_mask": torch.ones(2, 1, dtype=torch.bool),
+        "index": torch.tensor([0, 1]),
+    }
     logits_c = torch.zeros(2, 1, requires_grad=True)  # the causal stream is equally unsure on both
-    out = {"logits_causal": logits_c, "logits_biased": torch.tensor([[4.0], [-4.0]]),  # 0 aligned, 1 conflicting
-           "z_causal": torch.zeros(2, 4), "z_biased": torch.zeros(2, 4)}
+    out = {
+        "logits_causal": logits_c,
+        "logits_biased": torch.tensor([[4.0], [-4.0]]),  # 0 aligned, 1 conflicting
+        "z_causal": torch.zeros(2, 4),
+        "z_biased": torch.zeros(2, 4),
+    }
     loss, parts = ds.loss(batch, out, update_ema=True)
     (g,) = torch.autograd.grad(loss, logits_c)
     # the biased stream's difficulty is measured on its calibrated logits (1 − q)·z (see the next test)

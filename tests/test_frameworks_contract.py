@@ -2,6 +2,7 @@
 output shapes, mask semantics, one optimiser step lowering the loss, determinism, saved state; and the
 framework-specific promises: the CDMM prior comes from the training split, MMNAR's pre-training ignores labels
 and its rectifier sees validation data only."""
+
 from __future__ import annotations
 
 import importlib
@@ -91,13 +92,25 @@ def make_batch(n: int = 24, seed: int = 0) -> dict:
     label_mask[1, 1] = False  # an undefined label in a multitask cohort
     labels = torch.stack([y, torch.where(label_mask[:, 1], stage, 0.0)], 1)
     pattern = (mask.long() * 2 ** torch.arange(4)).sum(1)
-    return {"x": x, "mask": mask, "labels": labels, "label_mask": label_mask, "pattern": pattern,
-            "index": torch.arange(n)}
+    return {
+        "x": x,
+        "mask": mask,
+        "labels": labels,
+        "label_mask": label_mask,
+        "pattern": pattern,
+        "index": torch.arange(n),
+    }
 
 
 def train_info(batch: dict) -> dict:
-    return {"n_train": len(batch["index"]), "train_patterns": batch["pattern"], "train_labels": batch["labels"],
-            "train_label_mask": batch["label_mask"], "pos_weight": torch.tensor([1.5, 1.0]), "device": "cpu"}
+    return {
+        "n_train": len(batch["index"]),
+        "train_patterns": batch["pattern"],
+        "train_labels": batch["labels"],
+        "train_label_mask": batch["label_mask"],
+        "pos_weight": torch.tensor([1.5, 1.0]),
+        "device": "cpu",
+    }
 
 
 # every registered framework (erm included: a new one is covered by adding its import line) × every backbone
@@ -167,8 +180,14 @@ def test_same_seed_same_outputs_and_state_round_trip(framework, backbone):
         losses.append(loss.item())
         model.eval()
         # fit_post_hoc is part of every framework's contract (a no-op for most, the rectifier for mmnar)
-        model.fit_post_hoc({"logits": model(batch)["logits"].detach(), "labels": batch["labels"],
-                            "label_mask": batch["label_mask"], "pattern": batch["pattern"]})
+        model.fit_post_hoc(
+            {
+                "logits": model(batch)["logits"].detach(),
+                "labels": batch["labels"],
+                "label_mask": batch["label_mask"],
+                "pattern": batch["pattern"],
+            }
+        )
         preds.append(model.predict(batch))
     assert losses[0] == losses[1] and torch.equal(preds[0], preds[1])
     # weights + JSON extra state rebuild the same predictor
@@ -198,7 +217,7 @@ def test_dfd_dependence_penalty_options_and_predict_from_both(mi):
     model = make_model("dfd", "masked_mean_test", mi=mi, predict_from="both")
     model.on_train_begin(train_info(batch))
     out = model(batch)
-    loss, parts = model.loss(batch, out, progress=0.1)
+    _loss, parts = model.loss(batch, out, progress=0.1)
     assert (mi in parts) == (mi != "none")
     assert torch.allclose(out["logits"], 0.5 * (out["logits_causal"] + out["logits_biased"]))
 
@@ -240,8 +259,7 @@ def test_mmnar_pretraining_phase_ignores_labels_and_finetuning_uses_them():
 def _val_outputs(model, batch):
     with torch.no_grad():
         logits = model(batch)["logits"]
-    return {"logits": logits, "labels": batch["labels"], "label_mask": batch["label_mask"],
-            "pattern": batch["pattern"]}
+    return {"logits": logits, "labels": batch["labels"], "label_mask": batch["label_mask"], "pattern": batch["pattern"]}
 
 
 def test_mmnar_rectifier_sees_validation_only_and_ignores_test_labels():
@@ -255,8 +273,11 @@ def test_mmnar_rectifier_sees_validation_only_and_ignores_test_labels():
     pred = model.predict(test)
     assert not torch.allclose(pred, raw)  # it does correct something
     # poisoned / permuted test labels change nothing: predict never reads them
-    poisoned = {**test, "labels": torch.full_like(test["labels"], float("nan")),
-                "label_mask": torch.zeros_like(test["label_mask"])}
+    poisoned = {
+        **test,
+        "labels": torch.full_like(test["labels"], float("nan")),
+        "label_mask": torch.zeros_like(test["label_mask"]),
+    }
     permuted = {**test, "labels": test["labels"][torch.randperm(30)]}
     assert torch.equal(model.predict(poisoned), pred) and torch.equal(model.predict(permuted), pred)
     # ... while the validation labels are what it learns from

@@ -1,6 +1,7 @@
 """`medmodal report RUN_DIR`: the t-SNE figure of causal vs biased features and its decodability numbers, from a
 truth file or a cohort column, through the library and the CLI; clear one-line errors on bad input. The shift
 benchmark end to end at a tiny size is marked slow."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,15 @@ from medmodal.models.report import report
 from medmodal.models.toy import write_toy_cohort
 from medmodal.models.train import train
 
-FAST = dict(batch_size=64, lr=3e-3, n_boot=0, progress=False, backbone_args={"hidden": 16}, epochs=2, seed=0)
+FAST = {
+    "batch_size": 64,
+    "lr": 3e-3,
+    "n_boot": 0,
+    "progress": False,
+    "backbone_args": {"hidden": 16},
+    "epochs": 2,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +37,12 @@ def runs(tmp_path_factory):
     # a truth table in the simulator's shape: one row per admission, the confounder C, plus rows of other subjects
     hadm = pl.read_parquet(cohort / "cohort.parquet")["hadm_id"]
     c = (np.arange(len(hadm)) % 3 == 0).astype(np.int8)
-    truth = pl.DataFrame({"hadm_id": pl.concat([hadm, pl.Series([1, 2], dtype=pl.Int64)]),
-                          "C": np.concatenate([c, [0, 1]]).astype(np.int8)})
+    truth = pl.DataFrame(
+        {
+            "hadm_id": pl.concat([hadm, pl.Series([1, 2], dtype=pl.Int64)]),
+            "C": np.concatenate([c, [0, 1]]).astype(np.int8),
+        }
+    )
     truth.write_parquet(root / "truth.parquet")
     return {"dfd": dfd, "erm": erm, "truth": root / "truth.parquet", "root": root}
 
@@ -44,8 +57,21 @@ def test_report_from_truth_writes_figure_and_decodability(runs):
 
 
 def test_report_from_cohort_column_via_cli(runs):
-    res = CliRunner().invoke(app, ["report", str(runs["dfd"]), "--color-by", "gender", "--split", "all",
-                                   "--max-points", "100", "--iterations", "250"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(runs["dfd"]),
+            "--color-by",
+            "gender",
+            "--split",
+            "all",
+            "--max-points",
+            "100",
+            "--iterations",
+            "250",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((runs["dfd"] / "report" / "report.json").read_text())
     assert rep["color"]["name"] == "gender" and rep["n_points"] == 100

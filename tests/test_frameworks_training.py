@@ -1,6 +1,7 @@
 """The debiasing frameworks through the real training loop (``models.train.train``) on a small simulated cohort:
 each learns beyond chance and reloads to the same predictions, and MMNAR's rectifier, fitted inside ``train``,
 is bit-identical whether the test labels are intact or poisoned."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,15 @@ import medmodal.models.frameworks  # noqa: F401
 from medmodal.models.evaluate import evaluate
 from medmodal.models.train import train
 
-FAST = dict(batch_size=64, lr=3e-3, n_boot=0, progress=False, backbone_args={"hidden": 32}, epochs=10, seed=0)
+FAST = {
+    "batch_size": 64,
+    "lr": 3e-3,
+    "n_boot": 0,
+    "progress": False,
+    "backbone_args": {"hidden": 32},
+    "epochs": 10,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +43,7 @@ def test_framework_learns_beyond_chance_and_reloads(runs, framework, tmp_path):
     auroc = auroc["value"] if isinstance(auroc, dict) else auroc
     assert auroc > 0.7, auroc  # chance is 0.5; erm reaches ~0.8 on this cohort
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["framework"]["name"] == framework and "q" in cfg["framework"]["config"] or framework == "mmnar"
+    assert (cfg["framework"]["name"] == framework and "q" in cfg["framework"]["config"]) or framework == "mmnar"
     again = evaluate(run, out=tmp_path / "eval", n_boot=0)
     assert pl.read_parquet(run / "predictions.parquet").equals(pl.read_parquet(again / "predictions.parquet"))
 

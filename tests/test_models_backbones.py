@@ -1,5 +1,6 @@
 """Every registered backbone (and, for the checkpoint round trip, every registered framework) against the model
 contract: shapes, mask semantics, the all-missing row, one optimiser step lowering the loss, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import json
 import pytest
 import torch
 
-import medmodal.models.backbones  # noqa: F401 - registers
+import medmodal.models.backbones
 import medmodal.models.frameworks  # noqa: F401 - registers
 from medmodal.models.backbones.muse import edge_dropout, supcon_loss
 from medmodal.models.base import BACKBONES, FRAMEWORKS, DataSpec, LabelSpec, ModalitySpec
@@ -22,8 +23,11 @@ SPEC = DataSpec(
         ModalitySpec("discharge_note", "text", 8),
         ModalitySpec("cxr", "image", 7),
     ),
-    labels=(LabelSpec("mortality"), LabelSpec("readmission_30d"),
-            LabelSpec("dx", "multiclass", 3, ("CN", "MCI", "AD"))),
+    labels=(
+        LabelSpec("mortality"),
+        LabelSpec("readmission_30d"),
+        LabelSpec("dx", "multiclass", 3, ("CN", "MCI", "AD")),
+    ),
 )
 H = 16
 
@@ -46,8 +50,14 @@ def make_batch(n: int = 32, seed: int = 0) -> dict:
     labels = torch.stack([(s > 0).float(), (s > 0.5).float(), (s > -0.5).float() + (s > 0.5).float()], dim=1)
     label_mask = torch.ones(n, 3, dtype=torch.bool)
     label_mask[::4, 1] = False  # an undefined second label, as in multitask cohorts
-    return {"x": x, "mask": mask, "labels": torch.where(label_mask, labels, 0.0), "label_mask": label_mask,
-            "pattern": pattern_from_mask(mask), "index": torch.arange(n)}
+    return {
+        "x": x,
+        "mask": mask,
+        "labels": torch.where(label_mask, labels, 0.0),
+        "label_mask": label_mask,
+        "pattern": pattern_from_mask(mask),
+        "index": torch.arange(n),
+    }
 
 
 def make(backbone: str, framework: str = "erm", seed: int = 0):
@@ -148,8 +158,16 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, backbone, f
     torch.manual_seed(0)
     model, bb_cfg, fw_cfg = build_model(SPEC, backbone, framework, {"hidden": H})
     batch = make_batch()
-    model.on_train_begin({"n_train": 32, "train_patterns": batch["pattern"], "train_labels": batch["labels"],
-                          "train_label_mask": batch["label_mask"], "pos_weight": torch.ones(3), "device": "cpu"})
+    model.on_train_begin(
+        {
+            "n_train": 32,
+            "train_patterns": batch["pattern"],
+            "train_labels": batch["labels"],
+            "train_label_mask": batch["label_mask"],
+            "pos_weight": torch.ones(3),
+            "device": "cpu",
+        }
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(2):
         loss, _ = model.loss(batch, model(batch), 0.5)
@@ -158,12 +176,21 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, backbone, f
         opt.step()
     model.eval()
     val_logits = model(batch)["logits"].detach()
-    model.fit_post_hoc({"logits": val_logits, "labels": batch["labels"], "label_mask": batch["label_mask"],
-                        "pattern": batch["pattern"]})
+    model.fit_post_hoc(
+        {
+            "logits": val_logits,
+            "labels": batch["labels"],
+            "label_mask": batch["label_mask"],
+            "pattern": batch["pattern"],
+        }
+    )
     expected = model.predict(batch)
     json.dumps(model.extra_state())  # framework state must be JSON, never pickle
-    config = {"backbone": {"name": backbone, "config": bb_cfg}, "framework": {"name": framework, "config": fw_cfg},
-              "data": {"spec": spec_to_json(SPEC)}}
+    config = {
+        "backbone": {"name": backbone, "config": bb_cfg},
+        "framework": {"name": framework, "config": fw_cfg},
+        "data": {"spec": spec_to_json(SPEC)},
+    }
     (tmp_path / CONFIG).write_text(json.dumps(config))
     norm = Normalizer({"structured": torch.zeros(6)}, {"structured": torch.ones(6)})
     save_weights(tmp_path, model, norm)

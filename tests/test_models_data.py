@@ -1,4 +1,5 @@
 """Loading a cohort + feature store into tensors: alignment, normalisation from train only, labels, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -107,8 +108,9 @@ def test_bad_inputs_give_one_line_errors(toy, tmp_path):
 
     bad = _copy_cohort(cohort_dir, tmp_path / "bad_label")
     df = pl.read_parquet(bad / "cohort.parquet")
-    df.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(2).otherwise(pl.col("mortality")).cast(pl.Int8)
-                    .alias("mortality")).write_parquet(bad / "cohort.parquet")
+    df.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(2).otherwise(pl.col("mortality")).cast(pl.Int8).alias("mortality")
+    ).write_parquet(bad / "cohort.parquet")
     with pytest.raises(MedmodalError, match="mortality.*outside"):
         load_cohort(bad, store)
 
@@ -125,7 +127,7 @@ def test_bad_inputs_give_one_line_errors(toy, tmp_path):
 
 
 def test_stale_store_row_order_is_refused(toy, tmp_path):
-    cohort_dir, store = toy
+    cohort_dir, _store = toy
     stale = tmp_path / "store"
     d = cohort_store_dir(stale, cohort_dir)
     ids = pl.read_parquet(cohort_dir / "cohort.parquet")["sample_id"].to_list()

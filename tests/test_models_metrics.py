@@ -1,4 +1,5 @@
 """Metrics against hand-computed values and scikit-learn; the vectorised bootstrap against its definition."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,9 @@ def test_grouped_by_pattern_and_subgroup():
     p = rng.random(300)
     pattern = rng.choice([1, 3, 7], 300)
     sex = rng.choice(["F", "M"], 300)
-    g = grouped_metrics(y, p, pattern=pattern, modalities=["structured", "notes", "cxr"], groups={"gender": sex},
-                        n_boot=50)
+    g = grouped_metrics(
+        y, p, pattern=pattern, modalities=["structured", "notes", "cxr"], groups={"gender": sex}, n_boot=50
+    )
     assert set(g["by_pattern"]) == {"structured", "structured+notes", "structured+notes+cxr"}
     assert g["by_pattern"]["structured+notes"]["n"] == int((pattern == 3).sum())
     assert g["by_subgroup"]["gender"]["F"]["n"] + g["by_subgroup"]["gender"]["M"]["n"] == 300

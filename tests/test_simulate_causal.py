@@ -1,5 +1,6 @@
 """The causal model holds in what the simulator writes: labels in the raw files are the SCM's draws, each
 environment's C relations have the sign it promises while U's stay, for every simulated source."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,10 @@ def _coef(u: np.ndarray, c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("envs")
-    return {env: simulate("mimic_iv", root / env, subjects=1000, seed=3, environment=env, images=False)
-            for env in ("train", "shifted")}
+    return {
+        env: simulate("mimic_iv", root / env, subjects=1000, seed=3, environment=env, images=False)
+        for env in ("train", "shifted")
+    }
 
 
 def _population_truth(env: str, n: int = 2000) -> pl.DataFrame:
@@ -33,10 +36,16 @@ def _population_truth(env: str, n: int = 2000) -> pl.DataFrame:
     pop = draw_population(World(Strengths(), get_environment(env)), stream(3, "test", env), np.arange(n))
     a = pop.adm
     index = (a["kind"] == 0) & ~a["died"]
-    return pl.DataFrame({"U": a["u"], "C": a["c"], "order_cxr": a["order_cxr"],
-                         "encounter_kind": np.where(a["kind"] == 0, "index", "other"),
-                         "y_readmission_30d": pl.Series(a["y_readmission_30d"].astype(np.int8)).set(pl.Series(~index), None),
-                         "risk_readmission_30d": a["risk_readmission_30d"]})
+    return pl.DataFrame(
+        {
+            "U": a["u"],
+            "C": a["c"],
+            "order_cxr": a["order_cxr"],
+            "encounter_kind": np.where(a["kind"] == 0, "index", "other"),
+            "y_readmission_30d": pl.Series(a["y_readmission_30d"].astype(np.int8)).set(pl.Series(~index), None),
+            "risk_readmission_30d": a["risk_readmission_30d"],
+        }
+    )
 
 
 def test_labels_in_raw_files_are_the_scm_draws(worlds):
@@ -46,14 +55,31 @@ def test_labels_in_raw_files_are_the_scm_draws(worlds):
     truth = pl.read_parquet(root / "truth.parquet")
     index = truth.filter(pl.col("encounter_kind") == "index").join(adm, on=["subject_id", "hadm_id"])
     other = adm.rename({"admittime": "t2", "hadm_id": "h2"}).select("subject_id", "h2", "t2")
-    readm = (index.join(other, on="subject_id").filter(pl.col("h2") != pl.col("hadm_id"))
-             .group_by("hadm_id").agg(((pl.col("t2") > pl.col("dischtime")) &
-                                       (pl.col("t2") <= pl.col("dischtime") + pl.duration(days=30))).any().alias("r")))
-    icu90 = (index.join(icu.select("subject_id", pl.col("intime").alias("i2")), on="subject_id")
-             .group_by("hadm_id").agg(((pl.col("i2") > pl.col("dischtime")) &
-                                       (pl.col("i2") <= pl.col("dischtime") + pl.duration(days=90))).any().alias("i")))
-    alive = (index.join(readm, on="hadm_id", how="left").join(icu90, on="hadm_id", how="left")
-             .filter(pl.col("hospital_expire_flag") == 0).with_columns(pl.col("r", "i").fill_null(False)))
+    readm = (
+        index.join(other, on="subject_id")
+        .filter(pl.col("h2") != pl.col("hadm_id"))
+        .group_by("hadm_id")
+        .agg(
+            ((pl.col("t2") > pl.col("dischtime")) & (pl.col("t2") <= pl.col("dischtime") + pl.duration(days=30)))
+            .any()
+            .alias("r")
+        )
+    )
+    icu90 = (
+        index.join(icu.select("subject_id", pl.col("intime").alias("i2")), on="subject_id")
+        .group_by("hadm_id")
+        .agg(
+            ((pl.col("i2") > pl.col("dischtime")) & (pl.col("i2") <= pl.col("dischtime") + pl.duration(days=90)))
+            .any()
+            .alias("i")
+        )
+    )
+    alive = (
+        index.join(readm, on="hadm_id", how="left")
+        .join(icu90, on="hadm_id", how="left")
+        .filter(pl.col("hospital_expire_flag") == 0)
+        .with_columns(pl.col("r", "i").fill_null(False))
+    )
     assert alive.height > 800
     assert (alive["r"].cast(pl.Int8) == alive["y_readmission_30d"]).all()
     assert (alive["i"].cast(pl.Int8) == alive["y_icu_admission_90d"]).all()
@@ -86,15 +112,18 @@ def test_missingness_is_informative_in_truth(worlds):
         assert rates[1] - rates[0] > margin, (env, rates.to_list())
 
 
-@pytest.mark.parametrize("source,outcome,key", [("eicu", "icu_mortality", "patientunitstayid"),
-                                                 ("adni", "conversion_24m", "RID")])
+@pytest.mark.parametrize(
+    "source,outcome,key", [("eicu", "icu_mortality", "patientunitstayid"), ("adni", "conversion_24m", "RID")]
+)
 def test_other_sources_follow_the_environment(tmp_path, source, outcome, key):
     """eICU and ADNI wire the same equations: prob = sigmoid(a + s_U U + sign(e) s_C (2C - 1))."""
     s = Strengths()
     for env in ("train", "shifted"):
         t = pl.read_parquet(simulate(source, tmp_path / env, subjects=150, seed=1, environment=env) / "truth.parquet")
         t = t.filter(pl.col(f"prob_{outcome}").is_not_null())
-        logit_gap = np.log(t[f"prob_{outcome}"] / (1 - t[f"prob_{outcome}"])) - np.log(t[f"risk_{outcome}"] / (1 - t[f"risk_{outcome}"]))
+        logit_gap = np.log(t[f"prob_{outcome}"] / (1 - t[f"prob_{outcome}"])) - np.log(
+            t[f"risk_{outcome}"] / (1 - t[f"risk_{outcome}"])
+        )
         expected = get_environment(env).outcome_sign * s.c_outcome * (2 * t["C"].to_numpy() - 1)
         assert np.allclose(logit_gap.to_numpy(), expected)
         assert t[f"y_{outcome}"].mean() > 0.05

@@ -1,5 +1,6 @@
 """The cohort builder runs unchanged on simulated MIMIC-IV for every task, its labels are the SCM's draws, and
 the missingness pattern it derives is informative about the outcome."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_every_mimic_task_builds(built):
-    raw, out = built
+    _raw, out = built
     assert set(tasks_for("mimic_iv")) >= {t[0] for t in TASKS}
     for task in tasks_for("mimic_iv"):
         assert (out / task / "cohort.parquet").exists(), task
@@ -48,15 +49,21 @@ def test_cohort_labels_are_the_scm_draws(built, task, label, truth_col, key, min
 
 def test_missingness_pattern_is_informative(built):
     """The label rate differs across missingness patterns of the built cohort (MNAR through U and C)."""
-    raw, out = built
+    _raw, out = built
     df = pl.read_parquet(out / "readmission_30d" / "cohort.parquet").join(
-        pl.read_parquet(out / "readmission_30d" / "modalities.parquet"), on="sample_id")
+        pl.read_parquet(out / "readmission_30d" / "modalities.parquet"), on="sample_id"
+    )
     by_cxr = df.group_by("has_cxr").agg(pl.col("readmission_30d").mean()).sort("has_cxr")["readmission_30d"]
     assert by_cxr[1] - by_cxr[0] > 0.08, by_cxr.to_list()
     many = df.filter(pl.col("n_observed") >= 5)["readmission_30d"].mean()
     few = df.filter(pl.col("n_observed") <= 3)["readmission_30d"].mean()
     assert many - few > 0.1, (many, few)
     icu = pl.read_parquet(out / "in_hospital_mortality_24h" / "cohort.parquet").join(
-        pl.read_parquet(out / "in_hospital_mortality_24h" / "modalities.parquet"), on="sample_id")
-    rate = icu.group_by("has_cxr").agg(pl.col("in_hospital_mortality_24h").mean()).sort("has_cxr")["in_hospital_mortality_24h"]
+        pl.read_parquet(out / "in_hospital_mortality_24h" / "modalities.parquet"), on="sample_id"
+    )
+    rate = (
+        icu.group_by("has_cxr")
+        .agg(pl.col("in_hospital_mortality_24h").mean())
+        .sort("has_cxr")["in_hospital_mortality_24h"]
+    )
     assert rate[1] - rate[0] > 0.05, rate.to_list()

@@ -1,4 +1,5 @@
 """Simulated eICU-CRD and ADNIMERGE: real schemas, the conventions readers trip on, and the SCM's labels."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,15 +12,51 @@ import pytest
 
 from medmodal.simulate import simulate
 
-EICU_DEMO_TABLES = ["patient", "hospital", "vitalAperiodic", "apachePatientResult", "apacheApsVar", "diagnosis",
-                    "treatment", "admissionDx"]
+EICU_DEMO_TABLES = [
+    "patient",
+    "hospital",
+    "vitalAperiodic",
+    "apachePatientResult",
+    "apacheApsVar",
+    "diagnosis",
+    "treatment",
+    "admissionDx",
+]
 # Not in the open demo; the published eICU-CRD v2.0 headers.
 EICU_MISSING = {
-    "lab": ["labid", "patientunitstayid", "labresultoffset", "labtypeid", "labname", "labresult", "labresulttext",
-            "labmeasurenamesystem", "labmeasurenameinterface", "labresultrevisedoffset"],
-    "vitalPeriodic": ["vitalperiodicid", "patientunitstayid", "observationoffset", "temperature", "sao2", "heartrate",
-                      "respiration", "cvp", "etco2", "systemicsystolic", "systemicdiastolic", "systemicmean",
-                      "pasystolic", "padiastolic", "pamean", "st1", "st2", "st3", "icp"],
+    "lab": [
+        "labid",
+        "patientunitstayid",
+        "labresultoffset",
+        "labtypeid",
+        "labname",
+        "labresult",
+        "labresulttext",
+        "labmeasurenamesystem",
+        "labmeasurenameinterface",
+        "labresultrevisedoffset",
+    ],
+    "vitalPeriodic": [
+        "vitalperiodicid",
+        "patientunitstayid",
+        "observationoffset",
+        "temperature",
+        "sao2",
+        "heartrate",
+        "respiration",
+        "cvp",
+        "etco2",
+        "systemicsystolic",
+        "systemicdiastolic",
+        "systemicmean",
+        "pasystolic",
+        "padiastolic",
+        "pamean",
+        "st1",
+        "st2",
+        "st3",
+        "icp",
+    ],
 }
 
 
@@ -45,7 +82,9 @@ def test_eicu_schema_matches_demo(eicu, shared_data, table):
     assert _header(ours) == _header(demo)
     rel = duckdb.sql(f"select * from read_csv_auto('{demo}', sample_size=50000)")
     spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in zip(rel.columns, map(str, rel.types))) + "}"
-    n = duckdb.sql(f"select count(*) from read_csv('{ours}', header=true, columns={spec}, auto_detect=false)").fetchall()[0][0]
+    n = duckdb.sql(
+        f"select count(*) from read_csv('{ours}', header=true, columns={spec}, auto_detect=false)"
+    ).fetchall()[0][0]
     assert n > 0 and n == len(pl.read_csv(ours, infer_schema_length=0))
 
 
@@ -67,9 +106,16 @@ def test_eicu_conventions_and_labels(eicu):
     assert p["unitadmittime24"].str.contains(r"^\d\d:\d\d:00$").all()
     readmits = p.filter(pl.col("unitvisitnumber") == "2")
     assert readmits.height > 10 and set(readmits["unitstaytype"]) == {"readmit"}
-    assert readmits["patienthealthsystemstayid"].is_in(p.filter(pl.col("unitvisitnumber") == "1")["patienthealthsystemstayid"].implode()).all()
+    assert (
+        readmits["patienthealthsystemstayid"]
+        .is_in(p.filter(pl.col("unitvisitnumber") == "1")["patienthealthsystemstayid"].implode())
+        .all()
+    )
     # unit and hospital discharge status differ for patients who die on the ward after the ICU
-    assert p.filter((pl.col("unitdischargestatus") == "Alive") & (pl.col("hospitaldischargestatus") == "Expired")).height > 0
+    assert (
+        p.filter((pl.col("unitdischargestatus") == "Alive") & (pl.col("hospitaldischargestatus") == "Expired")).height
+        > 0
+    )
     died = p.filter(pl.col("unitdischargestatus") == "Expired")
     assert (died["hospitaldischargeoffset"] == died["unitdischargeoffset"]).all()  # a death in the unit ends the stay
     assert (died["hospitaldischargestatus"] == "Expired").all() and (died["unitdischargelocation"] == "Death").all()
@@ -103,7 +149,9 @@ def test_adni_conversions_follow_the_scm(adni):
     truth = pl.read_parquet(adni / "truth.parquet").filter(pl.col("y_conversion_24m").is_not_null())
     assert truth.height > 100 and truth["y_conversion_24m"].sum() >= 25
     # within 24 months a converter's stage crosses into dementia, and a non-converter's never does
-    stage = pl.read_parquet(adni / "truth.parquet").with_columns(pl.col("VISCODE").str.replace("bl", "m00").str.slice(1).cast(pl.Int64).alias("M"))
+    stage = pl.read_parquet(adni / "truth.parquet").with_columns(
+        pl.col("VISCODE").str.replace("bl", "m00").str.slice(1).cast(pl.Int64).alias("M")
+    )
     worst = stage.filter(pl.col("M") <= 24).group_by("RID").agg(pl.col("stage").max())
     j = truth.select("RID", "y_conversion_24m").join(worst, on="RID")
     conv = j.filter(pl.col("y_conversion_24m") == 1)["stage"]

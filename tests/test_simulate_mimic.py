@@ -1,5 +1,6 @@
 """Simulated MIMIC-IV: the files look like the real ones (schemas, types, dates, gzip, itemids), leakage traps
 exist, outputs are byte-reproducible, and bad arguments fail with one line."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,22 +19,56 @@ from typer.testing import CliRunner
 from medmodal.common import MedmodalError
 from medmodal.simulate import simulate
 
-DEMO_TABLES = ["hosp/patients", "hosp/admissions", "hosp/transfers", "hosp/services", "hosp/diagnoses_icd",
-               "hosp/labevents", "hosp/d_labitems", "icu/icustays", "icu/chartevents", "icu/d_items"]
+DEMO_TABLES = [
+    "hosp/patients",
+    "hosp/admissions",
+    "hosp/transfers",
+    "hosp/services",
+    "hosp/diagnoses_icd",
+    "hosp/labevents",
+    "hosp/d_labitems",
+    "icu/icustays",
+    "icu/chartevents",
+    "icu/d_items",
+]
 # The demo's chartevents is rebuilt from numeric values only; the real file holds text values (GCS) too.
 TYPE_OVERRIDES = {"icu/chartevents": {"value": "VARCHAR"}}
 # MIMIC-IV-Note and MIMIC-CXR-JPG have no open demo: their headers as published on PhysioNet.
 NOTE_HEADER = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text"]
 CXR_HEADERS = {
-    "cxr/mimic-cxr-2.0.0-metadata.csv.gz": ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription",
-                                            "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime",
-                                            "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
-                                            "PatientOrientationCodeSequence_CodeMeaning"],
+    "cxr/mimic-cxr-2.0.0-metadata.csv.gz": [
+        "dicom_id",
+        "subject_id",
+        "study_id",
+        "PerformedProcedureStepDescription",
+        "ViewPosition",
+        "Rows",
+        "Columns",
+        "StudyDate",
+        "StudyTime",
+        "ProcedureCodeSequence_CodeMeaning",
+        "ViewCodeSequence_CodeMeaning",
+        "PatientOrientationCodeSequence_CodeMeaning",
+    ],
     "cxr/mimic-cxr-2.0.0-split.csv.gz": ["dicom_id", "study_id", "subject_id", "split"],
-    "cxr/mimic-cxr-2.0.0-chexpert.csv.gz": ["subject_id", "study_id", "Atelectasis", "Cardiomegaly", "Consolidation",
-                                            "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
-                                            "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other",
-                                            "Pneumonia", "Pneumothorax", "Support Devices"],
+    "cxr/mimic-cxr-2.0.0-chexpert.csv.gz": [
+        "subject_id",
+        "study_id",
+        "Atelectasis",
+        "Cardiomegaly",
+        "Consolidation",
+        "Edema",
+        "Enlarged Cardiomediastinum",
+        "Fracture",
+        "Lung Lesion",
+        "Lung Opacity",
+        "No Finding",
+        "Pleural Effusion",
+        "Pleural Other",
+        "Pneumonia",
+        "Pneumothorax",
+        "Support Devices",
+    ],
 }
 
 
@@ -61,13 +96,15 @@ def test_schema_matches_demo(world, mimic_demo, table):
     # Every value must parse under the types DuckDB infers from the real file (dates, timestamps, numbers).
     types = {**_demo_types(demo), **TYPE_OVERRIDES.get(table, {})}
     spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types.items()) + "}"
-    n = duckdb.sql(f"select count(*) from read_csv('{ours}', header=true, columns={spec}, auto_detect=false)").fetchall()[0][0]
+    n = duckdb.sql(
+        f"select count(*) from read_csv('{ours}', header=true, columns={spec}, auto_detect=false)"
+    ).fetchall()[0][0]
     assert n == len(pl.read_csv(ours, infer_schema_length=0))
 
 
 def test_dictionaries_are_real_rows(world, mimic_demo):
     """The itemids we use are the real MIMIC-IV v2.2 items, with the demo's labels."""
-    for table, key in (("hosp/d_labitems", "itemid"), ("icu/d_items", "itemid")):
+    for table, _key in (("hosp/d_labitems", "itemid"), ("icu/d_items", "itemid")):
         ours = pl.read_csv(world / f"{table}.csv.gz", infer_schema_length=0)
         demo = pl.read_csv(mimic_demo / f"{table}.csv.gz", infer_schema_length=0)
         assert ours.join(demo, on=ours.columns, how="anti", nulls_equal=True).height == 0, table
@@ -77,7 +114,10 @@ def test_dictionaries_are_real_rows(world, mimic_demo):
     assert {"50912", "50983", "51301", "51222", "50813", "51265"} <= set(labs["itemid"])
     assert {"220045", "220179", "220210", "220277", "223761", "223762", "220739", "226512"} <= set(charts["itemid"])
     gcs = charts.filter(pl.col("itemid") == "220739")
-    assert set(gcs["value"]) <= {"None", "To Pain", "To Speech", "Spontaneously"} and gcs["valuenum"].cast(int).is_between(1, 4).all()
+    assert (
+        set(gcs["value"]) <= {"None", "To Pain", "To Speech", "Spontaneously"}
+        and gcs["valuenum"].cast(int).is_between(1, 4).all()
+    )
 
 
 def test_notes_and_cxr_layout(world):
@@ -90,7 +130,12 @@ def test_notes_and_cxr_layout(world):
     assert ds["note_id"].str.contains(r"^\d+-DS-\d+$").all() and set(ds["note_type"]) == {"DS"}
     assert rr["note_id"].str.contains(r"^\d+-RR-\d+$").all() and set(rr["note_type"]) == {"RR"}
     assert ds["hadm_id"].null_count() == 0 and rr["hadm_id"].null_count() > 0  # outpatient radiology
-    for section in ("Chief Complaint:", "History of Present Illness:", "Brief Hospital Course:", "Discharge Diagnosis:"):
+    for section in (
+        "Chief Complaint:",
+        "History of Present Illness:",
+        "Brief Hospital Course:",
+        "Discharge Diagnosis:",
+    ):
         assert ds["text"].str.contains(section, literal=True).all()
     assert rr["text"].str.contains("IMPRESSION:", literal=True).all()
     words = ds["text"].str.split(" ").list.len()
@@ -100,8 +145,13 @@ def test_notes_and_cxr_layout(world):
     assert meta["StudyTime"].dtype == pl.Float64 and (meta["StudyTime"] < 240000).all()
     assert meta["dicom_id"].str.contains(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$").all()
     chex = pl.read_csv(world / "cxr/mimic-cxr-2.0.0-chexpert.csv.gz")
-    values = set(np.unique(chex.select(pl.exclude("subject_id", "study_id")).to_numpy()[~np.isnan(
-        chex.select(pl.exclude("subject_id", "study_id")).to_numpy().astype(float))]))
+    values = set(
+        np.unique(
+            chex.select(pl.exclude("subject_id", "study_id")).to_numpy()[
+                ~np.isnan(chex.select(pl.exclude("subject_id", "study_id")).to_numpy().astype(float))
+            ]
+        )
+    )
     assert values == {1.0, 0.0, -1.0}
     assert set(pl.read_csv(world / "cxr/mimic-cxr-2.0.0-split.csv.gz")["split"]) <= {"train", "validate", "test"}
 
@@ -139,17 +189,22 @@ def test_leakage_traps_exist(world):
     assert 0.1 < labs["hadm_id"].is_null().mean() < 0.4
     labs = labs.with_columns(pl.col("subject_id").cast(pl.Int64), pl.col("charttime").str.to_datetime())
     after48 = labs.join(icu, on="subject_id").filter(
-        (pl.col("charttime") > pl.col("intime") + pl.duration(hours=48)) & (pl.col("charttime") < pl.col("outtime")))
+        (pl.col("charttime") > pl.col("intime") + pl.duration(hours=48)) & (pl.col("charttime") < pl.col("outtime"))
+    )
     assert after48.height > 0
     meta = pl.read_csv(world / "cxr/mimic-cxr-2.0.0-metadata.csv.gz").with_columns(
-        pl.col("StudyDate").cast(pl.Utf8).str.to_datetime("%Y%m%d").alias("day"))
+        pl.col("StudyDate").cast(pl.Utf8).str.to_datetime("%Y%m%d").alias("day")
+    )
     last = adm.group_by("subject_id").agg(pl.col("dischtime").max())
     assert meta.join(last, on="subject_id").filter(pl.col("day") > pl.col("dischtime")).height > 0
 
 
 def _digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not str(p.relative_to(root)).startswith(skip)
+    }
 
 
 def test_same_seed_same_bytes(tmp_path):
@@ -184,10 +239,27 @@ def test_cli_simulate(tmp_path):
     from medmodal.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["simulate", "adni", "--out", str(tmp_path / "a"), "--subjects", "20", "--seed", "1",
-                              "--strength", "c_outcome=0", "--environment", "shifted"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "adni",
+            "--out",
+            str(tmp_path / "a"),
+            "--subjects",
+            "20",
+            "--seed",
+            "1",
+            "--strength",
+            "c_outcome=0",
+            "--environment",
+            "shifted",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "a" / "ADNIMERGE.csv").exists() and (tmp_path / "a" / "truth.parquet").exists()
-    bad = runner.invoke(app, ["simulate", "adni", "--out", str(tmp_path / "b"), "--subjects", "5", "--strength", "c_outcome"])
+    bad = runner.invoke(
+        app, ["simulate", "adni", "--out", str(tmp_path / "b"), "--subjects", "5", "--strength", "c_outcome"]
+    )
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output and not (tmp_path / "b").exists()
     assert re.search(r"wrote .*a", res.output)

@@ -1,6 +1,7 @@
 """The ADNI source: the hand-made ADNIMERGE fixture (tests/data/adni_fixture, see its SUBJECTS.md) against
 hand-written expected CSVs, the multiclass label and manifest contract, splits by RID, bad input, and the
 simulator's ADNIMERGE output."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from goldens import read_expected  # tests/goldens.py
 from polars.testing import assert_frame_equal
 
 from medmodal.cohort import build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
 from medmodal.featurize.store import compute_cohort_id
-from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "adni_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -37,8 +38,10 @@ def test_every_adni_task_is_registered_and_builds(built):
         assert (built / task / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("task,name", [(t, n) for t in ADNI_TASKS for n in ("cohort", "attrition", "modalities")]
-                         + [("diagnosis_3class", "structured")])
+@pytest.mark.parametrize(
+    "task,name",
+    [(t, n) for t in ADNI_TASKS for n in ("cohort", "attrition", "modalities")] + [("diagnosis_3class", "structured")],
+)
 def test_fixture_matches_expected_csv(built, task, name):
     actual = pl.read_parquet(built / task / f"{name}.parquet")
     exp = read_expected(EXPECTED / task / f"{name}.csv", actual)
@@ -64,8 +67,14 @@ def test_manifest_contract(built, task):
 
 def test_diagnosis_is_a_multiclass_label_with_named_classes(built):
     man = json.loads((built / "diagnosis_3class" / "manifest.json").read_text())
-    assert man["labels"] == [{"name": "diagnosis_3class", "kind": "multiclass", "classes": ["CN", "MCI", "Dementia"],
-                              "definition": man["labels"][0]["definition"]}]
+    assert man["labels"] == [
+        {
+            "name": "diagnosis_3class",
+            "kind": "multiclass",
+            "classes": ["CN", "MCI", "Dementia"],
+            "definition": man["labels"][0]["definition"],
+        }
+    ]
     assert man["label_counts"]["diagnosis_3class"] == {"0": 6, "1": 12, "2": 4}
     conv = json.loads((built / "mci_conversion_24m" / "manifest.json").read_text())
     assert conv["labels"][0]["kind"] == "binary" and conv["labels"][0]["classes"] == [0, 1]
@@ -88,7 +97,9 @@ def test_cognitive_scores_never_become_features(built):
     for task in ADNI_TASKS:
         man = json.loads((built / task / "manifest.json").read_text())
         cols = pl.read_parquet(built / task / "structured.parquet").columns
-        assert cols == ["sample_id"] + [c for m in MODALITIES if m in man["feature_groups"] for c in man["feature_groups"][m]]
+        assert cols == ["sample_id"] + [
+            c for m in MODALITIES if m in man["feature_groups"] for c in man["feature_groups"][m]
+        ]
         assert not [c for c in cols if c.startswith(COGNITIVE) or c.upper().startswith("DX")]
         assert [len(man["feature_groups"][m]) for m in MODALITIES] == [18, 8, 1, 3, 6]
 
@@ -106,8 +117,9 @@ def test_splits_are_by_rid_never_by_visit(built):
 def test_rebuild_is_identical(built, tmp_path):
     again = build_cohort("adni", FIXTURE, "diagnosis_3class", tmp_path / "again", threads=2)
     for name in ("cohort", "modalities", "structured", "attrition"):
-        assert_frame_equal(pl.read_parquet(again / f"{name}.parquet"),
-                           pl.read_parquet(built / "diagnosis_3class" / f"{name}.parquet"))
+        assert_frame_equal(
+            pl.read_parquet(again / f"{name}.parquet"), pl.read_parquet(built / "diagnosis_3class" / f"{name}.parquet")
+        )
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -163,7 +175,7 @@ def test_unparseable_csf_value_is_an_error(raw, tmp_path):
 def test_duplicated_visit_is_an_error(raw, tmp_path):
     path = raw / "ADNIMERGE.csv"
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines + [lines[1]]) + "\n")
+    path.write_text("\n".join([*lines, lines[1]]) + "\n")
     err = _build_fails(raw, tmp_path / "out")
     assert err.field == "VISCODE" and "appears twice" in str(err)
 
@@ -200,10 +212,14 @@ def simulated(tmp_path_factory) -> tuple[Path, Path]:
 def test_simulated_diagnosis_labels_follow_the_raw_dx(simulated):
     raw, out = simulated
     merged = pl.read_csv(raw / "ADNIMERGE.csv", columns=["RID", "VISCODE", "EXAMDATE", "DX"], infer_schema_length=0)
-    expected = merged.filter(pl.col("DX").is_in(list(DX_CLASS)) & pl.col("EXAMDATE").is_not_null()).select(
-        (pl.col("RID") + "_" + pl.col("VISCODE")).alias("sample_id"),
-        pl.col("DX").replace_strict(DX_CLASS, return_dtype=pl.Int8).alias("diagnosis_3class"),
-    ).sort("sample_id")
+    expected = (
+        merged.filter(pl.col("DX").is_in(list(DX_CLASS)) & pl.col("EXAMDATE").is_not_null())
+        .select(
+            (pl.col("RID") + "_" + pl.col("VISCODE")).alias("sample_id"),
+            pl.col("DX").replace_strict(DX_CLASS, return_dtype=pl.Int8).alias("diagnosis_3class"),
+        )
+        .sort("sample_id")
+    )
     cohort = pl.read_parquet(out / "diagnosis_3class" / "cohort.parquet")
     assert cohort.select(expected.columns).equals(expected)
     assert cohort["diagnosis_3class"].n_unique() == 3
@@ -226,8 +242,18 @@ def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path, one_t
     cohort_dir = simulated[1] / "diagnosis_3class"
     store = tmp_path / "store"
     assert set(featurize_all(cohort_dir, store)) == set(MODALITIES)
-    run = train(cohort_dir, store, tmp_path / "run", backbone="attention_fusion", framework="mmnar", epochs=2,
-                batch_size=64, n_boot=20, progress=False, backbone_args={"hidden": 16})
+    run = train(
+        cohort_dir,
+        store,
+        tmp_path / "run",
+        backbone="attention_fusion",
+        framework="mmnar",
+        epochs=2,
+        batch_size=64,
+        n_boot=20,
+        progress=False,
+        backbone_args={"hidden": 16},
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["tasks"]["diagnosis_3class"]["test"]["overall"]
     cohort = pl.read_parquet(cohort_dir / "cohort.parquet")
@@ -237,11 +263,12 @@ def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path, one_t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source,task", [("eicu", "icu_readmission_15d"), ("adni", "mci_conversion_24m"),
-                                         ("adni", "diagnosis_3class")])
+@pytest.mark.parametrize(
+    "source,task", [("eicu", "icu_readmission_15d"), ("adni", "mci_conversion_24m"), ("adni", "diagnosis_3class")]
+)
 def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, task, tmp_path, one_torch_thread):
     """Slow: all registered frameworks x backbones, one epoch each, on a simulated cohort of both new sources."""
-    import medmodal.models.backbones  # noqa: F401
+    import medmodal.models.backbones
     import medmodal.models.frameworks  # noqa: F401
     from medmodal.featurize import featurize_all
     from medmodal.models.base import BACKBONES, FRAMEWORKS
@@ -253,8 +280,17 @@ def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, 
     featurize_all(cohort_dir, tmp_path / "store")
     for framework in FRAMEWORKS.names():
         for backbone in BACKBONES.names():
-            run = train(cohort_dir, tmp_path / "store", tmp_path / f"run_{framework}_{backbone}", backbone=backbone,
-                        framework=framework, epochs=1, batch_size=64, n_boot=10, progress=False,
-                        backbone_args={"hidden": 16})
+            run = train(
+                cohort_dir,
+                tmp_path / "store",
+                tmp_path / f"run_{framework}_{backbone}",
+                backbone=backbone,
+                framework=framework,
+                epochs=1,
+                batch_size=64,
+                n_boot=10,
+                progress=False,
+                backbone_args={"hidden": 16},
+            )
             metrics = json.loads((run / "metrics.json").read_text())
             assert metrics["tasks"][task]["test"]["overall"]["n"] > 0, (framework, backbone)

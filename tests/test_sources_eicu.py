@@ -1,6 +1,7 @@
 """The eICU-CRD source: the hand-made fixture (tests/data/eicu_fixture, see its SUBJECTS.md) against hand-written
 expected CSVs, the manifest contract and splits, the open demo (lab / vitalPeriodic absent) against counts computed
 here independently from its raw files, bad input, and the simulator's eICU output."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from goldens import read_expected  # tests/goldens.py
 from polars.testing import assert_frame_equal
 
 from medmodal.cohort import TASKS, audit_cohort_dir, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
 from medmodal.featurize.store import compute_cohort_id
-from goldens import read_expected  # tests/goldens.py
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "eicu_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -59,8 +60,13 @@ def test_manifest_contract(built, task):
     assert man["source"] == "eicu" and man["task"] == task
     assert man["cohort_id"] == compute_cohort_id("eicu", task, cohort["sample_id"].to_list())
     assert man["modalities"] == MODALITIES
-    assert man["modality_kinds"] == {"demographics": "structured", "labs": "structured", "vitals": "timeseries",
-                                     "apache": "structured", "codes": "structured"}
+    assert man["modality_kinds"] == {
+        "demographics": "structured",
+        "labs": "structured",
+        "vitals": "timeseries",
+        "apache": "structured",
+        "codes": "structured",
+    }
     assert [lab["name"] for lab in man["labels"]] == [task] and man["labels"][0]["kind"] == "binary"
     assert man["subgroups"] == ["gender", "ethnicity", "age_group", "unit_type"]
     assert set(man["subgroups"]) <= set(cohort.columns)
@@ -69,8 +75,13 @@ def test_manifest_contract(built, task):
     assert cohort.schema["subject_id"] == pl.Utf8 and cohort.schema[task] == pl.Int8
     assert cohort.schema["index_time"] == pl.Datetime("us") and cohort.schema["prediction_time"] == pl.Datetime("us")
     assert not any(c.startswith(("_", "incl_")) for c in cohort.columns)
-    assert {"split_overlap", "mask_consistency", "measurements_after_prediction",
-            "vitals_time_after_cutoff", "codes_time_after_cutoff"} <= set(man["audits_passed"])
+    assert {
+        "split_overlap",
+        "mask_consistency",
+        "measurements_after_prediction",
+        "vitals_time_after_cutoff",
+        "codes_time_after_cutoff",
+    } <= set(man["audits_passed"])
     assert man["row_counts"]["notes"] == 0 and man["row_counts"]["images"] == 0
     assert spec.modalities.keys() == set(MODALITIES)
 
@@ -102,8 +113,10 @@ def test_splits_are_by_uniquepid_and_agree_across_tasks(built):
 def test_rebuild_is_identical_and_audits_rerun(built, tmp_path):
     again = build_cohort("eicu", FIXTURE, "icu_readmission_15d", tmp_path / "again", threads=2)
     for name in ("cohort", "modalities", "structured", "timeseries", "attrition"):
-        assert_frame_equal(pl.read_parquet(again / f"{name}.parquet"),
-                           pl.read_parquet(built / "icu_readmission_15d" / f"{name}.parquet"))
+        assert_frame_equal(
+            pl.read_parquet(again / f"{name}.parquet"),
+            pl.read_parquet(built / "icu_readmission_15d" / f"{name}.parquet"),
+        )
     assert "mask_consistency" in audit_cohort_dir(again)
 
 
@@ -125,16 +138,36 @@ def _demo_first_stays(demo: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(every unit stay, the first unit stay per uniquepid), following docs/tasks.md literally (not the SQL)."""
     p = pl.read_csv(demo / "patient.csv.gz", infer_schema_length=0)
     p = p.with_columns(
-        pl.col("patientunitstayid", "patienthealthsystemstayid", "hospitaladmitoffset", "hospitaldischargeyear",
-               "hospitaldischargeoffset", "unitvisitnumber", "unitdischargeoffset").cast(pl.Int64),
-        pl.when(pl.col("age") == "> 89").then(pl.lit("90")).otherwise(pl.col("age")).cast(pl.Int64, strict=False)
+        pl.col(
+            "patientunitstayid",
+            "patienthealthsystemstayid",
+            "hospitaladmitoffset",
+            "hospitaldischargeyear",
+            "hospitaldischargeoffset",
+            "unitvisitnumber",
+            "unitdischargeoffset",
+        ).cast(pl.Int64),
+        pl.when(pl.col("age") == "> 89")
+        .then(pl.lit("90"))
+        .otherwise(pl.col("age"))
+        .cast(pl.Int64, strict=False)
         .alias("age_years"),
         (-pl.col("hospitaladmitoffset").cast(pl.Int64)).alias("unit_admit_minute"),
     )
     return p, (
-        p.sort(["uniquepid", "hospitaldischargeyear", "patienthealthsystemstayid", "unit_admit_minute",
-                "unitvisitnumber", "patientunitstayid"], nulls_last=True)
-        .group_by("uniquepid", maintain_order=True).first()
+        p.sort(
+            [
+                "uniquepid",
+                "hospitaldischargeyear",
+                "patienthealthsystemstayid",
+                "unit_admit_minute",
+                "unitvisitnumber",
+                "patientunitstayid",
+            ],
+            nulls_last=True,
+        )
+        .group_by("uniquepid", maintain_order=True)
+        .first()
     )
 
 
@@ -142,9 +175,12 @@ def expected_demo_mortality(demo: Path) -> pl.DataFrame:
     _, first = _demo_first_stays(demo)
     h = 24 * 60
     kept = first.filter(
-        (pl.col("age_years") >= 18) & (pl.col("unitdischargeoffset") >= h)
+        (pl.col("age_years") >= 18)
+        & (pl.col("unitdischargeoffset") >= h)
         & ~((pl.col("unitdischargestatus") == "Expired") & (pl.col("unitdischargeoffset") <= h)).fill_null(False)
-        & ~((pl.col("hospitaldischargestatus") == "Expired") & (pl.col("hospitaldischargeoffset") <= h)).fill_null(False)
+        & ~((pl.col("hospitaldischargestatus") == "Expired") & (pl.col("hospitaldischargeoffset") <= h)).fill_null(
+            False
+        )
         & pl.col("unitdischargestatus").is_in(["Alive", "Expired"])
     )
     return kept.select(
@@ -156,16 +192,27 @@ def expected_demo_mortality(demo: Path) -> pl.DataFrame:
 def expected_demo_readmission(demo: Path) -> pl.DataFrame:
     stays, first = _demo_first_stays(demo)
     kept = first.filter(
-        (pl.col("age_years") >= 18) & (pl.col("unitdischargestatus") == "Alive")
+        (pl.col("age_years") >= 18)
+        & (pl.col("unitdischargestatus") == "Alive")
         & (~pl.col("unitdischargelocation").is_in(NOT_ICU)).fill_null(True)
     )
     discharge = pl.col("unit_admit_minute") + pl.col("unitdischargeoffset")
-    pairs = kept.select("patientunitstayid", "patienthealthsystemstayid", discharge.alias("out")).join(
-        stays.select(pl.col("patientunitstayid").alias("other"), "patienthealthsystemstayid",
-                     pl.col("unit_admit_minute").alias("other_in")),
-        on="patienthealthsystemstayid",
-    ).filter((pl.col("other") != pl.col("patientunitstayid")) & (pl.col("other_in") > pl.col("out"))
-             & (pl.col("other_in") <= pl.col("out") + 15 * 1440))
+    pairs = (
+        kept.select("patientunitstayid", "patienthealthsystemstayid", discharge.alias("out"))
+        .join(
+            stays.select(
+                pl.col("patientunitstayid").alias("other"),
+                "patienthealthsystemstayid",
+                pl.col("unit_admit_minute").alias("other_in"),
+            ),
+            on="patienthealthsystemstayid",
+        )
+        .filter(
+            (pl.col("other") != pl.col("patientunitstayid"))
+            & (pl.col("other_in") > pl.col("out"))
+            & (pl.col("other_in") <= pl.col("out") + 15 * 1440)
+        )
+    )
     readmitted = pairs["patientunitstayid"].unique().implode()
     return kept.select(
         pl.col("patientunitstayid").cast(pl.Utf8).alias("sample_id"),
@@ -186,8 +233,10 @@ def demo(shared_data, tmp_path_factory) -> tuple[Path, Path, str]:
 
 def test_demo_cohorts_match_independent_computation(demo):
     raw, out, _ = demo
-    for task, expected in (("icu_mortality_24h", expected_demo_mortality(raw)),
-                           ("icu_readmission_15d", expected_demo_readmission(raw))):
+    for task, expected in (
+        ("icu_mortality_24h", expected_demo_mortality(raw)),
+        ("icu_readmission_15d", expected_demo_readmission(raw)),
+    ):
         got = pl.read_parquet(out / task / "cohort.parquet")
         assert got.select(expected.columns).equals(expected), task
         # a real cohort of the demo's 1,841 patients with both classes, not an empty match
@@ -195,7 +244,7 @@ def test_demo_cohorts_match_independent_computation(demo):
 
 
 def test_demo_marks_missing_files_absent_and_says_so(demo):
-    raw, out, printed = demo
+    _raw, out, printed = demo
     assert "lab.csv(.gz) (labs marked missing)" in printed
     assert "vitalPeriodic.csv(.gz) (vitals built from the other files only)" in printed
     for task in EICU_TASKS:
@@ -203,7 +252,9 @@ def test_demo_marks_missing_files_absent_and_says_so(demo):
         assert man["dataset_version"] == "demo-2.0.1"
         assert man["unavailable_modalities"] == ["labs"]
         assert {a["view"]: a["effect"] for a in man["absent_files"]} == {
-            "lab": "labs marked missing", "vitalperiodic": "vitals built from the other files only"}
+            "lab": "labs marked missing",
+            "vitalperiodic": "vitals built from the other files only",
+        }
         assert man["raw_files"]["lab"] is None and man["raw_files"]["vitalperiodic"] is None
         mods = pl.read_parquet(out / task / "modalities.parquet")
         assert not mods["has_labs"].any() and mods["has_demographics"].all()
@@ -306,8 +357,9 @@ def simulated(tmp_path_factory) -> tuple[Path, Path]:
     return raw, build_cohort("eicu", raw, "all", root / "cohorts", threads=2)
 
 
-@pytest.mark.parametrize("task,truth_col", [("icu_mortality_24h", "y_icu_mortality"),
-                                            ("icu_readmission_15d", "y_icu_readmission_15d")])
+@pytest.mark.parametrize(
+    "task,truth_col", [("icu_mortality_24h", "y_icu_mortality"), ("icu_readmission_15d", "y_icu_readmission_15d")]
+)
 def test_simulated_labels_are_the_scm_draws(simulated, task, truth_col):
     """Every eICU task builds on the simulator's files (lab and vitalPeriodic included) and recovers its draws."""
     raw, out = simulated
@@ -331,8 +383,18 @@ def test_model_layer_runs_unchanged_on_simulated_eicu(simulated, tmp_path, one_t
     store = tmp_path / "store"
     summaries = featurize_all(cohort_dir, store)
     assert set(summaries) == set(MODALITIES)
-    run = train(cohort_dir, store, tmp_path / "run", backbone="late_fusion", framework="cdmm", epochs=2,
-                batch_size=64, n_boot=20, progress=False, backbone_args={"hidden": 16})
+    run = train(
+        cohort_dir,
+        store,
+        tmp_path / "run",
+        backbone="late_fusion",
+        framework="cdmm",
+        epochs=2,
+        batch_size=64,
+        n_boot=20,
+        progress=False,
+        backbone_args={"hidden": 16},
+    )
     preds = pl.read_parquet(run / "predictions.parquet")
     cohort = pl.read_parquet(cohort_dir / "cohort.parquet")
     assert preds["sample_id"].sort().to_list() == cohort["sample_id"].to_list()
@@ -347,8 +409,22 @@ def test_cli_builds_and_reports_eicu_and_lists_the_new_tasks(tmp_path):
     from medmodal.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["cohort", "build", "eicu", "--raw", str(FIXTURE), "--task", "icu_readmission_15d",
-                              "--out", str(tmp_path / "c"), "--threads", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "cohort",
+            "build",
+            "eicu",
+            "--raw",
+            str(FIXTURE),
+            "--task",
+            "icu_readmission_15d",
+            "--out",
+            str(tmp_path / "c"),
+            "--threads",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "c" / "cohort.parquet").is_file() and "wrote" in res.output
     res = runner.invoke(app, ["cohort", "report", str(tmp_path / "c")])
@@ -356,6 +432,7 @@ def test_cli_builds_and_reports_eicu_and_lists_the_new_tasks(tmp_path):
     res = runner.invoke(app, ["cohort", "tasks"])
     for task in (*EICU_TASKS, "diagnosis_3class", "mci_conversion_24m"):
         assert task in res.output
-    res = runner.invoke(app, ["cohort", "build", "eicu", "--raw", str(tmp_path / "none"), "--task", "all",
-                              "--out", str(tmp_path / "d")])
+    res = runner.invoke(
+        app, ["cohort", "build", "eicu", "--raw", str(tmp_path / "none"), "--task", "all", "--out", str(tmp_path / "d")]
+    )
     assert res.exit_code == 1 and "raw data folder not found" in res.output and not (tmp_path / "d").exists()

@@ -1,5 +1,6 @@
 """Training end to end on a small learnable cohort: every backbone learns, every framework trains and reloads,
 runs are reproducible, evaluation reloads without retraining (also on another cohort), the CLI and DDP work."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-import medmodal.models.backbones  # noqa: F401
+import medmodal.models.backbones
 import medmodal.models.frameworks  # noqa: F401
 from medmodal.cli import app
 from medmodal.common import MedmodalError
@@ -23,7 +24,7 @@ from medmodal.models.evaluate import evaluate
 from medmodal.models.toy import write_toy_cohort
 from medmodal.models.train import parse_kv, train
 
-FAST = dict(batch_size=64, lr=3e-3, n_boot=200, progress=False, backbone_args={"hidden": 32})
+FAST = {"batch_size": 64, "lr": 3e-3, "n_boot": 200, "progress": False, "backbone_args": {"hidden": 32}}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,8 +50,15 @@ def test_every_backbone_learns_the_signal(runs, backbone):
 
 def test_run_directory_contract(runs, toy):
     run = runs["late_fusion"]
-    for name in ("config.json", "model.safetensors", "metrics.json", "predictions.parquet", "training_curve.png",
-                 "normalization.safetensors", "framework_state.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.json",
+        "predictions.parquet",
+        "training_curve.png",
+        "normalization.safetensors",
+        "framework_state.json",
+    ):
         assert (run / name).is_file(), name
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["backbone"] == {"name": "late_fusion", "config": {"hidden": 32, "dropout": 0.1}}
@@ -58,8 +66,15 @@ def test_run_directory_contract(runs, toy):
     pred = pl.read_parquet(run / "predictions.parquet")
     cohort = pl.read_parquet(toy[0] / "cohort.parquet")
     assert pred["sample_id"].to_list() == cohort["sample_id"].to_list()
-    assert pred.columns == ["sample_id", "split", "pattern", "mortality_label", "mortality_prob",
-                            "readmission_30d_label", "readmission_30d_prob"]
+    assert pred.columns == [
+        "sample_id",
+        "split",
+        "pattern",
+        "mortality_label",
+        "mortality_prob",
+        "readmission_30d_label",
+        "readmission_30d_prob",
+    ]
     assert pred["readmission_30d_label"].null_count() == cohort["readmission_30d"].null_count()
     assert pred["mortality_prob"].is_between(0, 1).all()
 
@@ -88,8 +103,16 @@ def test_same_seed_same_run_different_seed_different_run(toy, tmp_path):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS.names())
 def test_every_framework_trains_and_reloads(toy, tmp_path, framework):
-    run = train(*toy, tmp_path / framework, backbone="late_fusion", framework=framework, epochs=3, seed=0,
-                tasks=["mortality"], **(FAST | {"n_boot": 0}))
+    run = train(
+        *toy,
+        tmp_path / framework,
+        backbone="late_fusion",
+        framework=framework,
+        epochs=3,
+        seed=0,
+        tasks=["mortality"],
+        **(FAST | {"n_boot": 0}),
+    )
     pred = pl.read_parquet(run / "predictions.parquet")
     assert pred["mortality_prob"].is_finite().all()
     assert json.loads((run / "config.json").read_text())["framework"]["name"] == framework
@@ -100,8 +123,16 @@ def test_every_framework_trains_and_reloads(toy, tmp_path, framework):
 def test_multiclass_task(toy, tmp_path):
     root = tmp_path / "mc"
     write_toy_cohort(root / "cohort", root / "store", n=300, seed=1, multiclass=True)
-    run = train(root / "cohort", root / "store", root / "run", backbone="late_fusion", epochs=4, seed=0,
-                tasks=["diagnosis_3class"], **(FAST | {"n_boot": 50}))
+    run = train(
+        root / "cohort",
+        root / "store",
+        root / "run",
+        backbone="late_fusion",
+        epochs=4,
+        seed=0,
+        tasks=["diagnosis_3class"],
+        **(FAST | {"n_boot": 50}),
+    )
     pred = pl.read_parquet(run / "predictions.parquet")
     probs = np.array(pred["diagnosis_3class_prob"].to_list())
     assert probs.shape == (300, 3) and np.allclose(probs.sum(1), 1, atol=1e-6)
@@ -112,11 +143,13 @@ def test_multiclass_task(toy, tmp_path):
 def test_evaluate_on_another_cohort_without_cxr(runs, tmp_path):
     """External validation: another site, different size, no chest X-rays; training normalisation is reused."""
     site = tmp_path / "site"
-    write_toy_cohort(site / "cohort", site / "store", n=300, seed=11,
-                     modalities=("structured", "timeseries", "discharge_note"))
+    write_toy_cohort(
+        site / "cohort", site / "store", n=300, seed=11, modalities=("structured", "timeseries", "discharge_note")
+    )
     out = evaluate(runs["late_fusion"], site / "cohort", site / "store", n_boot=100)
-    assert out == runs["late_fusion"] / "eval" / json.loads((site / "cohort" / "manifest.json").read_text())[
-        "cohort_id"]
+    assert (
+        out == runs["late_fusion"] / "eval" / json.loads((site / "cohort" / "manifest.json").read_text())["cohort_id"]
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["cohort"]["external"] is True
     assert m["tasks"]["mortality"]["all"]["overall"]["n"] == 300
@@ -154,13 +187,46 @@ def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path):
 def test_cli_train_and_evaluate(toy, tmp_path):
     cohort_dir, store = toy
     runner = CliRunner()
-    res = runner.invoke(app, ["train", str(cohort_dir), "--store", str(store), "--backbone", "late_fusion",
-                              "--out", str(tmp_path / "run"), "--task", "mortality", "--epochs", "2",
-                              "--batch-size", "128", "--n-boot", "50", "--backbone-arg", "hidden=16"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(cohort_dir),
+            "--store",
+            str(store),
+            "--backbone",
+            "late_fusion",
+            "--out",
+            str(tmp_path / "run"),
+            "--task",
+            "mortality",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "128",
+            "--n-boot",
+            "50",
+            "--backbone-arg",
+            "hidden=16",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and (tmp_path / "run" / "model.safetensors").is_file()
-    res = runner.invoke(app, ["train", str(cohort_dir), "--store", str(store), "--backbone", "late_fusion",
-                              "--out", str(tmp_path / "run"), "--epochs", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(cohort_dir),
+            "--store",
+            str(store),
+            "--backbone",
+            "late_fusion",
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+        ],
+    )
     assert res.exit_code == 1 and "already exists" in res.output
     res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--n-boot", "0", "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
@@ -176,9 +242,34 @@ def test_ddp_two_cpu_processes(toy, tmp_path):
         pytest.skip("torchrun not installed beside this Python")
     cohort_dir, store = toy
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "medmodal.cli", "train", str(cohort_dir),
-           "--store", str(store), "--backbone", "late_fusion", "--out", str(tmp_path / "ddp"), "--task", "mortality",
-           "--epochs", "3", "--batch-size", "64", "--lr", "3e-3", "--n-boot", "0", "--backbone-arg", "hidden=32"]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "medmodal.cli",
+        "train",
+        str(cohort_dir),
+        "--store",
+        str(store),
+        "--backbone",
+        "late_fusion",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--task",
+        "mortality",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--lr",
+        "3e-3",
+        "--n-boot",
+        "0",
+        "--backbone-arg",
+        "hidden=32",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     m = json.loads((tmp_path / "ddp" / "metrics.json").read_text())

@@ -3,6 +3,9 @@
 Adding a source = one module here (a ``Source`` subclass with ``@SOURCES.register``) + one folder
 ``sql/<source>/`` + one import line below.
 """
-from medmodal.cohort.sources import mimic_iv  # noqa: F401
-from medmodal.cohort.sources import eicu  # noqa: F401
-from medmodal.cohort.sources import adni  # noqa: F401
+
+from medmodal.cohort.sources import (
+    adni,  # noqa: F401
+    eicu,  # noqa: F401
+    mimic_iv,  # noqa: F401
+)

@@ -7,6 +7,7 @@ newest by name when several are there). One row per visit (RID + VISCODE); the s
 EXAMDATE, a real calendar date. Schema: ../shared/data/adni-schema (116 columns; selected here by name, so the
 column order of an export does not matter). Missing values are empty fields.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,25 +22,82 @@ from medmodal.common import MedmodalError
 BIG, DBL, S, D = "BIGINT", "DOUBLE", "VARCHAR", "DATE"
 
 ADNIMERGE = FileSpec(
-    "adnimerge", "adni", "ADNIMERGE",
+    "adnimerge",
+    "adni",
+    "ADNIMERGE",
     {
-        "RID": BIG, "COLPROT": S, "PTID": S, "VISCODE": S, "EXAMDATE": D, "DX_bl": S, "AGE": DBL, "PTGENDER": S,
-        "PTEDUCAT": DBL, "PTETHCAT": S, "PTRACCAT": S, "PTMARRY": S, "APOE4": DBL, "FDG": DBL, "PIB": DBL,
-        "AV45": DBL, "FBB": DBL, "ABETA": S, "TAU": S, "PTAU": S, "FLDSTRENG": S, "Ventricles": DBL,
-        "Hippocampus": DBL, "WholeBrain": DBL, "Entorhinal": DBL, "Fusiform": DBL, "MidTemp": DBL, "ICV": DBL,
-        "DX": S, "EXAMDATE_bl": D, "Years_bl": DBL, "update_stamp": S,
+        "RID": BIG,
+        "COLPROT": S,
+        "PTID": S,
+        "VISCODE": S,
+        "EXAMDATE": D,
+        "DX_bl": S,
+        "AGE": DBL,
+        "PTGENDER": S,
+        "PTEDUCAT": DBL,
+        "PTETHCAT": S,
+        "PTRACCAT": S,
+        "PTMARRY": S,
+        "APOE4": DBL,
+        "FDG": DBL,
+        "PIB": DBL,
+        "AV45": DBL,
+        "FBB": DBL,
+        "ABETA": S,
+        "TAU": S,
+        "PTAU": S,
+        "FLDSTRENG": S,
+        "Ventricles": DBL,
+        "Hippocampus": DBL,
+        "WholeBrain": DBL,
+        "Entorhinal": DBL,
+        "Fusiform": DBL,
+        "MidTemp": DBL,
+        "ICV": DBL,
+        "DX": S,
+        "EXAMDATE_bl": D,
+        "Years_bl": DBL,
+        "update_stamp": S,
     },
     # Cognitive scores (MMSE, ADAS, CDR-SB, ...) are deliberately not listed: they define DX (docs/tasks.md).
-    required=("RID", "VISCODE", "EXAMDATE", "AGE", "PTGENDER", "PTEDUCAT", "APOE4", "FDG", "AV45", "ABETA", "TAU",
-              "PTAU", "Ventricles", "Hippocampus", "WholeBrain", "Entorhinal", "Fusiform", "MidTemp", "ICV", "DX"),
+    required=(
+        "RID",
+        "VISCODE",
+        "EXAMDATE",
+        "AGE",
+        "PTGENDER",
+        "PTEDUCAT",
+        "APOE4",
+        "FDG",
+        "AV45",
+        "ABETA",
+        "TAU",
+        "PTAU",
+        "Ventricles",
+        "Hippocampus",
+        "WholeBrain",
+        "Entorhinal",
+        "Fusiform",
+        "MidTemp",
+        "ICV",
+        "DX",
+    ),
 )
 
 # Accepted DX spellings -> class. Recent exports write CN / MCI / Dementia; older ones (and TADPOLE) write NL and
 # transitions such as 'MCI to Dementia', whose current state is the part after 'to'.
 DX_VALUES = {
-    "CN": "CN", "NL": "CN", "MCI to NL": "CN", "Dementia to NL": "CN",
-    "MCI": "MCI", "NL to MCI": "MCI", "Dementia to MCI": "MCI",
-    "Dementia": "Dementia", "AD": "Dementia", "MCI to Dementia": "Dementia", "NL to Dementia": "Dementia",
+    "CN": "CN",
+    "NL": "CN",
+    "MCI to NL": "CN",
+    "Dementia to NL": "CN",
+    "MCI": "MCI",
+    "NL to MCI": "MCI",
+    "Dementia to MCI": "MCI",
+    "Dementia": "Dementia",
+    "AD": "Dementia",
+    "MCI to Dementia": "Dementia",
+    "NL to Dementia": "Dementia",
 }
 _DATED = re.compile(r"^ADNIMERGE_[^/]+$")
 _DATE_IN_NAME = re.compile(r"ADNIMERGE_([0-9]{1,2}[A-Za-z]{3}[0-9]{4}|[0-9]{4}-?[0-9]{2}-?[0-9]{2})")
@@ -61,8 +119,13 @@ class ADNI(Source):
     population_view = "visits"
     before_task_sql = ("macros", "visits")
     after_task_sql = (
-        "modality_visit", "structured_feature_list", "structured_features", "timeseries_out", "notes_out",
-        "images_out", "modality_last",
+        "modality_visit",
+        "structured_feature_list",
+        "structured_features",
+        "timeseries_out",
+        "notes_out",
+        "images_out",
+        "modality_last",
     )
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
@@ -84,8 +147,12 @@ class ADNI(Source):
             WHERE DX IS NOT NULL AND trim(DX) <> '' AND trim(DX) NOT IN ({dx})
             ORDER BY RID, VISCODE LIMIT 1""").fetchone()
         if bad:
-            raise MedmodalError(f"unknown diagnosis {bad[2]!r} (RID {bad[0]}, VISCODE {bad[1]}); expected one of "
-                                f"{', '.join(DX_VALUES)}", path=path, field="DX")
+            raise MedmodalError(
+                f"unknown diagnosis {bad[2]!r} (RID {bad[0]}, VISCODE {bad[1]}); expected one of "
+                f"{', '.join(DX_VALUES)}",
+                path=path,
+                field="DX",
+            )
         for col in ("ABETA", "TAU", "PTAU"):
             bad = con.execute(f"""
                 SELECT RID, VISCODE, "{col}" FROM adnimerge
@@ -93,10 +160,16 @@ class ADNI(Source):
                   AND NOT regexp_full_match(trim("{col}"), '[<>]?\\s*[0-9]+(\\.[0-9]+)?')
                 ORDER BY RID, VISCODE LIMIT 1""").fetchone()
             if bad:
-                raise MedmodalError(f"not a number or a detection bound such as '>1700' / '<200' (got {bad[2]!r}, "
-                                    f"RID {bad[0]}, VISCODE {bad[1]})", path=path, field=col)
+                raise MedmodalError(
+                    f"not a number or a detection bound such as '>1700' / '<200' (got {bad[2]!r}, "
+                    f"RID {bad[0]}, VISCODE {bad[1]})",
+                    path=path,
+                    field=col,
+                )
         for col in ("RID", "VISCODE"):
-            n = con.execute(f'SELECT count(*) FROM adnimerge WHERE "{col}" IS NULL OR trim(CAST("{col}" AS VARCHAR)) = \'\'').fetchone()[0]
+            n = con.execute(
+                f'SELECT count(*) FROM adnimerge WHERE "{col}" IS NULL OR trim(CAST("{col}" AS VARCHAR)) = \'\''
+            ).fetchone()[0]
             if n:
                 raise MedmodalError(f"{n} rows without a value (a visit is RID + VISCODE)", path=path, field=col)
         dup = con.execute("""

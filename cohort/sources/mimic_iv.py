@@ -7,6 +7,7 @@ ROOT/cxr/mimic-cxr-2.0.0-metadata.csv.gz + ROOT/cxr/files/pXX/pSUBJECT/sSTUDY/DI
 ``cxr_root`` point elsewhere when the modules were downloaded apart (a ``note_root`` that holds a ``note/``
 folder, as the MIMIC-IV-Note download does, is accepted too).
 """
+
 from __future__ import annotations
 
 import re
@@ -19,52 +20,123 @@ from medmodal.cohort.runner import resolve_file
 T, BIG, INT, DBL, S, D = "TIMESTAMP", "BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "DATE"
 
 _NOTE_COLUMNS = {
-    "note_id": S, "subject_id": BIG, "hadm_id": BIG, "note_type": S, "note_seq": INT,
-    "charttime": T, "storetime": T, "text": S,
+    "note_id": S,
+    "subject_id": BIG,
+    "hadm_id": BIG,
+    "note_type": S,
+    "note_seq": INT,
+    "charttime": T,
+    "storetime": T,
+    "text": S,
 }
 _NOTE_REQUIRED = ("note_id", "subject_id", "hadm_id", "charttime", "text")
 
 FILES = (
     FileSpec(
-        "patients", "hosp", "patients",
+        "patients",
+        "hosp",
+        "patients",
         {"subject_id": BIG, "gender": S, "anchor_age": INT, "anchor_year": INT, "anchor_year_group": S, "dod": D},
         required=("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group"),
     ),
     FileSpec(
-        "admissions", "hosp", "admissions",
+        "admissions",
+        "hosp",
+        "admissions",
         {
-            "subject_id": BIG, "hadm_id": BIG, "admittime": T, "dischtime": T, "deathtime": T,
-            "admission_type": S, "admit_provider_id": S, "admission_location": S, "discharge_location": S,
-            "insurance": S, "language": S, "marital_status": S, "race": S, "edregtime": T, "edouttime": T,
+            "subject_id": BIG,
+            "hadm_id": BIG,
+            "admittime": T,
+            "dischtime": T,
+            "deathtime": T,
+            "admission_type": S,
+            "admit_provider_id": S,
+            "admission_location": S,
+            "discharge_location": S,
+            "insurance": S,
+            "language": S,
+            "marital_status": S,
+            "race": S,
+            "edregtime": T,
+            "edouttime": T,
             "hospital_expire_flag": INT,
         },
-        required=("subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type", "insurance",
-                  "race", "hospital_expire_flag"),
+        required=(
+            "subject_id",
+            "hadm_id",
+            "admittime",
+            "dischtime",
+            "deathtime",
+            "admission_type",
+            "insurance",
+            "race",
+            "hospital_expire_flag",
+        ),
     ),
     FileSpec(
-        "icustays", "icu", "icustays",
-        {"subject_id": BIG, "hadm_id": BIG, "stay_id": BIG, "first_careunit": S, "last_careunit": S,
-         "intime": T, "outtime": T, "los": DBL},
+        "icustays",
+        "icu",
+        "icustays",
+        {
+            "subject_id": BIG,
+            "hadm_id": BIG,
+            "stay_id": BIG,
+            "first_careunit": S,
+            "last_careunit": S,
+            "intime": T,
+            "outtime": T,
+            "los": DBL,
+        },
         required=("subject_id", "hadm_id", "stay_id", "intime", "outtime"),
     ),
     FileSpec(
-        "labevents", "hosp", "labevents",
-        {"labevent_id": BIG, "subject_id": BIG, "hadm_id": BIG, "specimen_id": BIG, "itemid": INT,
-         "charttime": T, "valuenum": DBL, "valueuom": S},
+        "labevents",
+        "hosp",
+        "labevents",
+        {
+            "labevent_id": BIG,
+            "subject_id": BIG,
+            "hadm_id": BIG,
+            "specimen_id": BIG,
+            "itemid": INT,
+            "charttime": T,
+            "valuenum": DBL,
+            "valueuom": S,
+        },
         required=("subject_id", "itemid", "charttime", "valuenum"),
     ),
     FileSpec(
-        "chartevents", "icu", "chartevents",
-        {"subject_id": BIG, "hadm_id": BIG, "stay_id": BIG, "charttime": T, "itemid": INT, "valuenum": DBL,
-         "valueuom": S},
+        "chartevents",
+        "icu",
+        "chartevents",
+        {
+            "subject_id": BIG,
+            "hadm_id": BIG,
+            "stay_id": BIG,
+            "charttime": T,
+            "itemid": INT,
+            "valuenum": DBL,
+            "valueuom": S,
+        },
         required=("subject_id", "charttime", "itemid", "valuenum"),
     ),
     FileSpec("discharge", "note", "discharge", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True),
     FileSpec("radiology", "note", "radiology", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True),
     FileSpec(
-        "cxr_metadata", "cxr", "mimic-cxr-2.0.0-metadata",
-        {"dicom_id": S, "subject_id": BIG, "study_id": BIG, "PerformedProcedureStepDescription": S,
-         "ViewPosition": S, "Rows": INT, "Columns": INT, "StudyDate": BIG, "StudyTime": DBL},
+        "cxr_metadata",
+        "cxr",
+        "mimic-cxr-2.0.0-metadata",
+        {
+            "dicom_id": S,
+            "subject_id": BIG,
+            "study_id": BIG,
+            "PerformedProcedureStepDescription": S,
+            "ViewPosition": S,
+            "Rows": INT,
+            "Columns": INT,
+            "StudyDate": BIG,
+            "StudyTime": DBL,
+        },
         required=("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"),
         optional=True,
     ),
@@ -91,14 +163,23 @@ class MimicIV(Source):
     population_view = "patients"
     before_task_sql = ("macros", "variable_map", "admission_demographics")
     after_task_sql = (
-        "measurements", "structured_feature_list", "structured_features", "timeseries_out",
-        "notes_out", "images_out", "modality_last",
+        "measurements",
+        "structured_feature_list",
+        "structured_features",
+        "timeseries_out",
+        "notes_out",
+        "images_out",
+        "modality_last",
     )
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         raw = Path(raw)
         note = Path(module_roots.get("note_root") or raw / "note")
-        if resolve_file(note, "discharge") is None and resolve_file(note, "radiology") is None and (note / "note").is_dir():
+        if (
+            resolve_file(note, "discharge") is None
+            and resolve_file(note, "radiology") is None
+            and (note / "note").is_dir()
+        ):
             note = note / "note"  # the MIMIC-IV-Note download: <root>/note/discharge.csv.gz
         cxr = Path(module_roots.get("cxr_root") or raw / "cxr")
         return {"hosp": raw / "hosp", "icu": raw / "icu", "note": note, "cxr": cxr}
@@ -125,4 +206,3 @@ class MimicIV(Source):
             "cxr_files_root": str(files),
             "cxr_files_glob": str(files / "p*" / "p*" / "s*" / "*"),
         }
-

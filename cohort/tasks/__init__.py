@@ -3,6 +3,7 @@
 Adding a task = one YAML file here + one SQL file per source in ``sql/<source>/tasks/``. Field meanings are in
 docs/tasks.md; ``load_task`` validates them so a typo fails at import with the file and field named.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,17 @@ from medmodal.common import MedmodalError
 TASK_DIR = Path(__file__).resolve().parent
 
 _FIELDS = {
-    "name", "description", "sources", "sql", "index_event", "prediction_time", "observation_window",
-    "labels", "inclusion", "modalities", "params",
+    "name",
+    "description",
+    "sources",
+    "sql",
+    "index_event",
+    "prediction_time",
+    "observation_window",
+    "labels",
+    "inclusion",
+    "modalities",
+    "params",
 }
 
 
@@ -49,7 +59,8 @@ def load_task(path: str | Path, *, sql_path: str | Path | None = None) -> TaskSp
         )
         inclusion = tuple(InclusionStep(s["step"], s["description"]) for s in doc.get("inclusion", []))
         modalities = {
-            m: ModalityRule(rule=r["rule"], grace_hours=float(r.get("grace_hours", 0))) if isinstance(r, dict)
+            m: ModalityRule(rule=r["rule"], grace_hours=float(r.get("grace_hours", 0)))
+            if isinstance(r, dict)
             else ModalityRule(rule=str(r))
             for m, r in doc["modalities"].items()
         }

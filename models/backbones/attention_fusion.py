@@ -16,6 +16,7 @@ NaN): such a patient attends only to its pattern token.
 
 Shapes: tokens (B, M, H), fused (B, H).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -12,6 +12,7 @@ not a crash.
 
 Shapes: tokens (B, M, H), fused (B, H).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -42,6 +42,7 @@ prediction depends (weakly) on its batch mates. Evaluation therefore uses a fixe
 
 Shapes: tokens (B, M, H), fused (B, H); graph x (B + M, H), edge_index (2, 2E), edge_attr (2E, H).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -177,6 +178,7 @@ class Muse(Backbone):
 
     def contrastive_loss(self, batch: Batch, mask: Tensor, edge_feats: Tensor, fused: Tensor):
         cfg = self.cfg
+
         def dropped_view() -> Tensor:
             return self.message_passing(edge_dropout(mask, cfg.edge_drop), edge_feats)[0]  # (B, H)
 

@@ -18,6 +18,7 @@ where d_m are learned pattern embeddings (the dictionary) and P(m) is the patter
 
 Shapes: B batch, H input size, P = 2^M patterns, D dictionary size.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ which is DFD's dual stream reused as is (``dual_stream.DualStream``).
 
 Shapes: B batch, H backbone hidden, D dictionary size, P = 2^M patterns, C logit columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -13,6 +13,7 @@ towards the samples the biased stream gets wrong, and a mutual-information penal
 
 Shapes: B batch, H backbone hidden, D stream size, C logit columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -15,6 +15,7 @@ Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md 
 
 Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -138,8 +139,13 @@ class DualStream(nn.Module):
         z_c, z_b = self.causal(h), self.biased(h)
         logits_c, logits_b = self.head_causal(z_c), self.head_biased(z_b)
         logits = logits_c if self.cfg.predict_from == "causal" else 0.5 * (logits_c + logits_b)
-        return {"z_causal": z_c, "z_biased": z_b, "logits_causal": logits_c, "logits_biased": logits_b,
-                "logits": logits}
+        return {
+            "z_causal": z_c,
+            "z_biased": z_b,
+            "logits_causal": logits_c,
+            "logits_biased": logits_b,
+            "logits": logits,
+        }
 
     def loss(self, batch, out: dict[str, Tensor], update_ema: bool) -> tuple[Tensor, dict[str, float]]:
         labels, lmask = batch["labels"], batch["label_mask"].bool()
@@ -163,8 +169,7 @@ class DualStream(nn.Module):
         loss_c = masked_mean(ce_c, lmask, w)
         loss_b = masked_mean(gce(out["logits_biased"], labels, lmask, self.spec_labels, self.cfg.q), lmask)
         total = loss_c + loss_b
-        parts = {"causal_ce": loss_c.item(), "biased_gce": loss_b.item(),
-                 "weight_mean": float(masked_mean(w, lmask))}
+        parts = {"causal_ce": loss_c.item(), "biased_gce": loss_b.item(), "weight_mean": float(masked_mean(w, lmask))}
         if self.penalty is not None:
             dep, q_nll = self.penalty(_standardise(out["z_causal"]), _standardise(out["z_biased"]))
             if self.cfg.mi == "club":

@@ -11,6 +11,7 @@ rather than imputed. Backbone-specific losses (MUSE's contrastive terms) are add
 
 Shapes: B batch, H hidden, C = Σ_k n_outputs(k) logit columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -64,8 +65,9 @@ class ERM(Framework):
         return out
 
     def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
-        ce = per_sample_ce(out["logits"].float(), batch["labels"], batch["label_mask"], self.spec.labels,
-                           self.pos_weight)  # (B, K)
+        ce = per_sample_ce(
+            out["logits"].float(), batch["labels"], batch["label_mask"], self.spec.labels, self.pos_weight
+        )  # (B, K)
         task = masked_mean(ce, batch["label_mask"])
         parts = {"task": float(task.detach())}
         loss = task

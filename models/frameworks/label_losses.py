@@ -7,6 +7,7 @@ helpers return ``[B, K]`` tensors instead of a reduced scalar; ``masked_mean`` r
 
 Shapes: B batch, K label tasks, C = Σ_k n_outputs(k) logit columns.
 """
+
 from __future__ import annotations
 
 import torch

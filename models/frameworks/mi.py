@@ -6,6 +6,7 @@ that can sit inside a training loss.
 
 Shapes: B batch, Dx / Dy feature sizes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,15 @@ class CLUB(nn.Module):
     Shapes: x (B, Dx), y (B, Dy) -> (estimate (), q negative log-likelihood () for logging).
     """
 
-    def __init__(self, x_dim: int, y_dim: int, hidden: int = 64, inner_steps: int = 5, lr: float = 3e-3,
-                 logvar_range: tuple[float, float] = (-5.0, 5.0)):
+    def __init__(
+        self,
+        x_dim: int,
+        y_dim: int,
+        hidden: int = 64,
+        inner_steps: int = 5,
+        lr: float = 3e-3,
+        logvar_range: tuple[float, float] = (-5.0, 5.0),
+    ):
         super().__init__()
         self.mu = nn.Sequential(nn.Linear(x_dim, hidden), nn.GELU(), nn.Linear(hidden, y_dim))
         # A bounded log-variance (tanh into logvar_range): q's variance sets the scale of the estimate's gradient
@@ -133,4 +141,3 @@ def make_dependence_penalty(kind: str, x_dim: int, y_dim: int, hidden: int = 64,
     if kind == "none":
         return None
     raise ValueError(f"unknown dependence penalty '{kind}' (use club, hsic or none)")
-

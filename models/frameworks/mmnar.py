@@ -21,6 +21,7 @@ looks, so δ is informative; the framework conditions on it instead of ignoring 
 
 Shapes: B batch, M modalities, H backbone hidden, C logit columns.
 """
+
 from __future__ import annotations
 
 import math
@@ -176,8 +177,13 @@ class MMNAR(Framework):
         lam = self.aux_weight(progress)
         pretraining = progress < self.cfg.pretrain_frac
         loss = aux if pretraining else sup + lam * aux
-        parts = {"supervised": sup.item(), "reconstruction_nce": rec.item(), "pattern_bce": pat.item(),
-                 "aux_weight": lam, "pretraining": float(pretraining)}
+        parts = {
+            "supervised": sup.item(),
+            "reconstruction_nce": rec.item(),
+            "pattern_bce": pat.item(),
+            "aux_weight": lam,
+            "pretraining": float(pretraining),
+        }
         loss = add_backbone_aux(loss, parts, out.get("backbone_aux"))
         parts["loss"] = loss.item()
         return loss, parts

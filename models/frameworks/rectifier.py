@@ -15,6 +15,7 @@ a coarser group, level by level (pattern → number of observed modalities → g
 
 A pattern absent from validation takes its parent's offset. Shapes: N samples, C logit columns, P patterns.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -69,7 +70,7 @@ class PatternRectifier:
         bits = (pattern.long()[:, None] >> torch.arange(self.n_modalities, device=pattern.device)) & 1
         return bits.sum(1)
 
-    def fit(self, logits: Tensor, targets: Tensor, target_mask: Tensor, pattern: Tensor) -> "PatternRectifier":
+    def fit(self, logits: Tensor, targets: Tensor, target_mask: Tensor, pattern: Tensor) -> PatternRectifier:
         """logits, targets, target_mask: (N, C) validation outputs; pattern: (N,) long."""
         logits, targets = logits.detach().double().cpu(), targets.detach().double().cpu()
         target_mask, pattern = target_mask.detach().bool().cpu(), pattern.detach().long().cpu()
@@ -83,9 +84,9 @@ class PatternRectifier:
             if z.numel() == 0:
                 per_column.append({"n": 0})
                 continue
-            d0, v0 = _fit_offset(z, t)
+            d0, _v0 = _fit_offset(z, t)
             raw1 = {int(k): _fit_offset(z[no == k], t[no == k]) for k in no.unique().tolist()}
-            lvl1, tau1 = _shrink(raw1, {k: d0 for k in raw1})
+            lvl1, tau1 = _shrink(raw1, dict.fromkeys(raw1, d0))
             raw2 = {int(p): _fit_offset(z[pat == p], t[pat == p]) for p in pat.unique().tolist()}
             parent2 = {}
             for p in raw2:
@@ -94,12 +95,17 @@ class PatternRectifier:
             for p in range(n_pat):
                 k = bin(p).count("1")
                 offsets[p, c] = lvl2.get(p, lvl1.get(k, d0))
-            per_column.append({
-                "n": int(z.numel()), "global": d0, "tau2_n_observed": tau1, "tau2_pattern": tau2,
-                "pattern_raw": {str(p): raw2[p][0] for p in sorted(raw2)},
-                "pattern_n": {str(p): int((pat == p).sum()) for p in sorted(raw2)},
-                "pattern_shrunk": {str(p): lvl2[p] for p in sorted(lvl2)},
-            })
+            per_column.append(
+                {
+                    "n": int(z.numel()),
+                    "global": d0,
+                    "tau2_n_observed": tau1,
+                    "tau2_pattern": tau2,
+                    "pattern_raw": {str(p): raw2[p][0] for p in sorted(raw2)},
+                    "pattern_n": {str(p): int((pat == p).sum()) for p in sorted(raw2)},
+                    "pattern_shrunk": {str(p): lvl2[p] for p in sorted(lvl2)},
+                }
+            )
         self.offsets = offsets.float()
         self.report = {"levels": list(self.levels), "columns": per_column}
         return self
@@ -121,6 +127,8 @@ class PatternRectifier:
         offsets = state.get("offsets")
         self.offsets = None if offsets is None else torch.tensor(offsets, dtype=torch.float32)
         if self.offsets is not None and tuple(self.offsets.shape) != (2**self.n_modalities, self.n_columns):
-            raise ValueError(f"rectifier offsets have shape {tuple(self.offsets.shape)}, expected "
-                             f"({2**self.n_modalities}, {self.n_columns})")
+            raise ValueError(
+                f"rectifier offsets have shape {tuple(self.offsets.shape)}, expected "
+                f"({2**self.n_modalities}, {self.n_columns})"
+            )
         self.report = state.get("report", {})
