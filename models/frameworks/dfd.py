@@ -11,6 +11,10 @@ towards the samples the biased stream gets wrong, and a mutual-information penal
     L = Σ_i w_i CE(ŷ_c,i) / Σ_i w_i + GCE_q(ŷ_b) + λ Î(z_c; z_b) + L_backbone_aux
     predict: ŷ_c (or ½(ŷ_c + ŷ_b) with predict_from="both")
 
+By default the biased stream reads h through a stop-gradient, so its GCE loss never trains the backbone (the
+representation the causal stream reads); ``biased_input="coupled"`` lets it. Ablation settings: ``mi_weight=0``
+(no decorrelation) and ``reweight=False`` (uniform weights).
+
 Shapes: B batch, H backbone hidden, D stream size, C logit columns.
 """
 
@@ -52,14 +56,9 @@ class DFD(Framework):
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.streams.reset_state(int(info.get("n_train", 0)), info.get("pos_weight"), info.get("device", "cpu"))
 
-    def stream_input(self, fused: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """What the two streams read, plus extra outputs; subclasses (cdmm) add to the representation here."""
-        return fused, {}
-
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         bo = self.backbone(batch)
-        u, extra = self.stream_input(bo.fused)
-        out = self.streams(u) | extra
+        out = self.streams(bo.fused)
         if bo.aux_loss is not None:
             out["backbone_aux"] = bo.aux_loss
         return out
