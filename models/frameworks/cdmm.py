@@ -32,7 +32,7 @@ from torch import Tensor
 from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
 from medmodal.models.encoders import pattern_from_mask
 from medmodal.models.frameworks.backdoor import PatternBackdoor
-from medmodal.models.frameworks.dfd import DFD
+from medmodal.models.frameworks.dfd import DFD, own_backbone
 from medmodal.models.frameworks.dual_stream import DualStream, DualStreamConfig
 
 
@@ -63,6 +63,7 @@ class CDMM(DFD):
         self.cfg = CDMMConfig(**kwargs)
         self.backdoor = PatternBackdoor(spec.n_patterns, self.cfg.dict_dim)
         self.streams = DualStream(backbone.hidden, spec.n_outputs, spec.labels, self.cfg, self.cfg.dict_dim)
+        self.biased_backbone = own_backbone(backbone) if self.cfg.biased_input == "own" else None
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.backdoor.set_prior(info["train_patterns"])
@@ -83,7 +84,8 @@ class CDMM(DFD):
         bo = self.backbone(batch)
         # the pattern of the mask the backbone saw (never a stale batch["pattern"]); used by the training loss
         own = self.backdoor.own(pattern_from_mask(batch["mask"]))  # (B, D_d)
-        out = self.streams(bo.fused, own)  # logits_causal / logits_biased: p(y | x, own pattern)
+        # logits_causal / logits_biased: p(y | x, own pattern)
+        out = self.streams(bo.fused, own, h_biased=self.biased_representation(batch))
         out["logits_conditional"] = out["logits"]
         if self.cfg.adjustment != "none":
             adjusted = self.adjusted_logits(out["z_causal"])

@@ -41,8 +41,9 @@ class DualStreamConfig:
     mi: str = "club"  # "club" | "hsic" | "none"
     mi_weight: float = 0.1  # λ; multiplies CLUB in nats per feature dimension, or HSIC
     predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
-    biased_input: str = "detached"  # "detached": GCE does not train the backbone; "coupled": it does
+    biased_input: str = "detached"  # "detached" | "own" (its own backbone, as LfF) | "coupled" (GCE trains h)
     reweight: bool = True  # False: uniform sample weights (ablation)
+    calibrate_difficulty: bool = True  # CE_b on (1 − q)·ŷ_b (see loss); False: on ŷ_b as LfF does
 
     def __post_init__(self):
         if self.stream_dim < 1:
@@ -57,8 +58,8 @@ class DualStreamConfig:
             raise ValueError(f"mi_weight must be >= 0, got {self.mi_weight}")
         if self.predict_from not in ("causal", "both"):
             raise ValueError(f"predict_from must be causal or both, got {self.predict_from!r}")
-        if self.biased_input not in ("detached", "coupled"):
-            raise ValueError(f"biased_input must be detached or coupled, got {self.biased_input!r}")
+        if self.biased_input not in ("detached", "own", "coupled"):
+            raise ValueError(f"biased_input must be detached, own or coupled, got {self.biased_input!r}")
 
 
 class LossEMA:
@@ -153,11 +154,15 @@ class DualStream(nn.Module):
         head = self.head_causal if which == "causal" else self.head_biased
         return head(z if context is None else torch.cat([z, context.to(z.dtype)], dim=-1))
 
-    def forward(self, h: Tensor, context: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, h: Tensor, context: Tensor | None = None, h_biased: Tensor | None = None) -> dict[str, Tensor]:
+        """h: the representation the causal stream reads; h_biased: the biased stream's own representation
+        (``biased_input="own"``), else the biased stream reads h, detached unless ``biased_input="coupled"``."""
         if (context is None) != (self.context_dim == 0):
             raise ValueError(f"this dual stream expects a context of size {self.context_dim}")
         z_c = self.causal(h)
-        z_b = self.biased(h.detach() if self.cfg.biased_input == "detached" else h)
+        if h_biased is None:
+            h_biased = h if self.cfg.biased_input == "coupled" else h.detach()
+        z_b = self.biased(h_biased)
         logits_c, logits_b = self.head("causal", z_c, context), self.head("biased", z_b, context)
         logits = logits_c if self.cfg.predict_from == "causal" else 0.5 * (logits_c + logits_b)
         return {
@@ -179,7 +184,8 @@ class DualStream(nn.Module):
         # for q = 0.7). With noisy clinical outcomes that makes every minority-label sample look "hard", and the
         # weights below would then teach the causal stream the inverted label. Scaling the biased logits by
         # (1 − q) undoes the power, so the difficulty compares calibrated probabilities.
-        ce_b = per_sample_ce((1 - self.cfg.q) * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
+        scale = (1 - self.cfg.q) if self.cfg.calibrate_difficulty else 1.0
+        ce_b = per_sample_ce(scale * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
         if update_ema:
             ema_c = self.ema_causal.update(batch["index"], ce_c_raw, lmask)
             ema_b = self.ema_biased.update(batch["index"], ce_b, lmask)
