@@ -8,16 +8,18 @@ performs backdoor adjustment over M (``backdoor.PatternBackdoor``); the second b
 branch, which is DFD's dual stream reused as is (``dual_stream.DualStream``).
 
     h = backbone(x, mask).fused                          (B, H)   the representation X
-    z_c, z_b = E_c(h), E_b(sg(h))                        (B, D)   DFD's streams; they read h only
-    ŷ_c(m) = C_c([z_c ; d_m]),  ŷ_b(m) = C_b([z_b ; d_m])          heads that also read a pattern embedding d_m
-    training:   L = DFD loss on (ŷ_c(m_i), ŷ_b(m_i), z_c, z_b) + L_backbone_aux       (own pattern m_i)
+    z_c = E_c(h),  z_b = E_b([sg(h) ; d_{m_i}])          (B, D)   DFD's streams; the spurious one also reads the
+                                                                  sample's own pattern embedding
+    ŷ_c(m) = C_c([z_c ; d_m]),  ŷ_b = C_b([z_b ; d_{m_i}])         heads that also read a pattern embedding
+    training:   L = DFD loss on (ŷ_c(m_i), ŷ_b, z_c, z_b) + L_backbone_aux             (own pattern m_i)
     prediction: p(y | do(x)) = Σ_m P(m) σ(ŷ_c(m))        exact over the training split's patterns (default);
                 adjustment="nwgm": σ(C_c([z_c ; Σ_m P(m) d_m])); adjustment="none": σ(ŷ_c(m_i)) (ablation)
 
-The sample's own pattern reaches the heads only during training (that is how d_m learns the pattern's
-association with Y, which then need not be carried by z_c); at prediction it is averaged out. The streams' input
-h is the backbone's representation of the observed modalities: which modalities are observed is part of x by
-construction (the X ← M edge), so h differs between patterns, but no own-pattern context is added to it.
+The causal stream's input is h alone: the sample's own pattern reaches the causal *head* only in training (that
+is how d_m learns the pattern's association with Y, which z_c then need not carry), and at prediction it is
+averaged out. The spurious stream reads the own pattern, so that the dependence penalty Î(z_c; z_b) also pushes
+pattern information out of z_c. h is the backbone's representation of the observed modalities: which
+modalities are observed is part of x by construction (the X ← M edge), so h still differs between patterns.
 
 Shapes: B batch, H backbone hidden, D stream size, D_d dictionary size, P = 2^M patterns, C logit columns.
 """

@@ -4,7 +4,7 @@ representation, the per-sample loss EMA that weights them, and their joint loss.
 Design (DFD, arXiv 2601.21941, built from its stated components with the standard choices of Learning from
 Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md for which is which):
 
-    z_c = E_c(h),  z_b = E_b(sg(h))                  causal / biased features     (B, D); sg = stop-gradient
+    z_c = E_c(h),  z_b = E_b([sg(h) ; c])            causal / biased features     (B, D); sg = stop-gradient
     ŷ_c = C_c([z_c ; c]),  ŷ_b = C_b([z_b ; c])       logits (B, C); c an optional context (cdmm's pattern
                                                      embedding), absent for dfd
     L_b = GCE_q(ŷ_b, y)                              biased stream latches onto easy, bias-aligned samples
@@ -18,6 +18,9 @@ The stop-gradient is LfF's separation: there the biased model is its own network
 debiased one. Here both streams read the backbone's representation h, and without ``sg`` GCE would push the
 shortcut *into* h, the representation the causal stream reads (``biased_input="coupled"`` keeps that variant).
 Ablations: ``mi_weight=0`` (no decorrelation), ``reweight=False`` (w_i = 1: the causal stream is plain ERM).
+The context enters the biased *stream* as well as both heads: the spurious branch then represents it, and the
+dependence penalty pushes it out of the causal features (without that, cdmm's causal stream relied on the
+pattern more than erm did on the behavioural toy, tests/test_frameworks_behaviour.py).
 
 Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
 """
@@ -132,7 +135,7 @@ class DualStream(nn.Module):
         d = config.stream_dim
         self.context_dim = context_dim
         self.causal = _mlp(in_dim, d)
-        self.biased = _mlp(in_dim, d)
+        self.biased = _mlp(in_dim + context_dim, d)
         self.head_causal = nn.Linear(d + context_dim, n_outputs)
         self.head_biased = nn.Linear(d + context_dim, n_outputs)
         # features reach the penalty batch-standardised (unit variance), so q may explain at most ~86 % of a
@@ -162,6 +165,8 @@ class DualStream(nn.Module):
         z_c = self.causal(h)
         if h_biased is None:
             h_biased = h if self.cfg.biased_input == "coupled" else h.detach()
+        if context is not None:
+            h_biased = torch.cat([h_biased, context.to(h_biased.dtype)], dim=-1)
         z_b = self.biased(h_biased)
         logits_c, logits_b = self.head("causal", z_c, context), self.head("biased", z_b, context)
         logits = logits_c if self.cfg.predict_from == "causal" else 0.5 * (logits_c + logits_b)
