@@ -4,10 +4,12 @@ shortcut that flips at test time, trained in memory for a few seconds per model.
 The problem (``shortcut_world``): the label is a deterministic function of a latent U (y = 1[U > 0.4]) that
 the structured modality measures with noise; a binary shortcut S agrees with y for ``agree`` of the samples and
 leaves crisp marks in the note and image embeddings, and decides whether a content-free "order" modality is
-present (a missingness-pattern shortcut whose observed features carry nothing). Training and validation:
-agree = 0.95; flipped test: agree = 0.05; probe: agree = 0.5 (S independent of y, so decoding S from a feature
-measures the shortcut alone, not the label). This is the regime Learning from Failure and its descendants
-were built for -- a bias that is easier than, and mostly aligned with, the target.
+present (P = 0.95 vs 0.05: a missingness-pattern shortcut whose observed features carry nothing). Training and
+validation: agree = 0.95; flipped test: agree = 0.05; probe: agree = 0.5 (S independent of y, so decoding S
+from a feature measures the shortcut alone, not the label). This is the regime Learning from Failure and its
+descendants were built for -- a bias that is easier than, and mostly aligned with, the target. The module trains
+15 small models (about 25 s of CPU on the 2-core machine); the benchmark in docs/benchmark.md is the evidence on
+the simulated clinical world.
 
 Each framework is compared with erm by the mean flipped-test AUROC over three seeds. Where a framework does
 *not* beat erm here, its test is a strict xfail whose reason says what was measured and why: the test fails
@@ -42,20 +44,20 @@ ORDER = 3  # index of the content-free modality whose presence is the pattern sh
 SEEDS = (0, 1, 2)
 
 
-def shortcut_world(n: int, agree: float, seed: int, marks: bool = True) -> tuple[dict, np.ndarray]:
-    """A batch dict of n samples and the shortcut S (n,). ``marks=False``: S acts only through the pattern."""
+def shortcut_world(n: int, agree: float, seed: int) -> tuple[dict, np.ndarray]:
+    """A batch dict of n samples and the shortcut S (n,)."""
     g = np.random.default_rng(seed)
     u = g.standard_normal(n)
     y = (u > 0.4).astype(np.float32)
     s = np.where(g.random(n) < agree, y, 1 - y)
-    mark = (2 * s - 1)[:, None] * (1.0 if marks else 0.0)
+    mark = (2 * s - 1)[:, None]
     x = {
         "labs": np.concatenate([u[:, None] + 0.3 * g.standard_normal((n, 2)), g.standard_normal((n, 4))], 1),
         "note": np.concatenate([mark + 0.1 * g.standard_normal((n, 1)), g.standard_normal((n, 5))], 1),
         "image": np.concatenate([mark + 0.1 * g.standard_normal((n, 1)), g.standard_normal((n, 5))], 1),
         "order": g.standard_normal((n, 6)),  # nothing but noise: only its presence says anything
     }
-    p_order = np.where(s > 0, 0.8, 0.2) if marks else np.where(s > 0, 0.95, 0.05)
+    p_order = np.where(s > 0, 0.95, 0.05)
     mask = np.stack([np.ones(n, bool), g.random(n) < 0.9, g.random(n) < 0.6, g.random(n) < p_order], 1)
     xt = {
         k: torch.tensor(np.where(mask[:, i : i + 1], v, 0.0), dtype=torch.float32) for i, (k, v) in enumerate(x.items())
@@ -78,7 +80,7 @@ def _rows(b: dict, rows: torch.Tensor) -> dict:
     return out
 
 
-def fit(framework: str, train: dict, val: dict, seed: int, epochs: int = 12, batch_size: int = 128, **options):
+def fit(framework: str, train: dict, val: dict, seed: int, epochs: int = 10, batch_size: int = 128, **options):
     """The training loop's essentials (AdamW, clipping, progress for the schedules, post-hoc on validation)."""
     torch.manual_seed(seed)
     model = FRAMEWORKS.get(framework)(BACKBONES.get("late_fusion")(SPEC, hidden=32), SPEC, **options)
@@ -145,7 +147,7 @@ def pattern_reliance(model, batch: dict) -> float:
 
 @pytest.fixture(scope="module")
 def worlds():
-    train, _ = shortcut_world(1200, 0.95, seed=1)
+    train, _ = shortcut_world(800, 0.95, seed=1)
     val, _ = shortcut_world(400, 0.95, seed=2)
     flipped, _ = shortcut_world(1500, 0.05, seed=3)
     probe, s_probe = shortcut_world(900, 0.5, seed=4)
@@ -168,14 +170,17 @@ def test_the_toy_has_a_shortcut_that_costs_erm_when_it_flips(trained, worlds):
     assert _mean_auroc(erm, worlds["flipped"]) < _mean_auroc(erm, worlds["val"]) - 0.1
 
 
+# Measured with this file's settings (mean flipped-test AUROC over SEEDS; erm 0.815, in distribution 0.996).
 NOT_BETTER = {
-    "dfd": "measured 0.54 vs erm's 0.79: with the biased stream detached (the default: GCE must not train the "
-    "backbone) it reads a representation shaped by the causal stream, so its difficulty hardly separates "
-    "bias-aligned from bias-conflicting samples, while the CLUB penalty and the reweighting still cost the causal "
-    "stream; the coupled, uncalibrated variant (LfF's original) reaches 0.87 here but collapses in distribution "
-    "on some seeds and inverts on noisy clinical outcomes (docs/frameworks.md)",
-    "cdmm": "measured 0.70 vs 0.79: the backdoor adjustment removes the pattern shortcut (see the reliance test) "
-    "but the marks shortcut in the note and image is left to DFD's dual stream, which does not remove it here",
+    "dfd": "measured 0.770 vs erm's 0.815. With the biased stream detached (the default: its GCE must not train "
+    "the backbone) it reads a representation shaped by the causal stream, so its relative difficulty hardly "
+    "separates bias-aligned from bias-conflicting samples, while the CLUB penalty and the reweighting still cost "
+    "the causal stream; LfF's own coupling (biased_input='coupled', calibrate_difficulty=False) beats erm on such "
+    "a toy on some seeds but collapsed in distribution on others and inverted on noisy clinical outcomes "
+    "(docs/frameworks.md), so it is not the default",
+    "mmnar": "measured 0.699 vs erm's 0.815. MMNAR conditions on the missingness pattern by design (it is "
+    "informative, not a nuisance, in its causal model), and its cross-modal reconstruction pulls the note and "
+    "image embeddings towards what they share -- here the shortcut's mark -- so it leans on the shortcut harder",
 }
 
 
