@@ -476,8 +476,10 @@ def format_validation(report: ValidationReport) -> Group:
     for reason, n in Counter(f.reason for f in report.map_findings if f.status == "unchecked").items():
         lines.append(Text(f"variable map: {n} row(s) not checked ({reason})", style="cyan"))
     n_ok = sum(f.status == "ok" for f in report.map_findings)
+    n_unchecked = sum(f.status == "unchecked" for f in report.map_findings)
     if report.map_findings:
-        lines.append(Text(f"variable map: {n_ok} of {len(report.map_findings)} rows match the release's dictionaries"))
+        text = f"variable map: {n_ok} of {len(report.map_findings)} rows match the release"
+        lines.append(Text(text + (f" ({n_unchecked} not checked)" if n_unchecked else "")))
     if report.failed:
         lines.append(Text(f"{len(report.errors)} problem(s) in files the tasks need", style="bold red"))
     else:
