@@ -15,6 +15,7 @@ variable-map mismatches (the build leaves such an item out rather than failing).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,8 @@ def validate_raw(
         else:
             try:
                 version, evidence = src.detect_version(con, raw)
-            except duckdb.Error as err:
-                raise MedmodalError(f"cannot detect the release ({_duck_line(err)})", path=raw) from None
+            except duckdb.Error as err:  # e.g. the table it reads is truncated: report that, per table, below
+                version, evidence = "unknown", f"not detected: {_duck_line(err)}"
         simulated = all((raw / name).is_file() for name in SIM_FILES)
         rel = load_releases(src.name)
         key = release_key(version, raw)
@@ -270,6 +271,10 @@ def _check_table(
     except MedmodalError as err:
         res.add(bad, str(err).removeprefix(f"{path}: "))
         return
+    spec = next((s for s in src_files(report.source) if f"{s.module}/{s.stem}" == table.key), None)
+    lacking = [c for c in (spec.required if spec else ()) if c not in header]
+    if lacking:  # `cohort build` would stop here, whatever the release
+        res.add("error", f"lacks column {', '.join(lacking)}, which medmodal reads")
     confirmed_schema = bool(release and release.schema_confirmed)
     issue = header_issue(table, path, header, confirmed_schema)
     if issue is not None:
@@ -311,10 +316,10 @@ def _count_error(err: duckdb.Error) -> str:
     msg = str(err)
     if "gzip" in msg.lower() or "zlib" in msg.lower():
         return "truncated or corrupt gzip stream (the file ends before its data does)"
-    line = _duck_line(err)
-    if "CSV Error on Line" in msg:
-        return f"malformed CSV ({line.split(':', 1)[-1].strip()}): wrong number of fields or bad quoting"
-    return f"unreadable ({line})"
+    line = re.search(r"CSV Error on Line: (\d+)", msg)
+    if line:
+        return f"malformed CSV row (data line {int(line.group(1)) - 1}): wrong number of fields or bad quoting"
+    return f"unreadable ({_duck_line(err)})"
 
 
 def _extra_files(

@@ -147,6 +147,23 @@ def test_extra_column_and_extra_file_are_flagged(tmp_path):
     assert r.table("hosp/admissions.csv.gz").rows == 275  # counted all the same
 
 
+def test_malformed_row_and_renamed_column_fail(tmp_path):
+    root = _mirror(tmp_path)
+    header, rows = _read_rows(root / "hosp" / "patients.csv.gz")
+    rows[3] = rows[3].rstrip("\n") + ",surplus\n"
+    _write(root / "hosp" / "patients.csv.gz", header + "".join(rows))
+    header, rows = _read_rows(root / "icu" / "icustays.csv.gz")
+    _write(root / "icu" / "icustays.csv.gz", header.replace(",intime,", ",in_time,") + "".join(rows))
+    r = validate_raw("mimic_iv", root)
+    assert _problems(r, "hosp/patients.csv.gz") == [
+        ("error", "malformed CSV row (data line 4): wrong number of fields or bad quoting")
+    ]
+    assert _problems(r, "icu/icustays.csv.gz") == [
+        ("error", "lacks column intime, which medmodal reads"),
+        ("error", "header lacks intime and has extra in_time (vs the release's columns)"),
+    ]
+
+
 def test_wrong_row_count_fails_for_needed_tables_only(tmp_path):
     root = _mirror(tmp_path)
     header, rows = _read_rows(root / "hosp" / "labevents.csv.gz")
