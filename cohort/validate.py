@@ -257,7 +257,7 @@ def _check_table(
             res.add("error", "missing (every task reads it)")
         elif why == "dictionary":
             res.add("error", "missing (the variable-map check reads it)")
-        elif any(f"{s.module}/{s.stem}" == table.key for s in src_files(report.source)):
+        elif any(f"{s.module}/{s.stem}" == table.key for s in _source_files(report.source)):
             res.needed = True  # read when present: its modality is marked missing without it
             res.add("note", "absent (optional: its modality is marked missing)")
         else:
@@ -271,7 +271,7 @@ def _check_table(
     except MedmodalError as err:
         res.add(bad, str(err).removeprefix(f"{path}: "))
         return
-    spec = next((s for s in src_files(report.source) if f"{s.module}/{s.stem}" == table.key), None)
+    spec = next((s for s in _source_files(report.source) if f"{s.module}/{s.stem}" == table.key), None)
     lacking = [c for c in (spec.required if spec else ()) if c not in header]
     if lacking:  # `cohort build` would stop here, whatever the release
         res.add("error", f"lacks column {', '.join(lacking)}, which medmodal reads")
@@ -308,7 +308,7 @@ def _duck_line(err: duckdb.Error) -> str:
     return text.splitlines()[0] if text else err.__class__.__name__
 
 
-def src_files(source: str):
+def _source_files(source: str):
     return SOURCES.get(source).files
 
 
