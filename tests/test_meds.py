@@ -105,6 +105,26 @@ def test_round_trip_gives_the_same_samples_labels_masks_and_features(native, exp
     assert "notes_after_cutoff" in man["audits_passed"] and man["modalities"] == SAME_RULE["modalities"]
 
 
+def test_round_trip_on_a_simulated_world_with_notes_and_images(tmp_path):
+    """The demo has no notes or CXR; the simulator writes both, so the time rule of each is compared too."""
+    from medmodal.simulate import simulate
+
+    raw = simulate("mimic_iv", tmp_path / "sim", subjects=200, seed=3, images=False)
+    native = build_cohort("mimic_iv", raw, TASK, tmp_path / "native", threads=2)
+    labels = export_meds(native, tmp_path / "export") / "labels" / f"{TASK}.parquet"
+    back = build_from_labels("mimic_iv", raw, labels, tmp_path / "imported", threads=2, **SAME_RULE)
+    assert (
+        _keyed(native, "cohort")
+        .select("subject_id", "prediction_time", TASK, "split")
+        .equals(_keyed(back, "cohort").select("subject_id", "prediction_time", TASK, "split"))
+    )
+    masks = _keyed(native, "modalities")
+    assert masks["has_radiology_note"].sum() > 0 and masks["has_cxr"].sum() > 0
+    assert masks.equals(_keyed(back, "modalities"))
+    for name in ("notes", "images", "timeseries"):
+        assert _keyed(native, name).equals(_keyed(back, name)), name
+
+
 def test_meds_splits_file_is_followed(exported, tmp_path):
     splits = pl.read_parquet(exported / meds.subject_splits_filepath)
     flipped = splits.with_columns(
@@ -283,3 +303,13 @@ def test_predictions_export_is_scored_by_meds_evaluation(toy, tmp_path, one_torc
     assert held_out.height == ours["n"]
     marker = json.loads((run / "meds" / "medmodal_predictions.json").read_text())
     assert marker["labels"]["mortality"]["rows"]["held_out"] == held_out.height
+    assert set(marker["labels"]) == {"mortality", "readmission_30d"}  # the toy's two binary labels
+
+    res = CliRunner().invoke(app, ["export", "predictions", str(run)])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    res = CliRunner().invoke(
+        app, ["evaluate", str(run), "--n-boot", "0", "--out", str(tmp_path / "ev"), "--export", "meds"]
+    )
+    assert res.exit_code == 0, res.output
+    again = pl.read_parquet(tmp_path / "ev" / "meds" / "mortality" / "held_out.parquet")
+    assert again.equals(held_out)  # evaluate reloads the run: the same predictions
