@@ -153,7 +153,7 @@ def _label_section(b: Benchmark, label: str) -> Section:
     s.add(
         Heading("ID vs OOD"),
         Image(
-            figures.forest(rows, panels, f"{label}: ID vs OOD"),
+            figures.forest(rows, panels, f"{label}: ID vs OOD", ylabel="backbone · framework"),
             f"ID and OOD scores per backbone and framework for {label}",
             "ID: the train environment's test split; OOD: the shifted environment's test split.",
         ),
@@ -186,7 +186,12 @@ def _label_section(b: Benchmark, label: str) -> Section:
         s.add(
             Heading(f"Difference to {BASELINE} on the same backbone"),
             Image(
-                figures.forest([f"{bb} · {fw}" for bb, fw in dkeys], dpanels, f"{label}: framework − erm"),
+                figures.forest(
+                    [f"{bb} · {fw}" for bb, fw in dkeys],
+                    dpanels,
+                    f"{label}: framework − erm",
+                    ylabel="backbone · framework",
+                ),
                 f"Differences to erm for {label}",
                 "Right of the dashed line: better than erm.",
             ),
