@@ -213,7 +213,7 @@ def attrition_funnel(steps: Sequence[str], n_subjects: Sequence[int], n_samples:
 def availability_by_split(modalities: Sequence[str], splits: Sequence[str], share: np.ndarray) -> Figure:
     """Share of samples with each modality (rows) per split (colours); ``share`` is (n_modalities, n_splits)."""
     m = len(modalities)
-    fig = _figure(7, 0.2 * m * max(1, len(splits)) + 1.2)
+    fig = _figure(7, 0.14 * m * max(1, len(splits)) + 1.1)
     ax = fig.subplots()
     height = 0.8 / max(1, len(splits))
     y = np.arange(m)[::-1]
