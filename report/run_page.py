@@ -41,6 +41,14 @@ def _config(d: Path, metrics: dict) -> dict | None:
     return None
 
 
+def _primary_first(metrics: dict, cfg: dict | None) -> dict:
+    """metrics.json keeps tasks in key order; show them in the cohort's label order (primary label first)."""
+    order = [lab["name"] for lab in (cfg or {}).get("data", {}).get("spec", {}).get("labels", [])]
+    tasks = metrics.get("tasks", {})
+    names = [t for t in order if t in tasks] + [t for t in tasks if t not in order]
+    return {**metrics, "tasks": {t: tasks[t] for t in names}}
+
+
 def report_split(metrics: dict) -> str:
     """The split with intervals and breakdowns: ``all`` for an external cohort, else ``test``."""
     return "all" if (metrics.get("cohort") or {}).get("external") else "test"
@@ -55,6 +63,7 @@ def run_page(run_dir: str | Path, *, n_boot: int = 200, tsne: dict[str, Any] | N
     except Exception as err:
         raise MedmodalError(f"unreadable parquet ({type(err).__name__})", path=d / "predictions.parquet") from None
     cfg = _config(d, metrics)
+    metrics = _primary_first(metrics, cfg)
     evaluated = (metrics.get("cohort") or {}).get("dir")
     name = f"{cfg['framework']['name']} / {cfg['backbone']['name']}" if cfg else d.name
     cohort = (cfg or {}).get("data", {}).get("cohort", {})
