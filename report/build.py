@@ -88,6 +88,13 @@ def build_page(path: str | Path, *, n_boot: int = 200, tsne: dict[str, Any] | No
         from medmodal.models.report import tsne_streams
         from medmodal.report.run_page import run_page
 
+        if tsne is not None and not (Path(path) / "config.json").is_file():
+            raise MedmodalError(
+                "is an evaluate output; for the t-SNE give the trained run folder (with --cohort / --store to "
+                "embed another cohort)",
+                path=path,
+            )
+
         return run_page(path, n_boot=n_boot, tsne=None if tsne is None else tsne_streams(path, **tsne))
     from medmodal.report.benchmark_page import benchmark_page
 

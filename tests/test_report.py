@@ -188,6 +188,10 @@ def test_report_refuses_bad_paths_with_one_line(inputs, tmp_path):
         detect_kind(broken)
     with pytest.raises(MedmodalError, match="inside the folder"):
         write_report(inputs["cohort"], inputs["cohort"] / "r.html")
+    with pytest.raises(MedmodalError, match="is an evaluate output"):
+        write_report(inputs["eval"], tmp_path / "e.html", tsne={"color_by": "gender"})
+    with pytest.raises(MedmodalError, match="apply to a run folder"):
+        write_report(inputs["cohort"], tmp_path / "c.html", tsne={"color_by": "gender"})
     with pytest.raises(MedmodalError, match="ending in .html"):
         write_report(inputs["cohort"], tmp_path / "r.png")
     page = tmp_path / "r.html"
