@@ -79,6 +79,35 @@ def cohort_build(
     console.print(f"wrote {path}")
 
 
+@cohort_app.command("validate")
+@friendly
+def cohort_validate(
+    source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv or eicu."),
+    raw: Path = typer.Option(..., "--raw", help="Raw data root, as for `cohort build`."),
+    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
+    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
+    checksums: bool = typer.Option(False, "--checksums", help="Also verify each project's SHA256SUMS.txt."),
+    dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    threads: int | None = typer.Option(None, "--threads", help="DuckDB threads for the row counts (default: all)."),
+) -> None:
+    """Check a download against its release: files, gzip, headers, row counts, dictionaries (exit 1 if a needed
+    table is wrong)."""
+    from medmodal.cohort.validate import format_validation, validate_raw
+
+    report = validate_raw(
+        source,
+        raw,
+        note_root=note_root,
+        cxr_root=cxr_root,
+        checksums=checksums,
+        dataset_version=dataset_version,
+        threads=threads,
+    )
+    out_console.print(format_validation(report))
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @cohort_app.command("report")
 @friendly
 def cohort_report(
@@ -122,6 +151,7 @@ def simulate_cmd(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
     from medmodal.simulate import simulate
@@ -141,6 +171,7 @@ def simulate_cmd(
         images=not no_images,
         image_size=image_size,
         overwrite=overwrite,
+        release=release,
         **pairs,
     )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")

@@ -25,6 +25,7 @@ import medmodal
 from medmodal.cohort.audits import run_audits
 from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
+from medmodal.cohort.preflight import run_preflight
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
 from medmodal.cohort.splits import FRACTIONS, assign_splits
 from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
@@ -165,6 +166,12 @@ def _build(
     src.check_values(con, located)
     version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
     params = _params(src, spec, roots, version)
+    # The cheap half of `cohort validate` (headers, the variable map against the release's dictionaries), before
+    # any heavy SQL; an item the dictionaries reject feeds nothing (docs/cohort.md, "Before you build").
+    preflight = run_preflight(con, src, located, roots, raw, version, params)
+    params["variable_map_excluded"] = preflight.excluded_keys
+    for line in preflight.warnings():
+        console.print(f"[yellow]check[/yellow]: {line}", soft_wrap=True)
     sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
@@ -216,6 +223,7 @@ def _build(
             seed,
             sql_files + post_files,
         )
+        manifest["preflight"] = preflight.manifest()
         manifest["audits_passed"] = run_audits(tmp, manifest)
         progress.advance(bar)
     return manifest
