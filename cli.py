@@ -509,35 +509,55 @@ def export_predictions_cmd(
 @app.command("report")
 @friendly
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory of a dfd or cdmm run."),
-    truth: Path | None = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
+    path: Path = typer.Argument(
+        ..., help="A cohort directory, a run directory (train or evaluate output) or a benchmark output folder."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="The HTML file to write (one self-contained page)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for a run page's curve bands."),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Simulator truth.parquet: colour the t-SNE by its confounder."
+    ),
     confounder: str = typer.Option("C", "--confounder", help="truth.parquet column to colour by."),
     color_by: str | None = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
-    cohort: Path | None = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="t-SNE on another cohort directory (default: the run's)."
+    ),
     store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
-    split: str = typer.Option("test", "--split", help="train | val | test | all"),
-    max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
+    split: str = typer.Option("test", "--split", help="t-SNE split: train | val | test | all"),
+    max_points: int = typer.Option(2000, "--max-points", help="t-SNE: subsample to at most this many samples."),
     iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
-    from medmodal.models.report import report
+    """An offline HTML page of a cohort, run or benchmark folder (--out); without --out, a dfd/cdmm run's t-SNE of
+    causal vs biased features (PNG + JSON in RUN_DIR/report)."""
+    tsne = None
+    if truth is not None or color_by is not None:
+        tsne = {
+            "truth": truth,
+            "confounder": confounder,
+            "color_by": color_by,
+            "cohort_dir": cohort,
+            "store": store,
+            "split": split,
+            "max_points": max_points,
+            "iterations": iterations,
+            "seed": seed,
+            "device": device,
+        }
+    if out is None:
+        if tsne is None:
+            raise MedmodalError("give --out report.html for a page, or --truth / --color-by for a run's t-SNE figure")
+        from medmodal.models.report import report
 
-    where = report(
-        run_dir,
-        truth=truth,
-        confounder=confounder,
-        color_by=color_by,
-        cohort_dir=cohort,
-        store=store,
-        split=split,
-        max_points=max_points,
-        iterations=iterations,
-        seed=seed,
-        device=device,
-    )
-    console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        where = report(path, **tsne)
+        console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        return
+    from medmodal.report import write_report
+
+    written, kind = write_report(path, out, overwrite=overwrite, n_boot=n_boot, tsne=tsne)
+    console.print(f"wrote {written} ({kind} page, {written.stat().st_size / 1024:.0f} KiB)")
 
 
 @benchmark_app.command("shift")
