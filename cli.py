@@ -21,7 +21,11 @@ featurize_app = typer.Typer(
     no_args_is_help=True, help="Embed notes, images and structured data into the feature store."
 )
 benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables.")
+export_app = typer.Typer(
+    no_args_is_help=True, help="Write cohorts and predictions in the MEDS formats (docs/ecosystem.md)."
+)
 app.add_typer(cohort_app, name="cohort")
+app.add_typer(export_app, name="export")
 app.add_typer(featurize_app, name="featurize")
 app.add_typer(benchmark_app, name="benchmark")
 
@@ -50,8 +54,27 @@ def cohort_build(
     raw: Path = typer.Option(
         ..., "--raw", help="Raw data root (for mimic_iv: holds hosp/, icu/, optional note/, cxr/)."
     ),
-    task: str = typer.Option(..., "--task", help="Task name, or 'all' to build every task into OUT/<task>/."),
+    task: str | None = typer.Option(
+        None, "--task", help="Task name, or 'all' for every task into OUT/<task>/; with --labels: the label's name."
+    ),
     out: Path = typer.Option(..., "--out", help="Output cohort directory."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="MEDS label file (e.g. ACES output): its rows are the samples and labels."
+    ),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="With --labels: MEDS metadata/subject_splits.parquet (default: medmodal's seeded split)."
+    ),
+    window_hours: float | None = typer.Option(
+        None,
+        "--window-hours",
+        help="With --labels: observe [prediction_time - H, prediction_time] (default: from admittime).",
+    ),
+    modalities: str | None = typer.Option(
+        None, "--modalities", help="With --labels: comma list (default: every modality but discharge_note)."
+    ),
+    value_column: str | None = typer.Option(
+        None, "--value-column", help="With --labels: boolean_value | integer_value | categorical_value."
+    ),
     note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
     cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
     memory_limit: str | None = typer.Option(
@@ -61,9 +84,37 @@ def cohort_build(
     seed: int = typer.Option(0, "--seed", help="Split seed (subject-level 70/10/20, shared by all tasks)."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
 ) -> None:
-    """Build a leakage-safe cohort directory from raw files."""
+    """Build a leakage-safe cohort directory from raw files (a task's SQL, or a MEDS label file)."""
     from medmodal.cohort import build_cohort
 
+    if labels is not None:
+        from medmodal.cohort.meds_import import build_from_labels
+
+        path = build_from_labels(
+            source,
+            raw,
+            labels,
+            out,
+            name=task,
+            value_column=value_column,
+            splits=splits,
+            window_hours=window_hours,
+            modalities=_csv(modalities),
+            note_root=note_root,
+            cxr_root=cxr_root,
+            memory_limit=memory_limit,
+            threads=threads,
+            seed=seed,
+            dataset_version=dataset_version,
+        )
+        console.print(f"wrote {path}")
+        return
+    only_with_labels = (("--splits", splits), ("--window-hours", window_hours), ("--modalities", modalities))
+    for flag, given in (*only_with_labels, ("--value-column", value_column)):
+        if given is not None:
+            raise MedmodalError("only applies with --labels", field=flag)
+    if task is None:
+        raise MedmodalError("give --task (see `medmodal cohort tasks`) or --labels", field="--task")
     path = build_cohort(
         source,
         raw,
@@ -408,12 +459,48 @@ def evaluate_cmd(
     subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
     n_boot: int | None = typer.Option(None, "--n-boot"),
     device: str = typer.Option("auto", "--device"),
+    export: str | None = typer.Option(None, "--export", help="meds: also write OUT/meds/ for meds-evaluation."),
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
     from medmodal.models.evaluate import evaluate
 
+    if export not in (None, "meds"):
+        raise MedmodalError(f"unknown export format '{export}' (known: meds)", field="--export")
     where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device)
     console.print(f"wrote {where}")
+    if export == "meds":
+        from medmodal.models.export import export_predictions
+
+        console.print(f"wrote {export_predictions(where, overwrite=True)}")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+@export_app.command("meds")
+@friendly
+def export_meds_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (from `medmodal cohort build`)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: labels/<label>.parquet + metadata/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier MEDS export."),
+) -> None:
+    """A cohort's labels (meds LabelSchema), subject splits (train/tuning/held_out) and provenance as MEDS files."""
+    from medmodal.cohort.meds import export_meds
+
+    console.print(f"wrote {export_meds(cohort_dir, out, overwrite=overwrite)}")
+
+
+@export_app.command("predictions")
+@friendly
+def export_predictions_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory (`medmodal train`) or evaluation output (`evaluate`)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default RUN_DIR/meds)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier prediction export."),
+) -> None:
+    """Predictions in meds-evaluation's layout: OUT/<label>/<split>.parquet (binary labels)."""
+    from medmodal.models.export import export_predictions
+
+    console.print(f"wrote {export_predictions(run_dir, out, overwrite=overwrite)}")
 
 
 # ---------------------------------------------------------------------------------------------- report / benchmark

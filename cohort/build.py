@@ -46,11 +46,13 @@ def build_cohort(
     seed: int = 0,
     overwrite: bool = True,
     dataset_version: str | None = None,
+    imported: Any = None,
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
     ``task="all"`` builds every task of the source into ``out/<task>/``. ``dataset_version`` overrides the
-    release detection (e.g. "3.1"). Raises MedmodalError (one line) on bad input; leaves no partial output.
+    release detection (e.g. "3.1"). ``imported`` (cohort/meds_import.ImportedLabels) supplies the labels of a
+    task built from a MEDS label file. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
     src = SOURCES.get(source)()
     out = Path(out)
@@ -99,7 +101,18 @@ def build_cohort(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             con = connect(work, memory_limit=memory_limit, threads=threads)
             try:
-                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version)
+                manifest = _build(
+                    con,
+                    src,
+                    spec,
+                    raw,
+                    roots,
+                    located,
+                    tmp,
+                    seed=seed,
+                    dataset_version=dataset_version,
+                    imported=imported,
+                )
             finally:
                 con.close()
             manifest["created_at"] = started.isoformat(timespec="seconds")
@@ -160,9 +173,12 @@ def _build(
     *,
     seed: int,
     dataset_version: str | None,
+    imported: Any = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
+    if imported is not None:
+        imported.register(con)  # the `meds_labels` relation the label-linking SQL reads
     src.check_values(con, located)
     version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
     params = _params(src, spec, roots, version)
@@ -196,8 +212,10 @@ def _build(
             step(p.stem)
             run_sql_file(con, p, params, located)
             progress.advance(bar)
+        if imported is not None:
+            imported.check(con)  # unknown subjects, prediction times outside the record: errors, not exclusions
         step("cohort, splits, attrition")
-        attrition = _make_cohort(con, src, spec, located, seed)
+        attrition = _make_cohort(con, src, spec, located, seed, imported)
         progress.advance(bar)
         for p in post_files:
             step(p.stem)
@@ -224,6 +242,8 @@ def _build(
             sql_files + post_files,
         )
         manifest["preflight"] = preflight.manifest()
+        if imported is not None:
+            manifest["imported_labels"] = imported.provenance()
         manifest["audits_passed"] = run_audits(tmp, manifest)
         progress.advance(bar)
     return manifest
@@ -233,7 +253,7 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed: int) -> pl.DataFrame:
+def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed: int, imported=None) -> pl.DataFrame:
     """Attrition over the inclusion steps, then ``cohort`` = candidates passing all steps, with their split."""
     cols = _columns(con, "candidates")
     needed = ["sample_id", "subject_id", "index_time", "prediction_time", "window_start_time"]
@@ -264,7 +284,8 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
         r[0]
         for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()
     ]
-    con.register("split_assignment", assign_splits(subjects, seed).to_arrow())
+    splits = assign_splits(subjects, seed) if imported is None else imported.split_assignment(subjects, seed)
+    con.register("split_assignment", splits.to_arrow())
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
     for c in cols:
