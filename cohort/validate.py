@@ -1,0 +1,213 @@
+"""Raw rows checked where they enter: the rules each source declares with its FileSpecs, for every source alike.
+
+One grouped scan per declared file (grouped by its key, so duplicates cost no second pass) counts every broken
+rule and keeps one example key per rule. What a broken rule gets (docs/reliability.md, "Bad input"):
+
+* ``key`` duplicated or null, a ``not_null`` column null, a value outside ``allowed`` / ``ranges`` /
+  ``patterns``: the download is corrupt or mis-read (a file appended twice, a shifted column, an age of 999),
+  and a researcher expects that to stop the build. One MedmodalError naming file, column and an example key.
+* an ``ordered`` (start, end) pair broken (end missing or before start, e.g. ``outtime < intime``): the kind of
+  data-quality flaw real releases have. The rows are kept in their views (dropping them would silently change,
+  say, which admission is a subject's first); the samples built on them leave at one attrition step
+  ``valid_<view>`` per file, counted in attrition.parquet, warned about and listed in the manifest.
+
+Messages carry ids only, never a value from a row: a bad value may be anything, including note text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from medmodal.cohort.runner import Located, query, sql_literal
+from medmodal.common import MedmodalError
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9 ._:,>=-]{1,120}")
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """Rows of one file that break an ``ordered`` rule; their link keys sit in DuckDB table ``table``."""
+
+    item: Located
+    rule: str  # in words, e.g. "dischtime missing or before admittime"
+    n_rows: int
+    example: str | None
+    table: str
+    link: tuple[str, ...]  # columns of ``table``: the file's key, plus subject_id when the file has one
+
+    @property
+    def step(self) -> str:
+        return f"valid_{self.item.spec.view}"
+
+
+def _q(col: str) -> str:
+    return '"' + col.replace('"', '""') + '"'
+
+
+def _text(col: str) -> str:
+    return f"trim(CAST({_q(col)} AS VARCHAR))"
+
+
+def _example_sql(cols: list[str]) -> str:
+    if not cols:
+        return "CAST(NULL AS VARCHAR)"
+    parts = ", ".join(f"{sql_literal(c + ' ')} || CAST({_q(c)} AS VARCHAR)" for c in cols)
+    return f"concat_ws(', ', {parts})"
+
+
+def _id_columns(item: Located, exclude: str | None = None) -> list[str]:
+    """The columns that name a row in an example: the key, then the other *id columns, at most two."""
+    spec = item.spec
+    cols = [*spec.key, *(c for c in spec.columns if c.lower().endswith("id") and c not in spec.key)]
+    return [c for c in dict.fromkeys(cols) if c != exclude][:2]
+
+
+def _safe(example: str | None) -> str | None:
+    # ids are fine to print; anything else that ended up in an id column (a shifted row) is withheld
+    if example is None:
+        return None
+    return example if _SAFE_ID.fullmatch(example) else "an id withheld (not id-like)"
+
+
+def _ordered_sql(start: str, end: str) -> str:
+    s = start if _is_literal(start) else _q(start)
+    return f"({s} IS NULL OR {_q(end)} IS NULL OR {_q(end)} < {s})"
+
+
+def _is_literal(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _rules(item: Located) -> list[tuple[str, str, str]]:
+    """(field, condition that marks a broken row, what is wrong in words) for every error rule of the file."""
+    spec = item.spec
+    out = []
+    for c in dict.fromkeys([*spec.key, *spec.not_null]):
+        text_null = f" OR {_text(c)} = ''" if spec.columns[c] == "VARCHAR" else ""
+        out.append((c, f"({_q(c)} IS NULL{text_null})", "rows without a value"))
+    for c, values in spec.allowed.items():
+        listed = ", ".join(sql_literal(str(v)) for v in values)
+        shown = ", ".join(str(v) for v in values)
+        out.append(
+            (
+                c,
+                f"({_q(c)} IS NOT NULL AND {_text(c)} <> '' AND {_text(c)} NOT IN ({listed}))",
+                f"rows with a value other than {shown}",
+            )
+        )
+    for c, (lo, hi) in spec.ranges.items():
+        out.append(
+            (c, f"({_q(c)} IS NOT NULL AND ({_q(c)} < {lo!r} OR {_q(c)} > {hi!r}))", f"rows outside [{lo:g}, {hi:g}]")
+        )
+    for c, (regex, meaning) in spec.patterns.items():
+        out.append(
+            (
+                c,
+                f"({_q(c)} IS NOT NULL AND {_text(c)} <> '' AND NOT regexp_full_match({_text(c)}, {sql_literal(regex)}))",
+                f"rows that are not {meaning}",
+            )
+        )
+    return out
+
+
+def check_file(con: duckdb.DuckDBPyConnection, item: Located) -> Flagged | None:
+    """Raise on the first broken error rule of ``item``'s file; return its ``ordered`` breaches, if any."""
+    spec = item.spec
+    rules = _rules(item)
+    ordered = " OR ".join(_ordered_sql(s, e) for s, e in spec.ordered)
+    if not rules and not spec.key and not ordered:
+        return None
+    aggs: list[str] = []
+    for fld, cond, _ in rules:
+        aggs += [f"count(*) FILTER (WHERE {cond})", f"min({_example_sql(_id_columns(item, fld))}) FILTER (WHERE {cond})"]
+    if ordered:
+        aggs += [f"count(*) FILTER (WHERE {ordered})", f"min({_example_sql(_id_columns(item))}) FILTER (WHERE {ordered})"]
+    if spec.key:
+        keys = ", ".join(_q(c) for c in spec.key)
+        present = " AND ".join(f"{_q(c)} IS NOT NULL" for c in spec.key)
+        inner = ", ".join(f"{a} AS a{i}" for i, a in enumerate(aggs))
+        outer = ", ".join(
+            ("sum" if i % 2 == 0 else "min") + f"(a{i})" for i in range(len(aggs))
+        )  # per-key counts add up, per-key examples take the least
+        sql = f"""
+            WITH g AS (SELECT {keys}, count(*) AS n_rows, {inner} FROM {spec.view} GROUP BY ALL)
+            SELECT count(*) FILTER (WHERE n_rows > 1 AND {present}),
+                   min({_example_sql(list(spec.key))}) FILTER (WHERE n_rows > 1 AND {present}), {outer}
+            FROM g"""
+    else:
+        sql = f"SELECT 0, NULL, {', '.join(aggs)} FROM {spec.view}"
+    row = query(con, sql, item)[0]
+    n_dup, dup_example, values = row[0] or 0, row[1], row[2:]
+    # null keys first: a NULL key also makes "duplicates" meaningless
+    for i, (fld, _, what) in enumerate(rules):
+        n, example = int(values[2 * i] or 0), _safe(values[2 * i + 1])
+        if fld in spec.key and n:
+            raise _error(item, fld, n, what, example)
+    if n_dup:
+        more = f" ({n_dup} keys in all)" if n_dup > 1 else ""
+        raise MedmodalError(
+            f"{_safe(dup_example)} appears more than once{more}: the key ({', '.join(spec.key)}) must be unique",
+            path=item.path,
+            field=spec.key[-1],
+        )
+    for i, (fld, _, what) in enumerate(rules):
+        n, example = int(values[2 * i] or 0), _safe(values[2 * i + 1])
+        if n:
+            raise _error(item, fld, n, what, example)
+    if not ordered:
+        return None
+    n_bad, example = int(values[-2] or 0), _safe(values[-1])
+    if not n_bad:
+        return None
+    link = tuple(dict.fromkeys([*spec.key, *(["subject_id"] if "subject_id" in spec.columns else [])]))
+    table = f"_flagged_{spec.view}"
+    cols = ", ".join(_q(c) for c in link) or "1 AS none"
+    query(con, f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {cols} FROM {spec.view} WHERE {ordered}", item)
+    rule = "; ".join(f"{e} missing or before {s}" for s, e in spec.ordered)
+    return Flagged(item=item, rule=rule, n_rows=n_bad, example=example, table=table, link=link)
+
+
+def _error(item: Located, fld: str, n: int, what: str, example: str | None) -> MedmodalError:
+    rows = "1 row" if n == 1 else f"{n} rows"
+    what = what.replace("rows", rows, 1)
+    return MedmodalError(what + (f" (e.g. {example})" if example else ""), path=item.path, field=fld)
+
+
+def check_files(con: duckdb.DuckDBPyConnection, located: Iterable[Located]) -> list[Flagged]:
+    """Every present file's declared rules; errors raise, ``ordered`` breaches come back for the attrition."""
+    flagged = []
+    for item in located:
+        if item.path is None:
+            continue
+        hit = check_file(con, item)
+        if hit is not None:
+            flagged.append(hit)
+    return flagged
+
+
+def exclusion_condition(con: duckdb.DuckDBPyConnection, flag: Flagged, candidate_columns: list[str]) -> str | None:
+    """SQL condition on ``candidates`` keeping the samples not built on ``flag``'s rows (None: no link column).
+
+    A sample is linked by the file's key when the candidates carry it (an admission's hadm_id), else by subject
+    (an ICU stay's outtime broken in a readmission cohort, whose samples are admissions): conservative, since
+    the task SQL may have used any row of that subject."""
+    cols = [c for c in flag.item.spec.key if c in candidate_columns] if flag.item.spec.key else []
+    if not cols or len(cols) != len(flag.item.spec.key):
+        cols = ["subject_id"] if "subject_id" in flag.link and "subject_id" in candidate_columns else []
+    if not cols:
+        return None
+    on = " AND ".join(f"c.{_q(c)} = f.{_q(c)}" for c in cols)
+    samples = f"{flag.table}_samples"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {samples} AS "
+        f"SELECT DISTINCT c.sample_id FROM candidates AS c JOIN {flag.table} AS f ON {on}"
+    )
+    return f"sample_id NOT IN (SELECT sample_id FROM {samples})"
