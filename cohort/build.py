@@ -357,8 +357,7 @@ def _refuse_empty(rows: list[tuple[str, str, int, int]], src: Source, located: l
         raise MedmodalError("no subjects at all (the file has a header but no rows?)", path=where)
     kept = rows[rows.index(step) - 1]
     raise MedmodalError(
-        f"no samples left after attrition step '{step[0]}' ({step[1]}); '{kept[0]}' before it had "
-        f"{kept[3]} samples"
+        f"no samples left after attrition step '{step[0]}' ({step[1]}); '{kept[0]}' before it had {kept[3]} samples"
     )
 
 

@@ -108,13 +108,8 @@ def _rules(item: Located) -> list[tuple[str, str, str]]:
             (c, f"({_q(c)} IS NOT NULL AND ({_q(c)} < {lo!r} OR {_q(c)} > {hi!r}))", f"rows outside [{lo:g}, {hi:g}]")
         )
     for c, (regex, meaning) in spec.patterns.items():
-        out.append(
-            (
-                c,
-                f"({_q(c)} IS NOT NULL AND {_text(c)} <> '' AND NOT regexp_full_match({_text(c)}, {sql_literal(regex)}))",
-                f"rows that are not {meaning}",
-            )
-        )
+        bad = f"NOT regexp_full_match({_text(c)}, {sql_literal(regex)})"
+        out.append((c, f"({_q(c)} IS NOT NULL AND {_text(c)} <> '' AND {bad})", f"rows that are not {meaning}"))
     return out
 
 
@@ -125,11 +120,13 @@ def check_file(con: duckdb.DuckDBPyConnection, item: Located) -> Flagged | None:
     ordered = " OR ".join(_ordered_sql(s, e) for s, e in spec.ordered)
     if not rules and not spec.key and not ordered:
         return None
-    aggs: list[str] = []
+    aggs: list[str] = []  # pairs: how many rows break the rule, and the least example key among them
     for fld, cond, _ in rules:
-        aggs += [f"count(*) FILTER (WHERE {cond})", f"min({_example_sql(_id_columns(item, fld))}) FILTER (WHERE {cond})"]
+        example = _example_sql(_id_columns(item, fld))
+        aggs += [f"count(*) FILTER (WHERE {cond})", f"min({example}) FILTER (WHERE {cond})"]
     if ordered:
-        aggs += [f"count(*) FILTER (WHERE {ordered})", f"min({_example_sql(_id_columns(item))}) FILTER (WHERE {ordered})"]
+        example = _example_sql(_id_columns(item))
+        aggs += [f"count(*) FILTER (WHERE {ordered})", f"min({example}) FILTER (WHERE {ordered})"]
     if spec.key:
         keys = ", ".join(_q(c) for c in spec.key)
         present = " AND ".join(f"{_q(c)} IS NOT NULL" for c in spec.key)

@@ -36,6 +36,7 @@ DX_VALUES = {
     "MCI to Dementia": "Dementia",
     "NL to Dementia": "Dementia",
 }
+_CSF = r"[<>]?\s*[0-9]+(\.[0-9]+)?"
 ADNIMERGE = FileSpec(
     "adnimerge",
     "adni",
@@ -101,10 +102,7 @@ ADNIMERGE = FileSpec(
     allowed={"DX": tuple(DX_VALUES)},
     ranges={"AGE": (0, 130), "PTEDUCAT": (0, 40), "APOE4": (0, 2)},
     # CSF assays are numbers or detection bounds of the Elecsys / AlzBio3 ranges, e.g. ">1700", "<80"
-    patterns={
-        c: (r"[<>]?\s*[0-9]+(\.[0-9]+)?", "a number or a detection bound such as '>1700' / '<200'")
-        for c in ("ABETA", "TAU", "PTAU")
-    },
+    patterns=dict.fromkeys(("ABETA", "TAU", "PTAU"), (_CSF, "a number or a detection bound such as '>1700' / '<200'")),
 )
 
 _DATED = re.compile(r"^ADNIMERGE_[^/]+$")
