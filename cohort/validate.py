@@ -173,8 +173,8 @@ def check_file(con: duckdb.DuckDBPyConnection, item: Located) -> Flagged | None:
 
 
 def _error(item: Located, fld: str, n: int, what: str, example: str | None) -> MedmodalError:
-    rows = "1 row" if n == 1 else f"{n} rows"
-    what = what.replace("rows", rows, 1)
+    what = what.replace("rows that are", "1 row that is", 1) if n == 1 else what
+    what = what.replace("rows", "1 row" if n == 1 else f"{n} rows", 1)
     return MedmodalError(what + (f" (e.g. {example})" if example else ""), path=item.path, field=fld)
 
 
