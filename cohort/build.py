@@ -101,7 +101,11 @@ def build_cohort(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             con = connect(work, memory_limit=memory_limit, threads=threads)
             try:
-                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version)
+                manifest = _build(
+                    con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version, out=out
+                )
+            except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
+                raise translate_error(err, located, sql_file=f"{source}/{spec.name} build", con=con) from None
             finally:
                 con.close()
             manifest["created_at"] = started.isoformat(timespec="seconds")
@@ -162,6 +166,7 @@ def _build(
     *,
     seed: int,
     dataset_version: str | None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
@@ -226,7 +231,7 @@ def _build(
         root = src.image_root(roots)
         manifest["image_root"] = None if root is None else str(root)
         manifest["data_quality"] = data_quality
-        manifest["audits_passed"] = run_audits(tmp, manifest)
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)
         progress.advance(bar)
     return manifest
 
