@@ -27,7 +27,7 @@ from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, 
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
-from medmodal.cohort.validate import Flagged, check_files, exclusion_condition
+from medmodal.cohort.validate import Flagged, apply_exclusions, check_files, exclude_untimed
 from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
 
 OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
@@ -258,46 +258,15 @@ def _make_cohort(
     conds: list[str] = []
     n_s, n_x = con.execute("SELECT count(DISTINCT subject_id), count(*) FROM candidates").fetchone()
     rows.append(("index_event", spec.index_event, n_s, n_x))
-    data_quality = []
-    for flag in flagged:  # before the clinical steps: the rows behind these samples are not usable at all
-        cond = exclusion_condition(con, flag, cols)
-        n_before = rows[-1][3]
-        if cond is not None:
-            conds.append(cond)
-            n_s, n_x = con.execute(
-                f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
-            ).fetchone()
-            if n_x < n_before:
-                rows.append((flag.step, f"{flag.item.spec.view} rows usable ({flag.rule}: excluded)", n_s, n_x))
-        excluded = n_before - n_x if cond is not None else 0
-        rows_word = "1 row" if flag.n_rows == 1 else f"{flag.n_rows} rows"
-        effect = (
-            f"{excluded} samples excluded at attrition step '{flag.step}'"
-            if excluded
-            else "no sample of this task is built on them"
-        )
-        console.print(
-            f"[yellow]warning[/yellow]: {flag.item.path}: {rows_word} with {flag.rule}"
-            + (f" (e.g. {flag.example})" if flag.example else "")
-            + f"; {effect}",
-            soft_wrap=True,
-        )
-        data_quality.append(
-            {
-                "file": str(flag.item.path),
-                "rule": flag.rule,
-                "rows": flag.n_rows,
-                "example": flag.example,
-                "step": flag.step if excluded else None,
-                "samples_excluded": excluded,
-            }
-        )
+    data_quality = apply_exclusions(con, flagged, cols, conds, rows)
     for s in spec.inclusion:
         conds.append(f'coalesce("incl_{s.step}", false)')
         n_s, n_x = con.execute(
             f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
         ).fetchone()
         rows.append((s.step, s.description, n_s, n_x))
+    if (untimed := exclude_untimed(con, cols, conds, rows)) is not None:
+        data_quality.append(untimed)
     _refuse_empty(rows, src, located)
     attrition = pl.DataFrame(
         rows,
@@ -337,7 +306,7 @@ def _make_cohort(
     if dup:
         raise MedmodalError(f"task SQL yields sample_id '{dup[0]}' twice", path=spec.sql_file(src.name))
     # the raw rules catch the usual causes first; this is the backstop for whatever the task SQL derives
-    for col in ("subject_id", "index_time", "prediction_time", *(lab.name for lab in spec.labels)):
+    for col in ("subject_id", *(lab.name for lab in spec.labels)):
         n, example = con.execute(f'SELECT count(*), min(sample_id) FROM cohort WHERE "{col}" IS NULL').fetchone()
         if n:
             raise MedmodalError(

@@ -19,13 +19,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import duckdb
 
 from medmodal.cohort.runner import Located, query, sql_literal
-from medmodal.common import MedmodalError
+from medmodal.common import MedmodalError, console
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9 ._:,>=-]{1,120}")
+_SAFE_ID = re.compile(r"[A-Za-z0-9 ._:,-]{1,120}")
 
 
 @dataclass(frozen=True)
@@ -208,3 +210,83 @@ def exclusion_condition(con: duckdb.DuckDBPyConnection, flag: Flagged, candidate
         f"SELECT DISTINCT c.sample_id FROM candidates AS c JOIN {flag.table} AS f ON {on}"
     )
     return f"sample_id NOT IN (SELECT sample_id FROM {samples})"
+
+
+def _step(con: duckdb.DuckDBPyConnection, conds: list[str], rows: list, name: str, description: str, cond: str) -> int:
+    """Add ``cond`` to the attrition; its row only when it removed samples. Returns how many it removed."""
+    before = rows[-1][3]
+    conds.append(cond)
+    n_s, n_x = con.execute(
+        f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
+    ).fetchone()
+    if n_x < before:
+        rows.append((name, description, n_s, n_x))
+    return before - n_x
+
+
+def _warn(where: str, what: str, example: str | None, step: str, excluded: int) -> None:
+    effect = f"{excluded} samples excluded at attrition step '{step}'" if excluded else "no sample is built on them"
+    more = f" (e.g. {example})" if example else ""
+    console.print(f"[yellow]warning[/yellow]: {where}: {what}{more}; {effect}", soft_wrap=True)
+
+
+TIMES = ("index_time", "prediction_time", "window_start_time")
+
+
+def apply_exclusions(
+    con: duckdb.DuckDBPyConnection,
+    flagged: Iterable[Flagged],
+    candidate_columns: list[str],
+    conds: list[str],
+    rows: list[tuple[str, str, int, int]],
+) -> list[dict[str, Any]]:
+    """The data-quality steps of the attrition, placed before the task's clinical steps: one per flagged file.
+    Each appends its condition to ``conds`` and, when it removed samples, its row to ``rows``; each prints one
+    warning. Returns the manifest's ``data_quality`` entries."""
+    entries = []
+    step = partial(_step, con, conds, rows)
+
+    for flag in flagged:
+        cond = exclusion_condition(con, flag, candidate_columns)
+        excluded = (
+            0 if cond is None else step(flag.step, f"excluded: {flag.item.spec.view} rows with {flag.rule}", cond)
+        )
+        rows_word = "1 row" if flag.n_rows == 1 else f"{flag.n_rows} rows"
+        _warn(str(flag.item.path), f"{rows_word} with {flag.rule}", flag.example, flag.step, excluded)
+        entries.append(
+            {
+                "file": str(flag.item.path),
+                "rule": flag.rule,
+                "rows": flag.n_rows,
+                "example": flag.example,
+                "step": flag.step if excluded else None,
+                "samples_excluded": excluded,
+            }
+        )
+    return entries
+
+
+def exclude_untimed(
+    con: duckdb.DuckDBPyConnection,
+    candidate_columns: list[str],
+    conds: list[str],
+    rows: list[tuple[str, str, int, int]],
+) -> dict[str, Any] | None:
+    """The last attrition step, ``valid_times``: a sample that survived the task's own steps but cannot be placed
+    on the timeline (a raw value no rule covers, an offset the SQL could not place) leaves, counted and warned
+    about, instead of carrying a null time downstream. After the task's steps, so that a task that names its own
+    (ADNI's ``dated``) keeps them. Returns the manifest's ``data_quality`` entry, or None."""
+    known = " AND ".join(f'"{t}" IS NOT NULL' for t in TIMES if t in candidate_columns)
+    where = " AND ".join(conds) or "TRUE"
+    n_bad, example = con.execute(
+        f"SELECT count(*), min(sample_id) FROM candidates WHERE {where} AND NOT ({known})"
+    ).fetchone()
+    if n_bad:
+        rule = f"{', '.join(TIMES)} known"
+        excluded = _step(con, conds, rows, "valid_times", rule, known)
+        _warn(
+            "task SQL", f"{n_bad} samples without {' / '.join(TIMES)}", f"sample_id {example}", "valid_times", excluded
+        )
+        entry = {"rule": rule, "rows": n_bad, "example": example, "step": "valid_times", "samples_excluded": excluded}
+        return {"file": None, **entry}
+    return None

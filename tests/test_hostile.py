@@ -167,6 +167,9 @@ CASES = [
          eicu(E24, lambda r: set_value(r / "patient.csv", 0, "unitdischargeoffset", "-5")),
          0, ("patient.csv", "unitdischargeoffset missing or before 0", "'valid_patient'"),
          check=attrition_has("valid_patient", 1)),
+    Case("eicu-stay-off-the-clock", "6",  # no rule covers it; the sample cannot be placed on the timeline
+         eicu(E24, lambda r: [set_value(r / "patient.csv", i, "hospitaladmitoffset", "") for i in (4, 5)]),
+         0, ("task SQL", "samples without index_time", "'valid_times'"), check=attrition_has("valid_times", 1)),
     # ---- item 5: ids used as path parts are checked; image paths stay inside the CXR root, regular files only
     Case("mimic-dicom-id-path-escape", "5", mimic(RA, lambda r: set_value(r / CXR, 0, "dicom_id", "../../../../x")),
          1, ("mimic-cxr-2.0.0-metadata.csv", "field 'dicom_id'", "a DICOM id", "subject_id 10000007"),
