@@ -25,6 +25,7 @@ from hostile import (  # tests/hostile.py
     MIMIC,
     Case,
     Ctx,
+    Run,
     append_line,
     attrition_has,
     bad_json_cohort,
@@ -66,6 +67,17 @@ ADM, PAT, ICU, CXR = "hosp/admissions.csv", "hosp/patients.csv", "icu/icustays.c
 SIM, DEMO = {"raw": Ctx.simulated}, {"raw": lambda name: lambda ctx: ctx.demo(name)}
 NOT_UTF8 = ("not UTF-8",)
 ESCAPED = ("path outside the image root",)
+
+
+def report(mutate):
+    """``cohort report`` on a broken copy of the built cohort (its output is the terminal: nothing to leave)."""
+
+    def setup(ctx: Ctx) -> Run:
+        cohort = ctx.cohort()
+        mutate(cohort)
+        return Run(["cohort", "report", str(cohort)], ctx.tmp / "no-output")
+
+    return setup
 
 
 def first_row_plus(rel: str, extra: str):
@@ -194,6 +206,11 @@ CASES = [
          featurize_image(lambda ctx, c: cut("images.parquet", lambda n: 60)(c)),
          1, ("images.parquet", "unreadable Parquet")),
     Case("cohort-manifest-not-json", "7", featurize_structured(bad_json_cohort),
+         1, ("manifest.json", "unreadable JSON"), not_in_line=("oops",)),
+    Case("report-attrition-truncated", "7", report(lambda c: cut("attrition.parquet", lambda n: n // 2)(c)),
+         1, ("attrition.parquet", "unreadable Parquet")),
+    Case("report-manifest-not-json", "7",
+         report(lambda c: (c / "manifest.json").write_text('{"source": "mimic_iv", oops')),
          1, ("manifest.json", "unreadable JSON"), not_in_line=("oops",)),
     Case("featurize-store-is-a-file", "7", featurize_structured(ts0_cohort, store_is_file=True),
          1, ("store", "is not a folder")),
