@@ -104,6 +104,35 @@ def cohort_build(
     console.print(f"wrote {path}")
 
 
+@cohort_app.command("validate")
+@friendly
+def cohort_validate(
+    source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv or eicu."),
+    raw: Path = typer.Option(..., "--raw", help="Raw data root, as for `cohort build`."),
+    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
+    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
+    checksums: bool = typer.Option(False, "--checksums", help="Also verify each project's SHA256SUMS.txt."),
+    dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    threads: int | None = typer.Option(None, "--threads", help="DuckDB threads for the row counts (default: all)."),
+) -> None:
+    """Check a download against its release: files, gzip, headers, row counts, dictionaries (exit 1 if a needed
+    table is wrong)."""
+    from medmodal.cohort.validate import format_validation, validate_raw
+
+    report = validate_raw(
+        source,
+        raw,
+        note_root=note_root,
+        cxr_root=cxr_root,
+        checksums=checksums,
+        dataset_version=dataset_version,
+        threads=threads,
+    )
+    out_console.print(format_validation(report))
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @cohort_app.command("report")
 @friendly
 def cohort_report(
@@ -147,6 +176,7 @@ def simulate_cmd(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
     from medmodal.simulate import simulate
@@ -166,6 +196,7 @@ def simulate_cmd(
         images=not no_images,
         image_size=image_size,
         overwrite=overwrite,
+        release=release,
         **pairs,
     )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
@@ -416,35 +447,55 @@ def evaluate_cmd(
 @app.command("report")
 @friendly
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory of a dfd or cdmm run."),
-    truth: Path | None = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
+    path: Path = typer.Argument(
+        ..., help="A cohort directory, a run directory (train or evaluate output) or a benchmark output folder."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="The HTML file to write (one self-contained page)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for a run page's curve bands."),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Simulator truth.parquet: colour the t-SNE by its confounder."
+    ),
     confounder: str = typer.Option("C", "--confounder", help="truth.parquet column to colour by."),
     color_by: str | None = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
-    cohort: Path | None = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="t-SNE on another cohort directory (default: the run's)."
+    ),
     store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
-    split: str = typer.Option("test", "--split", help="train | val | test | all"),
-    max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
+    split: str = typer.Option("test", "--split", help="t-SNE split: train | val | test | all"),
+    max_points: int = typer.Option(2000, "--max-points", help="t-SNE: subsample to at most this many samples."),
     iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
-    from medmodal.models.report import report
+    """An offline HTML page of a cohort, run or benchmark folder (--out); without --out, a dfd/cdmm run's t-SNE of
+    causal vs biased features (PNG + JSON in RUN_DIR/report)."""
+    tsne = None
+    if truth is not None or color_by is not None:
+        tsne = {
+            "truth": truth,
+            "confounder": confounder,
+            "color_by": color_by,
+            "cohort_dir": cohort,
+            "store": store,
+            "split": split,
+            "max_points": max_points,
+            "iterations": iterations,
+            "seed": seed,
+            "device": device,
+        }
+    if out is None:
+        if tsne is None:
+            raise MedmodalError("give --out report.html for a page, or --truth / --color-by for a run's t-SNE figure")
+        from medmodal.models.report import report
 
-    where = report(
-        run_dir,
-        truth=truth,
-        confounder=confounder,
-        color_by=color_by,
-        cohort_dir=cohort,
-        store=store,
-        split=split,
-        max_points=max_points,
-        iterations=iterations,
-        seed=seed,
-        device=device,
-    )
-    console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        where = report(path, **tsne)
+        console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        return
+    from medmodal.report import write_report
+
+    written, kind = write_report(path, out, overwrite=overwrite, n_boot=n_boot, tsne=tsne)
+    console.print(f"wrote {written} ({kind} page, {written.stat().st_size / 1024:.0f} KiB)")
 
 
 @benchmark_app.command("shift")

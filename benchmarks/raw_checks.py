@@ -1,4 +1,4 @@
-"""What validating raw rows where they enter costs: the declared FileSpec rules (cohort/validate.py) against the
+"""What validating raw rows where they enter costs: the declared FileSpec rules (cohort/rules.py) against the
 whole build of one task, both measured in the same run (prints a table of ratios).
 
     python benchmarks/raw_checks.py                                   # simulated MIMIC-IV, eICU, ADNI at 5k
@@ -23,8 +23,8 @@ from rich.table import Table
 
 from medmodal.cohort import build_cohort
 from medmodal.cohort.base import SOURCES
+from medmodal.cohort.rules import check_files
 from medmodal.cohort.runner import connect, locate, register_views
-from medmodal.cohort.validate import check_files
 from medmodal.simulate import simulate
 
 TASK = {"mimic_iv": "readmission_30d", "eicu": "icu_mortality_24h", "adni": "diagnosis_3class"}

@@ -55,7 +55,7 @@ class FileSpec:
     columns: Mapping[str, str]
     required: tuple[str, ...]
     optional: bool = False  # an absent optional file is an empty view, its modality marked absent
-    # What the rows must satisfy, checked where the data enters (cohort/validate.py; docs/reliability.md "Bad
+    # What the rows must satisfy, checked where the data enters (cohort/rules.py; docs/reliability.md "Bad
     # input"). A broken key / not_null / allowed / ranges / patterns rule means a corrupt or mis-read download:
     # the build stops, naming file, column and one example key (never a value). An ``ordered`` (start, end) pair
     # that a row breaks (end missing or before start) is a data-quality exclusion: counted, warned about, and the

@@ -25,9 +25,10 @@ import medmodal
 from medmodal.cohort.audits import run_audits
 from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
+from medmodal.cohort.preflight import run_preflight
+from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
-from medmodal.cohort.validate import Flagged, apply_exclusions, check_files, exclude_untimed
 from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
 
 OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
@@ -177,6 +178,12 @@ def _build(
     except duckdb.Error as err:  # a source's own queries: still one line naming the raw file
         raise translate_error(err, located, sql_file=f"{src.name} value checks", con=con) from None
     params = _params(src, spec, roots, version)
+    # The cheap half of `cohort validate` (headers, the variable map against the release's dictionaries), before
+    # any heavy SQL; an item the dictionaries reject feeds nothing (docs/cohort.md, "Before you build").
+    preflight = run_preflight(con, src, located, roots, raw, version, params)
+    params["variable_map_excluded"] = preflight.excluded_keys
+    for line in preflight.warnings():
+        console.print(f"[yellow]check[/yellow]: {line}", soft_wrap=True)
     sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
@@ -231,6 +238,7 @@ def _build(
         root = src.image_root(roots)
         manifest["image_root"] = None if root is None else str(root)
         manifest["data_quality"] = data_quality
+        manifest["preflight"] = preflight.manifest()
         manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)
         progress.advance(bar)
     return manifest

@@ -1,7 +1,7 @@
 """ADNI (Alzheimer's Disease Neuroimaging Initiative) from its merged longitudinal table ADNIMERGE.
 
 Relational work is in ``sql/adni/``; this module lists the columns with their types, declares the rules the rows
-must satisfy (the visit key, the DX spellings and censored CSF values the SQL parses; cohort/validate.py checks
+must satisfy (the visit key, the DX spellings and censored CSF values the SQL parses; cohort/rules.py checks
 them) and reads the export date. Layout: ``--raw ROOT`` holding
 ``ADNIMERGE.csv`` (or ``.csv.gz``); the LONI download's dated name ``ADNIMERGE_<date>.csv`` is found too (the
 newest by name when several are there). One row per visit (RID + VISCODE); the subject is RID. Visit time is

@@ -2,7 +2,7 @@
 
 Relational work is in ``sql/eicu/``; this module lists the files with their types, declares the rules the rows
 must satisfy (the stay key, the ``age`` text the SQL parses, a unit discharge not before admission; checked by
-cohort/validate.py) and detects the release. Layout (PhysioNet's): every table is one file in ROOT
+cohort/rules.py) and detects the release. Layout (PhysioNet's): every table is one file in ROOT
 (``patient.csv.gz``, ``lab.csv.gz``, ...). The unit of a sample is a unit stay (``patientunitstayid``); the
 subject is ``uniquepid``, a string such as ``002-34851``.
 
