@@ -8,6 +8,7 @@ wrote its outputs. The library never imports this module.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +31,26 @@ app.add_typer(featurize_app, name="featurize")
 app.add_typer(benchmark_app, name="benchmark")
 
 
+# Libraries whose exceptions mean "this input could not be read". The library turns them into MedmodalErrors
+# naming file and field where it reads; this is the backstop for a place it missed: still one line, and only the
+# error's type and file, since their messages may quote a value from the row (docs/reliability.md).
+_INPUT_ERROR_MODULES = {"duckdb", "safetensors", "polars", "pyarrow", "json"}
+
+
+def _input_error(err: BaseException) -> str | None:
+    if isinstance(err, OSError):
+        what = err.strerror or type(err).__name__
+        return f"{err.filename}: {what}" if err.filename else what
+    if type(err).__module__.lstrip("_").split(".")[0] in _INPUT_ERROR_MODULES:
+        return (
+            f"could not read an input ({type(err).__name__}); set MEDMODAL_DEBUG=1 for the traceback "
+            "and please report where this was not named"
+        )
+    return None
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn a MedmodalError into one red line on stderr and exit code 1."""
+    """Turn a MedmodalError (or an unnamed read error of a data library) into one red line and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -39,6 +58,12 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except MedmodalError as err:
             console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Exception as err:
+            line = None if os.environ.get("MEDMODAL_DEBUG") else _input_error(err)
+            if line is None:
+                raise
+            console.print(f"[red]error:[/red] {' '.join(line.split())}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
