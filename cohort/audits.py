@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from medmodal.cohort.runner import scrub
 from medmodal.common import MedmodalError
 
 
@@ -38,9 +39,14 @@ def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalEr
     return MedmodalError(f"audit '{check}' failed: {n} {what}{more}", path=path)
 
 
-def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
-    """Run every audit; return the names of the checks that passed (all of them, or raise)."""
+def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: str | Path | None = None) -> list[str]:
+    """Run every audit; return the names of the checks that passed (all of them, or raise).
+
+    ``shown_as``: the folder errors name instead of ``cohort_dir`` - the build audits its temporary folder, which
+    is gone by the time the user reads the message, so it names the output that was not written."""
     d = Path(cohort_dir)
+    shown = Path(shown_as) if shown_as is not None else d
+    suffix = " (build stopped; nothing written)" if shown_as is not None else ""
     modalities: list[str] = manifest["modalities"]
     kinds: dict[str, str] = manifest["modality_kinds"]
     grace = {m: float(manifest["time_rules"].get(m, {}).get("grace_hours", 0.0)) for m in modalities}
@@ -56,7 +62,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
         def check(name: str, path: Path, what: str, sql: str) -> None:
             n, example = con.execute(f"SELECT count(*), min(example) FROM ({sql})").fetchone()
             if n:
-                raise _fail(name, path, what, n, example)
+                raise _fail(name, shown / path.name, what + suffix, n, example)
             passed.append(name)
 
         cohort_path = d / "cohort.parquet"
@@ -173,6 +179,9 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
             f"OR pattern <> {bits} OR n_observed <> {count}",
         )
         return passed
+    except duckdb.Error as err:  # a hand-edited or truncated cohort file (audit_cohort_dir): one line, no values
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MedmodalError(f"audits could not read the cohort files ({scrub(first)})", path=shown) from None
     finally:
         con.close()
 

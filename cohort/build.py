@@ -25,7 +25,9 @@ import medmodal
 from medmodal.cohort.audits import run_audits
 from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
-from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
+from medmodal.cohort.preflight import run_preflight
+from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
+from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
 from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
 
@@ -45,11 +47,13 @@ def build_cohort(
     seed: int = 0,
     overwrite: bool = True,
     dataset_version: str | None = None,
+    imported: Any = None,
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
     ``task="all"`` builds every task of the source into ``out/<task>/``. ``dataset_version`` overrides the
-    release detection (e.g. "3.1"). Raises MedmodalError (one line) on bad input; leaves no partial output.
+    release detection (e.g. "3.1"). ``imported`` (cohort/meds_import.ImportedLabels) supplies the labels of a
+    task built from a MEDS label file. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
     src = SOURCES.get(source)()
     out = Path(out)
@@ -78,6 +82,8 @@ def build_cohort(
     unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
     if unknown:
         raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{source}' lacks")
+    if dataset_version is not None:
+        src.check_version(dataset_version)
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
@@ -98,7 +104,21 @@ def build_cohort(
         with atomic_dir(out, overwrite=overwrite) as tmp:
             con = connect(work, memory_limit=memory_limit, threads=threads)
             try:
-                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version)
+                manifest = _build(
+                    con,
+                    src,
+                    spec,
+                    raw,
+                    roots,
+                    located,
+                    tmp,
+                    seed=seed,
+                    dataset_version=dataset_version,
+                    imported=imported,
+                    out=out,
+                )
+            except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
+                raise translate_error(err, located, sql_file=f"{source}/{spec.name} build", con=con) from None
             finally:
                 con.close()
             manifest["created_at"] = started.isoformat(timespec="seconds")
@@ -159,12 +179,26 @@ def _build(
     *,
     seed: int,
     dataset_version: str | None,
+    imported: Any = None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
-    src.check_values(con, located)
-    version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
+    if imported is not None:
+        imported.register(con)  # the `meds_labels` relation the label-linking SQL reads
+    try:
+        flagged = check_files(con, located)
+        src.check_values(con, located)
+        version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
+    except duckdb.Error as err:  # a source's own queries: still one line naming the raw file
+        raise translate_error(err, located, sql_file=f"{src.name} value checks", con=con) from None
     params = _params(src, spec, roots, version)
+    # The cheap half of `cohort validate` (headers, the variable map against the release's dictionaries), before
+    # any heavy SQL; an item the dictionaries reject feeds nothing (docs/cohort.md, "Before you build").
+    preflight = run_preflight(con, src, located, roots, raw, version, params)
+    params["variable_map_excluded"] = preflight.excluded_keys
+    for line in preflight.warnings():
+        console.print(f"[yellow]check[/yellow]: {line}", soft_wrap=True)
     sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
@@ -189,8 +223,10 @@ def _build(
             step(p.stem)
             run_sql_file(con, p, params, located)
             progress.advance(bar)
+        if imported is not None:
+            imported.check(con)  # unknown subjects, prediction times outside the record: errors, not exclusions
         step("cohort, splits, attrition")
-        attrition = _make_cohort(con, src, spec, located, seed)
+        attrition, data_quality = _make_cohort(con, src, spec, located, seed, flagged, imported)
         progress.advance(bar)
         for p in post_files:
             step(p.stem)
@@ -216,7 +252,13 @@ def _build(
             seed,
             sql_files + post_files,
         )
-        manifest["audits_passed"] = run_audits(tmp, manifest)
+        root = src.image_root(roots)
+        manifest["image_root"] = None if root is None else str(root)
+        manifest["data_quality"] = data_quality
+        manifest["preflight"] = preflight.manifest()
+        if imported is not None:
+            manifest["imported_labels"] = imported.provenance()
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)
         progress.advance(bar)
     return manifest
 
@@ -225,8 +267,17 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed: int) -> pl.DataFrame:
-    """Attrition over the inclusion steps, then ``cohort`` = candidates passing all steps, with their split."""
+def _make_cohort(
+    con,
+    src: Source,
+    spec: TaskSpec,
+    located: list[Located],
+    seed: int,
+    flagged: Sequence[Flagged] = (),
+    imported: Any = None,
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Attrition over the data-quality and inclusion steps, then ``cohort`` = candidates passing all steps, with
+    their split. Returns the attrition table and what each data-quality exclusion did (for the manifest)."""
     cols = _columns(con, "candidates")
     needed = ["sample_id", "subject_id", "index_time", "prediction_time", "window_start_time"]
     needed += [lab.column for lab in spec.labels] + list(src.subgroups) + [f"incl_{s.step}" for s in spec.inclusion]
@@ -240,12 +291,16 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
     conds: list[str] = []
     n_s, n_x = con.execute("SELECT count(DISTINCT subject_id), count(*) FROM candidates").fetchone()
     rows.append(("index_event", spec.index_event, n_s, n_x))
+    data_quality = apply_exclusions(con, flagged, cols, conds, rows)
     for s in spec.inclusion:
         conds.append(f'coalesce("incl_{s.step}", false)')
         n_s, n_x = con.execute(
             f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
         ).fetchone()
         rows.append((s.step, s.description, n_s, n_x))
+    if (untimed := exclude_untimed(con, cols, conds, rows)) is not None:
+        data_quality.append(untimed)
+    _refuse_empty(rows, src, located)
     attrition = pl.DataFrame(
         rows,
         schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
@@ -256,7 +311,8 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
         r[0]
         for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()
     ]
-    con.register("split_assignment", assign_splits(subjects, seed).to_arrow())
+    splits = assign_splits(subjects, seed) if imported is None else imported.split_assignment(subjects, seed)
+    con.register("split_assignment", splits.to_arrow())
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
     for c in cols:
@@ -283,7 +339,34 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
     dup = con.execute("SELECT sample_id FROM cohort GROUP BY 1 HAVING count(*) > 1 LIMIT 1").fetchone()
     if dup:
         raise MedmodalError(f"task SQL yields sample_id '{dup[0]}' twice", path=spec.sql_file(src.name))
-    return attrition
+    # the raw rules catch the usual causes first; this is the backstop for whatever the task SQL derives
+    for col in ("subject_id", *(lab.name for lab in spec.labels)):
+        n, example = con.execute(f'SELECT count(*), min(sample_id) FROM cohort WHERE "{col}" IS NULL').fetchone()
+        if n:
+            raise MedmodalError(
+                f"{n} included samples have no {col} (e.g. sample_id {example}); a raw row it is derived from is "
+                "missing or empty",
+                path=spec.sql_file(src.name),
+                field=col,
+            )
+    return attrition, data_quality
+
+
+def _refuse_empty(rows: list[tuple[str, str, int, int]], src: Source, located: list[Located]) -> None:
+    """A task that ends with no sample is an error naming the step that emptied it (featurize and train would
+    otherwise fail later, far from the cause)."""
+    if rows[-1][3]:
+        return
+    step = next(r for r in rows if r[3] == 0)
+    if step[0] == "population":
+        # the population view is a raw file (patients) or derived from the source's first, main file
+        main = next((it for it in located if it.spec.view == src.population_view), located[0])
+        where = main.path or src.population_view
+        raise MedmodalError("no subjects at all (the file has a header but no rows?)", path=where)
+    kept = rows[rows.index(step) - 1]
+    raise MedmodalError(
+        f"no samples left after attrition step '{step[0]}' ({step[1]}); '{kept[0]}' before it had {kept[3]} samples"
+    )
 
 
 def _copy(con, located: list[Located], select: str, path: Path) -> None:

@@ -25,7 +25,7 @@ from medmodal.featurize import text as _text  # noqa: F401  (kind: text)
 from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
 from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig
 from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import load_cohort_features
+from medmodal.featurize.store import check_store_root, load_cohort_features
 from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig
 from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig
 
@@ -62,6 +62,7 @@ def featurize(
     Each kind's outputs are written as soon as that kind finishes, so a failure in a later kind keeps the
     earlier ones (and every computed item stays in the cache either way).
     """
+    check_store_root(store)
     cohort = CohortInputs.open(cohort_dir)
     wanted_kinds = None if kinds is None else set(kinds)
     wanted_mods = None if modalities is None else set(modalities)
@@ -82,8 +83,12 @@ def featurize(
             continue
         featurizer = FEATURIZERS.get(kind)()
         cfg = configs.get(kind) or featurizer.Config()
-        results = featurizer.run(cohort, mods, store, cfg)
-        summaries.update(write_outputs(cohort, store, results))
+        try:
+            results = featurizer.run(cohort, mods, store, cfg)
+            summaries.update(write_outputs(cohort, store, results))
+        except OSError as err:  # a full disk, a read-only store, a file where a folder must be: one line
+            where = err.filename or store
+            raise MedmodalError(f"cannot read or write ({err.strerror or type(err).__name__})", path=where) from None
     return summaries
 
 

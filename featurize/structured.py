@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError
+from medmodal.common import MedmodalError, console
 from medmodal.featurize.base import FEATURIZERS, ModalityFeatures
 from medmodal.featurize.inputs import CohortInputs
 
@@ -205,6 +205,13 @@ class TimeseriesFeaturizer:
             )
             variables = stats["variable"].to_list()
             dropped = sorted(set(part["variable"].unique().to_list()) - set(variables))
+            if not variables:
+                # a (N, T, 0) tensor carries nothing and no model can take it: not written, and said so
+                console.print(
+                    f"[yellow]{m}: no variable has a value in the train split; not featurized[/yellow]",
+                    soft_wrap=True,
+                )
+                continue
             part = part.filter(pl.col("variable").is_in(variables))
             mean = stats["mean"].to_numpy().astype(np.float64)
             std = stats["std"].fill_null(1.0).to_numpy().astype(np.float64)
