@@ -29,7 +29,8 @@ Baselines beside erm: ``logreg`` (scikit-learn logistic regression on structured
 ``has_*`` flags; see ``shift_report.logreg_cell``) and ``groupdro`` (GroupDRO over missingness pattern × label).
 Resumable: every cell (one environment's data, or one trained run with its predictions) writes its result
 atomically under OUT/work and is skipped when present. Cells run in ``jobs`` worker processes, one torch thread
-each. OUT gets summary.json, benchmark.md (the tables), shift.png (the figure).
+each. OUT gets summary.json, results.csv (one row per strength × scoring set × method × variant × metric),
+benchmark.md (the tables), shift.png (the figure).
 """
 
 from __future__ import annotations
@@ -413,6 +414,7 @@ def run_benchmark(out: str | Path, cfg: ShiftConfig = ShiftConfig()) -> Path:
     summary["seconds_this_call"] = round(time.time() - t_start, 1)
     summary["config"] = asdict(cfg)
     write_json(out / "summary.json", summary)
+    shift_report.results_table(summary).write_csv(out / "results.csv")
     with atomic_file(out / "benchmark.md", "w") as fh:
         fh.write(shift_report.markdown(summary))
     shift_report.plot(summary, out / "shift.png")

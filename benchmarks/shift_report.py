@@ -195,7 +195,36 @@ def summarise(work: Path, cfg, selection: dict[str, Any], names: list[str]) -> d
         lab = load_labels(work, c0, cfg.worlds[0], env)
         scored = lab["label_mask"][:, 0] & ((lab["split"] == "test") if env == "train" else True)
         n["id" if env == "train" else env] = {"n": int(scored.sum()), "n_pos": int(lab["labels"][scored, 0].sum())}
-    return {"labels": names, "primary": primary, "selection": selection, "rows": rows, "oracle": oracle, "n": n}
+    return {"labels": names, "primary": primary, "selection": selection, "cells": rows, "oracle": oracle, "n": n}
+
+
+def results_table(summary: dict[str, Any]):
+    """results.csv: one row per (strength, scoring set, method, variant, metric) with the mean, Δ vs erm and its
+    interval (and Δ vs the full framework for an ablation)."""
+    out = []
+    for r in summary["cells"]:
+        for metric in METRIC_NAMES:
+            e = r["vs_erm"][metric]
+            f = r.get("vs_full", {}).get(metric, {})
+            out.append(
+                {
+                    "c_outcome": r["c_outcome"],
+                    "scoring": r["scoring"],
+                    "method": r["method"],
+                    "variant": r["variant"],
+                    "metric": metric,
+                    "mean": e["a"],
+                    "delta_vs_erm": e["delta"],
+                    "ci_low": e["ci_low"],
+                    "ci_high": e["ci_high"],
+                    "worlds_positive": e["worlds_positive"],
+                    "worlds": e["worlds"],
+                    "delta_vs_full": f.get("delta"),
+                    "full_ci_low": f.get("ci_low"),
+                    "full_ci_high": f.get("ci_high"),
+                }
+            )
+    return pl.DataFrame(out)
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -209,7 +238,7 @@ def _ci(d: dict[str, Any]) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     c0 = cfg["c_outcome"][0]
-    rows = summary["rows"]
+    rows = summary["cells"]
     lines = [
         f"Shift benchmark ({summary['primary']}; backbone {cfg['backbone']}; {len(cfg['worlds'])} worlds × "
         f"{len(cfg['seeds'])} seeds; {cfg['subjects']} subjects per environment; {cfg['epochs']} epochs, hidden "
@@ -298,7 +327,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             ax = axes[row_i][j]
             sel = {
                 r["method"]: r["vs_erm"][metric]
-                for r in summary["rows"]
+                for r in summary["cells"]
                 if r["c_outcome"] == c0 and r["scoring"] == scoring and r["variant"] == "selected"
             }
             ys = np.arange(len(methods))

@@ -112,7 +112,7 @@ def test_shift_benchmark_quick_profile_end_to_end_and_resumable(tmp_path):
     for p in cells.rglob("*.npz"):  # selection and reporting never share a world or a seed
         in_selection_world = f"world{cfg.select_world}" in str(p.parent)
         assert in_selection_world == (f"seed{cfg.select_seed}" in p.name), p
-    rows = summary["rows"]
+    rows = summary["cells"]
     scorings = {"id", *cfg.mechanisms}
     for m in cfg.methods:
         for c in cfg.c_outcome:
@@ -149,7 +149,7 @@ def test_every_method_beats_chance_on_the_simulated_pipeline(tmp_path):
         subjects=600, worlds=(1,), seeds=(0,), c_outcome=(0.9,), mechanisms=("shifted",), epochs=5, ablations=False
     )
     summary = json.loads((run_benchmark(tmp_path / "shift", cfg) / "summary.json").read_text())
-    selected = [r for r in summary["rows"] if r["variant"] == "selected"]
+    selected = [r for r in summary["cells"] if r["variant"] == "selected"]
     assert {r["method"] for r in selected} == set(cfg.methods)
     for r in selected:
         floor = 0.6 if r["scoring"] == "id" else 0.55
