@@ -55,9 +55,10 @@ def logreg_cell(work: Path, cfg, c: float, world: int, options: dict[str, Any]) 
     train_d = env_dir(work, c, world, "train")
     x_tr, cols, _ = _logreg_features(train_d)
     lab = load_labels(work, c, world, "train")
-    seen = ~np.isnan(x_tr[lab["split"] == "train"])
-    fill = np.where(seen.any(0), np.nanmean(np.where(seen, x_tr[lab["split"] == "train"], np.nan), 0), 0.0)
-    fill = np.nan_to_num(fill)
+    fit_rows = x_tr[lab["split"] == "train"]
+    seen = ~np.isnan(fit_rows)
+    # column means of the observed training values; 0 for a column never observed there
+    fill = np.where(seen, fit_rows, 0.0).sum(0) / np.maximum(seen.sum(0), 1)
     models = []
     for k in range(lab["labels"].shape[1]):
         rows = (lab["split"] == "train") & lab["label_mask"][:, k]
