@@ -367,38 +367,30 @@ def _opts(o: dict[str, Any]) -> str:
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    """One figure: Δ OOD AUPRC and AUROC vs erm (95 % interval) per mechanism, selected option sets, default
-    strength. Kept in one function so that the report package can take it over."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One figure: Δ AUPRC and Δ AUROC vs erm with their 95 % intervals, per scoring set (panels) and method
+    (rows), selected option sets at the default strength; drawn by the report package's forest plot."""
     from medmodal.common import atomic_file
+    from medmodal.report.figures import ForestPanel, Series, forest
 
     cfg = summary["config"]
     c0 = cfg["c_outcome"][0]
-    scorings = ["id", *cfg["mechanisms"]]
     methods = [m for m in cfg["methods"] if m != "erm"]
-    fig, axes = plt.subplots(2, len(scorings), figsize=(3.2 * len(scorings), 5.2), sharey="row", squeeze=False)
-    for row_i, metric in enumerate(("auprc", "auroc")):
-        for j, scoring in enumerate(scorings):
-            ax = axes[row_i][j]
-            sel = {
-                r["method"]: r["vs_erm"][metric]
-                for r in summary["cells"]
-                if r["c_outcome"] == c0 and r["scoring"] == scoring and r["variant"] == "selected"
-            }
-            ys = np.arange(len(methods))
-            est = np.array([sel[m]["delta"] for m in methods])
-            err = np.array([[sel[m]["delta"] - sel[m]["ci_low"], sel[m]["ci_high"] - sel[m]["delta"]] for m in methods])
-            ax.errorbar(est, ys, xerr=err.T, fmt="o", capsize=3)
-            ax.axvline(0, color="black", lw=0.6)
-            ax.set_yticks(ys)
-            ax.set_yticklabels(methods, fontsize=8)
-            ax.set_title(f"{scoring}: Δ {metric.upper()}", fontsize=9)
-    fig.suptitle(f"{summary['primary']}: method − erm, 95% paired bootstrap interval (c_outcome {c0:g})", fontsize=10)
-    fig.tight_layout()
+    panels = []
+    for scoring in ("id", *cfg["mechanisms"]):
+        series = []
+        for metric in ("auprc", "auroc"):
+            d = [_pick(summary["cells"], c0, scoring, m, "selected")["vs_erm"][metric] for m in methods]
+            series.append(
+                Series(
+                    f"Δ {metric.upper()}", [x["delta"] for x in d], [x["ci_low"] for x in d], [x["ci_high"] for x in d]
+                )
+            )
+        panels.append(ForestPanel(f"{scoring}: method − erm (0–1)", series, 0.0))
+    png = forest(
+        methods,
+        panels,
+        f"{summary['primary']}: method − erm, 95% paired bootstrap interval (c_outcome {c0:g})",
+        "method",
+    )
     with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=120, format="png")
-    plt.close(fig)
+        fh.write(png)
