@@ -26,6 +26,11 @@ app.add_typer(featurize_app, name="featurize")
 app.add_typer(benchmark_app, name="benchmark")
 
 
+# the same flag on every command that writes: an existing output is replaced only when it is the same kind of
+# medmodal output (its .medmodal.json marker says so) and this flag is given (docs/reliability.md)
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier output of this same command.")
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn a MedmodalError into one red line on stderr and exit code 1."""
 
@@ -60,6 +65,7 @@ def cohort_build(
     threads: int | None = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     seed: int = typer.Option(0, "--seed", help="Split seed (subject-level 70/10/20, shared by all tasks)."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Build a leakage-safe cohort directory from raw files."""
     from medmodal.cohort import build_cohort
@@ -75,6 +81,7 @@ def cohort_build(
         threads=threads,
         seed=seed,
         dataset_version=dataset_version,
+        overwrite=overwrite,
     )
     console.print(f"wrote {path}")
 
@@ -121,7 +128,7 @@ def simulate_cmd(
     no_images: bool = typer.Option(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
     from medmodal.simulate import simulate
@@ -149,6 +156,9 @@ def simulate_cmd(
 # ---------------------------------------------------------------------------------------------- featurize
 
 _STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohorts/ live under it).")
+_REPLACE = typer.Option(
+    False, "--overwrite", help="Replace modalities the store holds for this cohort with other encoder settings."
+)
 _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda[:N].")
 _PRECISION = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.")
 
@@ -182,6 +192,7 @@ def featurize_text_cmd(
     pooling: str = typer.Option("mean", "--pooling", help="Notes per sample: mean | latest."),
     token_pooling: str = typer.Option("mean", "--token-pooling", help="Window vector: mean (masked) | cls."),
     precision: str = _PRECISION,
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Embed notes (one modality per note type) into the feature store, reusing cached vectors."""
     from medmodal.featurize import featurize_text
@@ -199,6 +210,7 @@ def featurize_text_cmd(
             pooling=pooling,
             token_pooling=token_pooling,
             precision=precision,
+            overwrite=overwrite,
         )
     )
 
@@ -220,6 +232,7 @@ def featurize_image_cmd(
     pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
     precision: str = _PRECISION,
     rehash: bool = typer.Option(False, "--rehash", help="Re-read every file even if its size and mtime are unchanged."),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
     from medmodal.featurize import featurize_image
@@ -236,6 +249,7 @@ def featurize_image_cmd(
             pooling=pooling,
             precision=precision,
             rehash=rehash,
+            overwrite=overwrite,
         )
     )
 
@@ -249,11 +263,12 @@ def featurize_structured_cmd(
     align: str = typer.Option(
         "start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."
     ),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     from medmodal.featurize import featurize_structured
 
-    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align))
+    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align, overwrite=overwrite))
 
 
 @featurize_app.command("all")
@@ -285,6 +300,7 @@ def featurize_all_cmd(
     align: str = typer.Option(
         "start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."
     ),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Featurize every modality of the cohort: structured, timeseries, notes, images."""
     from medmodal.featurize import featurize_all
@@ -309,6 +325,7 @@ def featurize_all_cmd(
             num_workers=num_workers,
             max_hours=max_hours,
             align=align,
+            overwrite=overwrite,
         )
     )
 
@@ -336,7 +353,7 @@ def train_cmd(
     framework_arg: list[str] | None = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
     backbone_arg: list[str] | None = typer.Option(None, "--backbone-arg", help="key=value, e.g. hidden=64."),
     train_arg: list[str] | None = typer.Option(None, "--train-arg", help="Other TrainConfig field=value."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Train a framework around a backbone on a cohort's cached features (torchrun-aware)."""
     import os
@@ -377,11 +394,12 @@ def evaluate_cmd(
     subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
     n_boot: int | None = typer.Option(None, "--n-boot"),
     device: str = typer.Option("auto", "--device"),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
     from medmodal.models.evaluate import evaluate
 
-    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device)
+    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device, overwrite=overwrite)
     console.print(f"wrote {where}")
 
 
@@ -402,6 +420,7 @@ def report_cmd(
     iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
     from medmodal.models.report import report
@@ -418,6 +437,7 @@ def report_cmd(
         iterations=iterations,
         seed=seed,
         device=device,
+        overwrite=overwrite,
     )
     console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
 
@@ -452,6 +472,9 @@ def benchmark_shift_cmd(
         epochs=epochs,
         select=not no_select,
     )
+    from medmodal.outputs import claim_dir
+
+    claim_dir(out, "benchmark")  # resumable: an earlier benchmark output is continued, anything else refused
     where = run_benchmark(out, cfg)
     console.print(f"wrote {where / 'benchmark.md'}")
 
@@ -466,11 +489,12 @@ def demo(
     subjects: int = typer.Option(2000, help="Simulated MIMIC-IV subjects."),
     seed: int = typer.Option(0, help="Seed of the simulator, the splits and training."),
     epochs: int = typer.Option(20, help="Training epochs per backbone."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo output in OUT."),
 ) -> None:
     """Run the main job end to end: real MIMIC-IV demo cohorts, then simulate -> build -> featurize -> train."""
     from medmodal.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs))
+    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs, overwrite=overwrite))
 
 
 def main() -> None:

@@ -38,9 +38,13 @@ def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalEr
     return MedmodalError(f"audit '{check}' failed: {n} {what}{more}", path=path)
 
 
-def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
-    """Run every audit; return the names of the checks that passed (all of them, or raise)."""
+def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: str | Path | None = None) -> list[str]:
+    """Run every audit; return the names of the checks that passed (all of them, or raise).
+
+    ``shown_as``: the path errors name (a build audits its temporary folder, but the user knows the final one).
+    """
     d = Path(cohort_dir)
+    shown = Path(shown_as) if shown_as is not None else d
     modalities: list[str] = manifest["modalities"]
     kinds: dict[str, str] = manifest["modality_kinds"]
     grace = {m: float(manifest["time_rules"].get(m, {}).get("grace_hours", 0.0)) for m in modalities}
@@ -59,7 +63,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
                 raise _fail(name, path, what, n, example)
             passed.append(name)
 
-        cohort_path = d / "cohort.parquet"
+        cohort_path = shown / "cohort.parquet"
         check(
             "unique_sample_id",
             cohort_path,
@@ -96,7 +100,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
             )
             or "WHEN NULL THEN NULL"
         )  # no text modality (eICU, ADNI): every note is a leak
-        notes_path = d / "notes.parquet"
+        notes_path = shown / "notes.parquet"
         check(
             "notes_in_cohort",
             notes_path,
@@ -115,7 +119,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
         )
 
         image_mods = [m for m in modalities if kinds[m] == "image"]
-        images_path = d / "images.parquet"
+        images_path = shown / "images.parquet"
         check(
             "images_in_cohort",
             images_path,
@@ -132,7 +136,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
                      OR i.study_time > c.prediction_time + to_microseconds(CAST({image_grace} * 3600e6 AS BIGINT))""",
         )
 
-        ts_path = d / "timeseries.parquet"
+        ts_path = shown / "timeseries.parquet"
         cohort_cols = {r[0] for r in con.execute("DESCRIBE cohort").fetchall()}
         if "window_start_time" in cohort_cols:
             check(
@@ -143,7 +147,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any]) -> list[str]:
                      WHERE t.hour < 0 OR c.window_start_time + to_hours(CAST(t.hour AS BIGINT)) > c.prediction_time""",
             )
 
-        mod_path = d / "modalities.parquet"
+        mod_path = shown / "modalities.parquet"
         check(
             "modalities_rows",
             mod_path,

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, 
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
 from medmodal.cohort.splits import FRACTIONS, assign_splits
-from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
+from medmodal.common import MedmodalError, console, file_fingerprint, write_json
+from medmodal.contracts import cohort_identity, compute_cohort_id, write_marker
+from medmodal.outputs import atomic_dir, check_output, work_dir
 
 OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
 
@@ -43,41 +44,22 @@ def build_cohort(
     memory_limit: str | None = None,
     threads: int | None = None,
     seed: int = 0,
-    overwrite: bool = True,
+    overwrite: bool = False,
     dataset_version: str | None = None,
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
-    ``task="all"`` builds every task of the source into ``out/<task>/``. ``dataset_version`` overrides the
-    release detection (e.g. "3.1"). Raises MedmodalError (one line) on bad input; leaves no partial output.
+    ``task="all"`` builds every task of the source into ``out/<task>/`` (one folder of cohorts, replaced as a
+    whole). ``dataset_version`` overrides the release detection (e.g. "3.1"). An existing ``out`` is replaced
+    only when it is a cohort (or a cohort set) and ``overwrite`` is true; an ``out`` inside or above a raw root
+    is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
     src = SOURCES.get(source)()
     out = Path(out)
-    if task == "all":
-        for name in tasks_for(source):
-            build_cohort(
-                source,
-                raw,
-                name,
-                out / name,
-                note_root=note_root,
-                cxr_root=cxr_root,
-                memory_limit=memory_limit,
-                threads=threads,
-                seed=seed,
-                overwrite=overwrite,
-                dataset_version=dataset_version,
-            )
-        return out
-    spec = task if isinstance(task, TaskSpec) else TASKS.get(task)
-    if source not in spec.sources:
-        raise MedmodalError(
-            f"task '{spec.name}' is not defined for source '{source}' "
-            f"(its tasks: {', '.join(tasks_for(source)) or 'none'})"
-        )
-    unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
-    if unknown:
-        raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{source}' lacks")
+    names = tasks_for(source) if task == "all" else None
+    spec = None if names is not None else task if isinstance(task, TaskSpec) else TASKS.get(task)
+    if spec is not None:
+        _check_task(src, spec)
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
@@ -85,30 +67,70 @@ def build_cohort(
         if root is not None and not Path(root).is_dir():  # given explicitly: a typo must not read as "absent"
             raise MedmodalError(f"folder given by {flag} not found", path=root)
     roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
+    inputs = {"--raw": raw, "--note-root": note_root, "--cxr-root": cxr_root}
+    inputs.update({f"the {module} root": root for module, root in roots.items() if root.exists()})
+    kind = "cohort_set" if names is not None else "cohort"
+    check_output(out, kind, overwrite=overwrite, inputs=inputs)
+    work = work_dir(out)
+    try:
+        with atomic_dir(out, kind=kind, overwrite=overwrite, inputs=inputs) as tmp:
+            jobs = [(spec, tmp, out)] if names is None else [(TASKS.get(n), tmp / n, out / n) for n in names]
+            for one, where, final in jobs:
+                _check_task(src, one)
+                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed}
+                _build_one(src, one, raw, roots, where, final, work, dataset_version=dataset_version, **options)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _check_task(src: Source, spec: TaskSpec) -> None:
+    if src.name not in spec.sources:
+        raise MedmodalError(
+            f"task '{spec.name}' is not defined for source '{src.name}' "
+            f"(its tasks: {', '.join(tasks_for(src.name)) or 'none'})"
+        )
+    unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
+    if unknown:
+        raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{src.name}' lacks")
+
+
+def _build_one(
+    src: Source,
+    spec: TaskSpec,
+    raw: Path,
+    roots: dict[str, Path],
+    tmp: Path,
+    final: Path,
+    work: Path,
+    *,
+    memory_limit: str | None,
+    threads: int | None,
+    seed: int,
+    dataset_version: str | None,
+) -> None:
+    """One task's cohort into ``tmp`` (a folder inside the caller's atomic output); ``final`` names it in messages."""
     located = locate(src.files, roots)
     absent = _absent_files(src, spec, located)
     if absent:
         console.print(
             "[yellow]absent optional files[/yellow]: " + "; ".join(f"{a['file']} ({a['effect']})" for a in absent)
         )
-
     started = dt.datetime.now(dt.timezone.utc)
-    work = Path(tempfile.mkdtemp(prefix=".medmodal-work-", dir=_existing_parent(out)))
+    tmp.mkdir(exist_ok=True)
+    db_dir = work / spec.name  # DuckDB's database and spill files: GBs on full data, gone once the task is built
+    con = connect(db_dir, memory_limit=memory_limit, threads=threads)
     try:
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            con = connect(work, memory_limit=memory_limit, threads=threads)
-            try:
-                manifest = _build(con, src, spec, raw, roots, located, tmp, seed=seed, dataset_version=dataset_version)
-            finally:
-                con.close()
-            manifest["created_at"] = started.isoformat(timespec="seconds")
-            manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
-            write_json(tmp / "manifest.json", manifest)
+        manifest = _build(con, src, spec, raw, roots, located, tmp, final, seed=seed, dataset_version=dataset_version)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        con.close()
+        shutil.rmtree(db_dir, ignore_errors=True)
+    manifest["created_at"] = started.isoformat(timespec="seconds")
+    manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
+    write_json(tmp / "manifest.json", manifest)
+    write_marker(tmp, "cohort")
     n = manifest["row_counts"]["cohort"]
-    console.print(f"[green]cohort[/green] {source}/{spec.name}: {n} samples -> {out}")
-    return out
+    console.print(f"[green]cohort[/green] {src.name}/{spec.name}: {n} samples -> {final}")
 
 
 def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[dict[str, str]]:
@@ -132,12 +154,6 @@ def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[d
     return out
 
 
-def _existing_parent(out: Path) -> Path:
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return parent
-
-
 def _params(src: Source, spec: TaskSpec, roots: dict[str, Path], version: str) -> dict[str, Any]:
     params: dict[str, Any] = {"dataset_version": version}
     for m in src.modalities:
@@ -156,6 +172,7 @@ def _build(
     roots: dict[str, Path],
     located: list[Located],
     tmp: Path,
+    final: Path,
     *,
     seed: int,
     dataset_version: str | None,
@@ -216,7 +233,7 @@ def _build(
             seed,
             sql_files + post_files,
         )
-        manifest["audits_passed"] = run_audits(tmp, manifest)
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=final)  # errors name the final output
         progress.advance(bar)
     return manifest
 
@@ -382,8 +399,6 @@ def _manifest(
     seed: int,
     sql_files: Sequence[Path],
 ) -> dict[str, Any]:
-    from medmodal.featurize.store import compute_cohort_id  # imports torch: only when a manifest is written
-
     row_counts = {
         name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in OUTPUT_FILES
     }
@@ -409,10 +424,9 @@ def _manifest(
         for m in src.modalities
         if m.name in modalities and m.needs and all(it.path is None for it in located if it.spec.view in m.needs)
     ]
-    return {
+    manifest = {
         "source": src.name,
         "task": spec.name,
-        "cohort_id": compute_cohort_id(src.name, spec.name, sample_ids),
         "dataset_version": version,
         "dataset_version_evidence": evidence,
         "task_definition": {
@@ -454,3 +468,7 @@ def _manifest(
         "medmodal_version": medmodal.__version__,
         "duckdb_version": duckdb.__version__,
     }
+    # identity last: it hashes the recipe fields above plus the sample ids (medmodal.contracts)
+    manifest["cohort_identity"] = cohort_identity(manifest, sample_ids)
+    manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
+    return manifest

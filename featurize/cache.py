@@ -37,7 +37,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from medmodal.common import atomic_file, write_json
+from medmodal.common import OWNER_TAG, atomic_file, write_json
 
 log = logging.getLogger("medmodal.featurize")
 
@@ -191,7 +191,7 @@ class EmbeddingCache:
     def _append_shard(self, keys: list[bytes], vectors: np.ndarray, item_ids: list[str]) -> str:
         name = f"{time.time_ns()}-{os.getpid()}-{len(self._index)}.safetensors"
         final = self.shard_dir / name
-        tmp = self.shard_dir / f".{name}.tmp"
+        tmp = self.shard_dir / f".{name}.tmp-{OWNER_TAG}-{os.getpid()}-w"  # swept after a kill (medmodal.outputs)
         tensors = {
             "keys": torch.from_numpy(
                 np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES).copy()

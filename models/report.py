@@ -22,10 +22,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
+from medmodal.common import MedmodalError, check_number, console, write_json
 from medmodal.models.checkpoint import load_run_model
 from medmodal.models.data import load_cohort
 from medmodal.models.evaluate import resolve_device
+from medmodal.outputs import atomic_dir, check_output
 
 JOIN_KEYS = ("stay_id", "hadm_id", "subject_id")  # most specific first: an ICU stay, an admission, a subject
 SPLITS = ("train", "val", "test", "all")
@@ -143,15 +144,21 @@ def report(
     iterations: int = 1000,
     seed: int = 0,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
-    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder."""
+    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder (replaced with ``overwrite``)."""
     from sklearn.manifold import TSNE
 
     run_dir = Path(run_dir)
+    check_number(max_points, "--max-points", minimum=2, integer=True)
+    check_number(seed, "--seed", minimum=0, integer=True)
+    inputs = {"RUN_DIR": run_dir, "--cohort": cohort_dir, "--store": store, "--truth": truth}
     if split not in SPLITS:
         raise MedmodalError(f"split must be one of {', '.join(SPLITS)}, got '{split}'", field="--split")
     if (truth is None) == (color_by is None):
         raise MedmodalError("give exactly one of --truth (simulated data) or --color-by (a cohort column)")
+    where = {"overwrite": overwrite, "inputs": inputs, "allow_inside": [run_dir], "flag": None}
+    check_output(run_dir / "report", "report", **where)  # before the t-SNE: a refusal comes at once
     dev = resolve_device(device)
     model, cfg, normalizer = load_run_model(run_dir, dev)
     cohort_dir = Path(cohort_dir or cfg["data"]["cohort"]["dir"])
@@ -205,7 +212,7 @@ def report(
         "note": "5-fold CV AUROC (one-vs-rest macro for > 2 values) of a logistic regression predicting the "
         "colour from each stream's features; 0.5 = not decodable",
     }
-    with atomic_dir(run_dir / "report") as tmp:
+    with atomic_dir(run_dir / "report", kind="report", **where) as tmp:
         _plot(emb["causal"], emb["biased"], color, title, label, tmp / "tsne_causal_biased.png", scores)
         write_json(tmp / "report.json", result)
     return run_dir / "report"
