@@ -348,6 +348,9 @@ def train_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default: all cores); same seed + same threads = same bytes."
+    ),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (val AUPRC)."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the test intervals."),
     framework_arg: list[str] | None = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
@@ -378,6 +381,7 @@ def train_cmd(
         backbone_args=parse_kv(backbone_arg, "--backbone-arg"),
         framework_args=parse_kv(framework_arg),
         overwrite=overwrite,
+        threads=threads,
         **parse_kv(train_arg, "--train-arg"),
     )
     if int(os.environ.get("RANK", "0")) == 0:

@@ -125,6 +125,17 @@ def check_output(
     return out
 
 
+@contextlib.contextmanager
+def _os_errors(path: Path, flag: str | None) -> Iterator[None]:
+    """An OS refusal (read-only disk, no permission, disk full) as one line naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        raise MedmodalError(
+            f"cannot write here ({err.strerror or type(err).__name__})", path=path, field=flag
+        ) from None
+
+
 def _is_empty(folder: Path) -> bool:
     with os.scandir(folder) as it:
         return next(it, None) is None
@@ -140,10 +151,11 @@ def work_dir(beside: str | os.PathLike) -> Path:
     """A private scratch folder (DuckDB's database and spill files) beside ``beside``, removed by the caller;
     marked so that the sweep may remove it after a kill."""
     parent = Path(beside).expanduser().absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    sweep(parent)
-    work = Path(tempfile.mkdtemp(prefix=f".medmodal-work-{OWNER_TAG}-{os.getpid()}-", dir=parent))
-    write_marker(work, "work")
+    with _os_errors(parent, None):
+        parent.mkdir(parents=True, exist_ok=True)
+        sweep(parent)
+        work = Path(tempfile.mkdtemp(prefix=f".medmodal-work-{OWNER_TAG}-{os.getpid()}-", dir=parent))
+        write_marker(work, "work")
     return work
 
 
@@ -181,9 +193,10 @@ def atomic_dir(
     current files (a store cohort folder gaining one modality keeps the others).
     """
     final = check_output(final, kind, overwrite=overwrite, inputs=inputs, allow_inside=allow_inside, flag=flag)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    sweep(final.parent)
-    tmp = _tmp_dir(final)
+    with _os_errors(final, flag):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        sweep(final.parent)
+        tmp = _tmp_dir(final)
     try:
         write_marker(tmp, kind)
         if keep_existing and final.is_dir():
@@ -227,7 +240,8 @@ def claim_dir(
         for parent in folder.parents:
             if parent.exists() and not parent.is_dir():
                 raise MedmodalError("has a parent that is a file, not a folder", path=parent, field=flag)
-        folder.mkdir(parents=True)
+        with _os_errors(folder, flag):
+            folder.mkdir(parents=True)
     found = read_marker(folder)
     if found is None:
         if not (_is_empty(folder) or (legacy is not None and legacy(folder))):
@@ -236,7 +250,8 @@ def claim_dir(
                 path=folder,
                 field=flag,
             )
-        write_marker(folder, kind)
+        with _os_errors(folder, flag):
+            write_marker(folder, kind)
     elif found != kind:
         raise MedmodalError(f"is a {describe_kind(found)}, not a {describe_kind(kind)}", path=folder, field=flag)
     elif overwrite is False and any(p.name != MARKER for p in folder.iterdir()):

@@ -12,11 +12,13 @@ A featurizer is found by modality kind in ``FEATURIZERS``; a new kind is one mod
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from medmodal.common import MedmodalError, console
+from medmodal.contracts import MARKER
 from medmodal.featurize import image as _image  # noqa: F401  (kind: image)
 
 # one import line per featurizer module: each registers itself in FEATURIZERS
@@ -66,9 +68,21 @@ def featurize(
     with other settings. ``store`` must be a feature store (or a new or empty folder) outside the cohort.
     """
     cohort = CohortInputs.open(cohort_dir)
+    created = not Path(store).exists()
     store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
     if swept := sweep_tree(store, depth=3):  # shards, index and tensor temporaries of killed runs
         console.print(f"[yellow]cleaned up {swept} leftover(s) of interrupted featurize runs[/yellow] in {store}")
+    try:
+        return _featurize(cohort, store, kinds, modalities, configs, overwrite)
+    except BaseException:
+        if created:  # a store this call created and left empty is not left behind
+            with contextlib.suppress(OSError):
+                (store / MARKER).unlink()
+                store.rmdir()
+        raise
+
+
+def _featurize(cohort: CohortInputs, store: Path, kinds, modalities, configs, overwrite) -> dict[str, ModalitySummary]:
     wanted_kinds = None if kinds is None else set(kinds)
     wanted_mods = None if modalities is None else set(modalities)
     if wanted_mods is not None and (unknown := wanted_mods - set(cohort.modalities)):

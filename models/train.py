@@ -275,11 +275,16 @@ def train(
     framework_args: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    threads: int | None = None,
     **options: Any,
 ) -> Path:
     """Train, select the best validation epoch, score and write RUN_DIR (``out``); returns ``out``.
 
     ``options`` are further ``TrainConfig`` fields (weight_decay, patience, class_weighting, n_boot, ...).
+    ``threads``: torch's CPU threads for this call. The same inputs and seed give the same bytes only at the same
+    thread count: reductions inside kernels (LayerNorm's backward, for one) split their sums by thread, and a
+    model that amplifies last-bit differences (muse's τ = 0.07 contrast) ends at another epoch
+    (docs/reliability.md). The count used is recorded in config.json.
     """
     out, cohort_dir, store = Path(out).absolute(), Path(cohort_dir).absolute(), Path(store).absolute()
     try:
@@ -287,6 +292,8 @@ def train(
     except TypeError as err:
         raise MedmodalError(f"unknown training option ({err})") from None
     check_number(seed, "--seed", minimum=0, integer=True)
+    if threads is not None:
+        check_number(threads, "--threads", minimum=1, integer=True)
     env = DistEnv.from_env()
     inputs = {"the cohort": cohort_dir, "--store": store}
     if env.main:  # fail before loading any data; only rank 0 writes
@@ -299,6 +306,9 @@ def train(
     own_group = env.world > 1 and not dist.is_initialized()
     if own_group:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     try:
         return _train(
             cohort_dir,
@@ -318,6 +328,7 @@ def train(
             overwrite,
         )
     finally:
+        torch.set_num_threads(threads_before)
         if own_group:
             dist.destroy_process_group()
 
@@ -526,6 +537,7 @@ def _train(
         "seed": seed,
         "device": str(dev),
         "world_size": env.world,
+        "torch_threads": torch.get_num_threads(),  # a determinism input on the CPU (see train's docstring)
     }
     warn_missing_metrics(metrics)
     inputs = {"the cohort": cohort_dir, "--store": store}
