@@ -478,7 +478,9 @@ def benchmark_shift_cmd(
     )
     from medmodal.outputs import claim_dir
 
-    claim_dir(out, "benchmark")  # resumable: an earlier benchmark output is continued, anything else refused
+    # resumable: an earlier benchmark output is continued (one from before markers: it has work/), anything else
+    # that is not empty is refused
+    claim_dir(out, "benchmark", legacy=lambda d: (d / "work").is_dir())
     where = run_benchmark(out, cfg)
     console.print(f"wrote {where / 'benchmark.md'}")
 
