@@ -4,7 +4,8 @@ Layout (docs/contracts.md §2, ``STORE/cache/<encoder>/``)::
 
     encoder.json                  what the encoder is (model, weights hash, preprocessing) and its fingerprint
     shards/<ns>-<pid>-<n>.safetensors
-                                  "keys" uint8 [n, 32] and "vectors" float32 [n, D]; item ids in the metadata
+                                  "keys" uint8 [n, 32] and "vectors" float32 [n, D]; item ids and the encoder
+                                  fingerprint in the metadata (one JSON value under "medmodal")
     index.parquet                 key (32-byte binary) -> shard, row; rebuilt after each run that added shards
 
 Why this shape:
@@ -199,7 +200,10 @@ class EmbeddingCache:
             "vectors": torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)),
         }
         try:
-            save_file(tensors, str(tmp), metadata={"item_ids": json.dumps(item_ids), "fingerprint": self.fingerprint})
+            # one metadata key: safetensors keeps metadata in a hash map, so two keys come out in a random order
+            # and identical shards would differ in their header bytes
+            meta = {"medmodal": json.dumps({"fingerprint": self.fingerprint, "item_ids": item_ids}, sort_keys=True)}
+            save_file(tensors, str(tmp), metadata=meta)
             with open(tmp, "rb+") as fh:  # durable before it becomes visible
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
