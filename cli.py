@@ -8,6 +8,7 @@ wrote its outputs. The library never imports this module.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,11 @@ featurize_app = typer.Typer(
     no_args_is_help=True, help="Embed notes, images and structured data into the feature store."
 )
 benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables.")
+export_app = typer.Typer(
+    no_args_is_help=True, help="Write cohorts and predictions in the MEDS formats (docs/ecosystem.md)."
+)
 app.add_typer(cohort_app, name="cohort")
+app.add_typer(export_app, name="export")
 app.add_typer(featurize_app, name="featurize")
 app.add_typer(benchmark_app, name="benchmark")
 
@@ -31,8 +36,26 @@ app.add_typer(benchmark_app, name="benchmark")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier output of this same command.")
 
 
+# Libraries whose exceptions mean "this input could not be read". The library turns them into MedmodalErrors
+# naming file and field where it reads; this is the backstop for a place it missed: still one line, and only the
+# error's type and file, since their messages may quote a value from the row (docs/reliability.md).
+_INPUT_ERROR_MODULES = {"duckdb", "safetensors", "polars", "pyarrow", "json"}
+
+
+def _input_error(err: BaseException) -> str | None:
+    if isinstance(err, OSError):
+        what = err.strerror or type(err).__name__
+        return f"{err.filename}: {what}" if err.filename else what
+    if type(err).__module__.lstrip("_").split(".")[0] in _INPUT_ERROR_MODULES:
+        return (
+            f"could not read an input ({type(err).__name__}); set MEDMODAL_DEBUG=1 for the traceback "
+            "and please report where this was not named"
+        )
+    return None
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn a MedmodalError into one red line on stderr and exit code 1."""
+    """Turn a MedmodalError (or an unnamed read error of a data library) into one red line and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,6 +63,12 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except MedmodalError as err:
             console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Exception as err:
+            line = None if os.environ.get("MEDMODAL_DEBUG") else _input_error(err)
+            if line is None:
+                raise
+            console.print(f"[red]error:[/red] {' '.join(line.split())}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -55,8 +84,27 @@ def cohort_build(
     raw: Path = typer.Option(
         ..., "--raw", help="Raw data root (for mimic_iv: holds hosp/, icu/, optional note/, cxr/)."
     ),
-    task: str = typer.Option(..., "--task", help="Task name, or 'all' to build every task into OUT/<task>/."),
+    task: str | None = typer.Option(
+        None, "--task", help="Task name, or 'all' for every task into OUT/<task>/; with --labels: the label's name."
+    ),
     out: Path = typer.Option(..., "--out", help="Output cohort directory."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="MEDS label file (e.g. ACES output): its rows are the samples and labels."
+    ),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="With --labels: MEDS metadata/subject_splits.parquet (default: medmodal's seeded split)."
+    ),
+    window_hours: float | None = typer.Option(
+        None,
+        "--window-hours",
+        help="With --labels: observe [prediction_time - H, prediction_time] (default: from admittime).",
+    ),
+    modalities: str | None = typer.Option(
+        None, "--modalities", help="With --labels: comma list (default: every modality but discharge_note)."
+    ),
+    value_column: str | None = typer.Option(
+        None, "--value-column", help="With --labels: boolean_value | integer_value | categorical_value."
+    ),
     note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
     cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
     memory_limit: str | None = typer.Option(
@@ -67,9 +115,38 @@ def cohort_build(
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
     overwrite: bool = _OVERWRITE,
 ) -> None:
-    """Build a leakage-safe cohort directory from raw files."""
+    """Build a leakage-safe cohort directory from raw files (a task's SQL, or a MEDS label file)."""
     from medmodal.cohort import build_cohort
 
+    if labels is not None:
+        from medmodal.cohort.meds_import import build_from_labels
+
+        path = build_from_labels(
+            source,
+            raw,
+            labels,
+            out,
+            name=task,
+            value_column=value_column,
+            splits=splits,
+            window_hours=window_hours,
+            modalities=_csv(modalities),
+            note_root=note_root,
+            cxr_root=cxr_root,
+            memory_limit=memory_limit,
+            threads=threads,
+            seed=seed,
+            dataset_version=dataset_version,
+            overwrite=overwrite,
+        )
+        console.print(f"wrote {path}")
+        return
+    only_with_labels = (("--splits", splits), ("--window-hours", window_hours), ("--modalities", modalities))
+    for flag, given in (*only_with_labels, ("--value-column", value_column)):
+        if given is not None:
+            raise MedmodalError("only applies with --labels", field=flag)
+    if task is None:
+        raise MedmodalError("give --task (see `medmodal cohort tasks`) or --labels", field="--task")
     path = build_cohort(
         source,
         raw,
@@ -84,6 +161,35 @@ def cohort_build(
         overwrite=overwrite,
     )
     console.print(f"wrote {path}")
+
+
+@cohort_app.command("validate")
+@friendly
+def cohort_validate(
+    source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv or eicu."),
+    raw: Path = typer.Option(..., "--raw", help="Raw data root, as for `cohort build`."),
+    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
+    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
+    checksums: bool = typer.Option(False, "--checksums", help="Also verify each project's SHA256SUMS.txt."),
+    dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    threads: int | None = typer.Option(None, "--threads", help="DuckDB threads for the row counts (default: all)."),
+) -> None:
+    """Check a download against its release: files, gzip, headers, row counts, dictionaries (exit 1 if a needed
+    table is wrong)."""
+    from medmodal.cohort.validate import format_validation, validate_raw
+
+    report = validate_raw(
+        source,
+        raw,
+        note_root=note_root,
+        cxr_root=cxr_root,
+        checksums=checksums,
+        dataset_version=dataset_version,
+        threads=threads,
+    )
+    out_console.print(format_validation(report))
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @cohort_app.command("report")
@@ -129,6 +235,7 @@ def simulate_cmd(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
     overwrite: bool = _OVERWRITE,
+    release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
     from medmodal.simulate import simulate
@@ -148,6 +255,7 @@ def simulate_cmd(
         images=not no_images,
         image_size=image_size,
         overwrite=overwrite,
+        release=release,
         **pairs,
     )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
@@ -399,12 +507,48 @@ def evaluate_cmd(
     n_boot: int | None = typer.Option(None, "--n-boot"),
     device: str = typer.Option("auto", "--device"),
     overwrite: bool = _OVERWRITE,
+    export: str | None = typer.Option(None, "--export", help="meds: also write OUT/meds/ for meds-evaluation."),
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
     from medmodal.models.evaluate import evaluate
 
+    if export not in (None, "meds"):
+        raise MedmodalError(f"unknown export format '{export}' (known: meds)", field="--export")
     where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device, overwrite=overwrite)
     console.print(f"wrote {where}")
+    if export == "meds":
+        from medmodal.models.export import export_predictions
+
+        console.print(f"wrote {export_predictions(where, overwrite=True)}")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+@export_app.command("meds")
+@friendly
+def export_meds_cmd(
+    cohort_dir: Path = typer.Argument(..., help="Cohort directory (from `medmodal cohort build`)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: labels/<label>.parquet + metadata/."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier MEDS export."),
+) -> None:
+    """A cohort's labels (meds LabelSchema), subject splits (train/tuning/held_out) and provenance as MEDS files."""
+    from medmodal.cohort.meds import export_meds
+
+    console.print(f"wrote {export_meds(cohort_dir, out, overwrite=overwrite)}")
+
+
+@export_app.command("predictions")
+@friendly
+def export_predictions_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory (`medmodal train`) or evaluation output (`evaluate`)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default RUN_DIR/meds)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier prediction export."),
+) -> None:
+    """Predictions in meds-evaluation's layout: OUT/<label>/<split>.parquet (binary labels)."""
+    from medmodal.models.export import export_predictions
+
+    console.print(f"wrote {export_predictions(run_dir, out, overwrite=overwrite)}")
 
 
 # ---------------------------------------------------------------------------------------------- report / benchmark
@@ -413,37 +557,57 @@ def evaluate_cmd(
 @app.command("report")
 @friendly
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory of a dfd or cdmm run."),
-    truth: Path | None = typer.Option(None, "--truth", help="Simulator truth.parquet: colour by its confounder."),
+    path: Path = typer.Argument(
+        ..., help="A cohort directory, a run directory (train or evaluate output) or a benchmark output folder."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="The HTML file to write (one self-contained page)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out file (without --out: RUN_DIR/report)."
+    ),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for a run page's curve bands."),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Simulator truth.parquet: colour the t-SNE by its confounder."
+    ),
     confounder: str = typer.Option("C", "--confounder", help="truth.parquet column to colour by."),
     color_by: str | None = typer.Option(None, "--color-by", help="cohort.parquet column to colour by instead."),
-    cohort: Path | None = typer.Option(None, "--cohort", help="Another cohort directory (default: the run's)."),
+    cohort: Path | None = typer.Option(
+        None, "--cohort", help="t-SNE on another cohort directory (default: the run's)."
+    ),
     store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
-    split: str = typer.Option("test", "--split", help="train | val | test | all"),
-    max_points: int = typer.Option(2000, "--max-points", help="Subsample to at most this many samples."),
+    split: str = typer.Option("test", "--split", help="t-SNE split: train | val | test | all"),
+    max_points: int = typer.Option(2000, "--max-points", help="t-SNE: subsample to at most this many samples."),
     iterations: int = typer.Option(1000, "--iterations", help="t-SNE optimisation steps (>= 250)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
-    overwrite: bool = _OVERWRITE,
 ) -> None:
-    """t-SNE of a run's causal vs biased features coloured by the confounder (PNG + JSON in RUN_DIR/report)."""
-    from medmodal.models.report import report
+    """An offline HTML page of a cohort, run or benchmark folder (--out); without --out, a dfd/cdmm run's t-SNE of
+    causal vs biased features (PNG + JSON in RUN_DIR/report)."""
+    tsne = None
+    if truth is not None or color_by is not None:
+        tsne = {
+            "truth": truth,
+            "confounder": confounder,
+            "color_by": color_by,
+            "cohort_dir": cohort,
+            "store": store,
+            "split": split,
+            "max_points": max_points,
+            "iterations": iterations,
+            "seed": seed,
+            "device": device,
+        }
+    if out is None:
+        if tsne is None:
+            raise MedmodalError("give --out report.html for a page, or --truth / --color-by for a run's t-SNE figure")
+        from medmodal.models.report import report
 
-    where = report(
-        run_dir,
-        truth=truth,
-        confounder=confounder,
-        color_by=color_by,
-        cohort_dir=cohort,
-        store=store,
-        split=split,
-        max_points=max_points,
-        iterations=iterations,
-        seed=seed,
-        device=device,
-        overwrite=overwrite,
-    )
-    console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        where = report(path, **tsne, overwrite=overwrite)
+        console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
+        return
+    from medmodal.report import write_report
+
+    written, kind = write_report(path, out, overwrite=overwrite, n_boot=n_boot, tsne=tsne)
+    console.print(f"wrote {written} ({kind} page, {written.stat().st_size / 1024:.0f} KiB)")
 
 
 @benchmark_app.command("shift")

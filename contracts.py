@@ -41,6 +41,8 @@ OUTPUT_KINDS: dict[str, str] = {
     "report": "report (medmodal report)",
     "simulation": "simulated dataset (medmodal simulate)",
     "benchmark": "benchmark output (medmodal benchmark)",
+    "meds_export": "MEDS export (medmodal export meds)",
+    "prediction_export": "prediction export (medmodal export predictions / evaluate --export meds)",
     "demo": "demo output (medmodal demo)",
     "work": "temporary work folder of an interrupted medmodal command",
 }
@@ -108,6 +110,7 @@ _IDENTITY_KEYS = (
     "split_fractions",
     "sql_hashes",
     "modalities",
+    "imported_labels",  # a task built from a MEDS label file: the file's hash and how it was read
 )
 
 

@@ -6,6 +6,8 @@
    tiny randomly initialised encoders (no weights to download; point ``medmodal featurize`` at ClinicalBERT and
    a pretrained timm model for real work), then every registered backbone trained with ``erm``, and one table
    of test AUROC / AUPRC with bootstrap 95% intervals.
+3. Reports: one offline HTML page for the real demo cohort, the simulated cohort and every trained run
+   (``medmodal report``), written to OUT/reports/.
 """
 
 from __future__ import annotations
@@ -111,6 +113,24 @@ def simulated_models(cfg: DemoConfig) -> Table:
     return table
 
 
+def reports(cfg: DemoConfig) -> list[Path]:
+    from medmodal.report import write_report
+
+    console.rule("[bold]3. Reports: one self-contained HTML page each")
+    out = cfg.out / "reports"
+    pages = [
+        (cfg.out / "mimic_iv_demo" / cfg.task, out / f"cohort_mimic_iv_demo_{cfg.task}.html"),
+        (cfg.out / "simulated" / "cohort", out / f"cohort_simulated_{cfg.task}.html"),
+        *((cfg.out / "simulated" / "runs" / name, out / f"run_{name}_erm.html") for name in BACKBONES.names()),
+    ]
+    written = []
+    for src, dst in pages:
+        path, kind = write_report(src, dst, overwrite=True)
+        console.print(f"{kind} report: [bold]{path}[/bold] ({path.stat().st_size / 1024:.0f} KiB)")
+        written.append(path)
+    return written
+
+
 def _ci(m: dict) -> str:
     if m["value"] is None:
         return "n/a"
@@ -129,6 +149,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     try:
         real_cohorts(cfg)
         simulated_models(cfg)
+        reports(cfg)
     finally:
         torch.set_num_threads(threads_before)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; outputs under [bold]{cfg.out}[/bold]")

@@ -90,10 +90,12 @@ def check_output(
     inputs: Inputs | None = None,
     allow_inside: Sequence[str | os.PathLike] = (),
     flag: str | None = "--out",
+    legacy: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse (one line) an ``out`` this command may not write or replace; return it as an absolute path.
 
     Call it before the expensive work, so a refusal comes at once; :func:`atomic_dir` calls it again.
+    ``legacy`` recognises an output of this kind written before markers existed (it has its own signature file).
     """
     out = Path(out).expanduser().absolute()
     check_relations(out, inputs, flag=flag, allow_inside=allow_inside)
@@ -107,6 +109,8 @@ def check_output(
     if not out.is_dir():
         raise MedmodalError("exists and is not a folder; nothing was written", path=out, field=flag)
     found = read_marker(out)
+    if found is None and legacy is not None and legacy(out):
+        found = kind
     if found is None:
         if _is_empty(out):
             return out
@@ -185,6 +189,7 @@ def atomic_dir(
     allow_inside: Sequence[str | os.PathLike] = (),
     keep_existing: bool = False,
     flag: str | None = "--out",
+    legacy: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """Yield a private temporary sibling of ``final``; rename it to ``final`` only if the block succeeds.
 
@@ -192,7 +197,8 @@ def atomic_dir(
     temporary is removed and ``final`` is untouched. ``keep_existing`` seeds the temporary with ``final``'s
     current files (a store cohort folder gaining one modality keeps the others).
     """
-    final = check_output(final, kind, overwrite=overwrite, inputs=inputs, allow_inside=allow_inside, flag=flag)
+    rules = {"overwrite": overwrite, "inputs": inputs, "allow_inside": allow_inside, "flag": flag, "legacy": legacy}
+    final = check_output(final, kind, **rules)
     with _os_errors(final, flag):
         final.parent.mkdir(parents=True, exist_ok=True)
         sweep(final.parent)
@@ -203,7 +209,7 @@ def atomic_dir(
             _link_or_copy(final, tmp)
         yield tmp
         # again: another process may have created final meanwhile
-        check_output(final, kind, overwrite=overwrite, inputs=inputs, allow_inside=allow_inside, flag=flag)
+        check_output(final, kind, **rules)
         os.chmod(tmp, output_mode(directory=True))  # private while being written; the user's umask once final
         if final.is_dir() and not _is_empty(final):
             old = final.with_name(f".{final.name}.old-{OWNER_TAG}-{os.getpid()}-{secrets.token_hex(4)}")

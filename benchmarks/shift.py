@@ -305,43 +305,28 @@ def markdown_tables(summary: list[dict[str, Any]], labels: list[str], orc: dict[
 
 
 def plot(summary: list[dict[str, Any]], label: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from medmodal.report.figures import BarPanel, grouped_bars
 
     backbones = list(dict.fromkeys(c["backbone"] for c in summary))
     frameworks = list(dict.fromkeys(c["framework"] for c in summary))
     cell = {(c["backbone"], c["framework"]): c for c in summary}
-    width = 0.8 / max(1, len(frameworks))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, (key, title) in zip(
-        axes,
-        (
-            (f"{label}.auroc.ood", "OOD AUROC (shifted test)"),
-            (f"{label}.auprc.ood", "OOD AUPRC (shifted test)"),
-            (f"{label}.auroc.drop", "ID → OOD AUROC drop"),
-        ),
-    ):
-        for j, fw in enumerate(frameworks):
-            xs = [i + (j - (len(frameworks) - 1) / 2) * width for i in range(len(backbones))]
-            means = [cell[(b, fw)][f"{key}.mean"] if (b, fw) in cell else np.nan for b in backbones]
-            sds = [cell[(b, fw)][f"{key}.sd"] if (b, fw) in cell else np.nan for b in backbones]
-            ax.bar(xs, means, width, yerr=np.nan_to_num(sds), capsize=2, label=fw)
-        ax.set_xticks(range(len(backbones)))
-        ax.set_xticklabels(backbones, fontsize=8)
-        ax.set_title(title, fontsize=10)
-        if "drop" not in key:
-            vals = [c[f"{key}.mean"] for c in summary]
-            ax.set_ylim(max(0.0, min(vals) - 0.08), min(1.0, max(vals) + 0.05))
-        else:
-            ax.axhline(0, color="black", lw=0.5)
-    axes[0].legend(fontsize=8, ncol=2)
-    fig.suptitle(f"{label}: trained on the train environment, mean ± sd over seeds", fontsize=11)
-    fig.tight_layout()
+
+    def grid(key: str) -> np.ndarray:  # (framework, backbone)
+        return np.array([[cell[(b, f)][key] if (b, f) in cell else np.nan for b in backbones] for f in frameworks])
+
+    panels = [
+        BarPanel(title, unit, grid(f"{key}.mean"), grid(f"{key}.sd"), zero_line="drop" in key)
+        for key, title, unit in (
+            (f"{label}.auroc.ood", "OOD AUROC (shifted test)", "AUROC (0–1), mean ± sd over seeds"),
+            (f"{label}.auprc.ood", "OOD AUPRC (shifted test)", "AUPRC (0–1), mean ± sd over seeds"),
+            (f"{label}.auroc.drop", "ID → OOD AUROC drop", "AUROC drop (ID − OOD, 0–1)"),
+        )
+    ]
+    png = grouped_bars(
+        backbones, frameworks, panels, f"{label}: trained on the train environment, mean ± sd over seeds"
+    )
     with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=120, format="png")
-    plt.close(fig)
+        fh.write(png)
 
 
 # ---------------------------------------------------------------------------------------------------- driver

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from medmodal.cohort.runner import scrub
 from medmodal.common import MedmodalError
 
 
@@ -41,10 +42,11 @@ def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalEr
 def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: str | Path | None = None) -> list[str]:
     """Run every audit; return the names of the checks that passed (all of them, or raise).
 
-    ``shown_as``: the path errors name (a build audits its temporary folder, but the user knows the final one).
-    """
+    ``shown_as``: the folder errors name instead of ``cohort_dir`` - the build audits its temporary folder, which
+    is gone by the time the user reads the message, so it names the output that was not written."""
     d = Path(cohort_dir)
     shown = Path(shown_as) if shown_as is not None else d
+    suffix = " (build stopped; nothing written)" if shown_as is not None else ""
     modalities: list[str] = manifest["modalities"]
     kinds: dict[str, str] = manifest["modality_kinds"]
     grace = {m: float(manifest["time_rules"].get(m, {}).get("grace_hours", 0.0)) for m in modalities}
@@ -60,10 +62,10 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
         def check(name: str, path: Path, what: str, sql: str) -> None:
             n, example = con.execute(f"SELECT count(*), min(example) FROM ({sql})").fetchone()
             if n:
-                raise _fail(name, path, what, n, example)
+                raise _fail(name, shown / path.name, what + suffix, n, example)
             passed.append(name)
 
-        cohort_path = shown / "cohort.parquet"
+        cohort_path = d / "cohort.parquet"
         check(
             "unique_sample_id",
             cohort_path,
@@ -100,7 +102,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
             )
             or "WHEN NULL THEN NULL"
         )  # no text modality (eICU, ADNI): every note is a leak
-        notes_path = shown / "notes.parquet"
+        notes_path = d / "notes.parquet"
         check(
             "notes_in_cohort",
             notes_path,
@@ -119,7 +121,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
         )
 
         image_mods = [m for m in modalities if kinds[m] == "image"]
-        images_path = shown / "images.parquet"
+        images_path = d / "images.parquet"
         check(
             "images_in_cohort",
             images_path,
@@ -136,7 +138,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
                      OR i.study_time > c.prediction_time + to_microseconds(CAST({image_grace} * 3600e6 AS BIGINT))""",
         )
 
-        ts_path = shown / "timeseries.parquet"
+        ts_path = d / "timeseries.parquet"
         cohort_cols = {r[0] for r in con.execute("DESCRIBE cohort").fetchall()}
         if "window_start_time" in cohort_cols:
             check(
@@ -147,7 +149,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
                      WHERE t.hour < 0 OR c.window_start_time + to_hours(CAST(t.hour AS BIGINT)) > c.prediction_time""",
             )
 
-        mod_path = shown / "modalities.parquet"
+        mod_path = d / "modalities.parquet"
         check(
             "modalities_rows",
             mod_path,
@@ -177,6 +179,9 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
             f"OR pattern <> {bits} OR n_observed <> {count}",
         )
         return passed
+    except duckdb.Error as err:  # a hand-edited or truncated cohort file (audit_cohort_dir): one line, no values
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MedmodalError(f"audits could not read the cohort files ({scrub(first)})", path=shown) from None
     finally:
         con.close()
 

@@ -55,11 +55,36 @@ class FileSpec:
     columns: Mapping[str, str]
     required: tuple[str, ...]
     optional: bool = False  # an absent optional file is an empty view, its modality marked absent
+    # What the rows must satisfy, checked where the data enters (cohort/rules.py; docs/reliability.md "Bad
+    # input"). A broken key / not_null / allowed / ranges / patterns rule means a corrupt or mis-read download:
+    # the build stops, naming file, column and one example key (never a value). An ``ordered`` (start, end) pair
+    # that a row breaks (end missing or before start) is a data-quality exclusion: counted, warned about, and the
+    # samples built on those rows leave at an attrition step. Event tables (chartevents: 433M rows) declare none.
+    key: tuple[str, ...] = ()  # unique and never null; also the example printed for the other rules
+    not_null: tuple[str, ...] = ()
+    allowed: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # text compared trimmed; NULL/'' pass
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # inclusive; NULL passes
+    patterns: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # (regex, meaning): a full match of the
+    # trimmed text; NULL/'' pass
+    ordered: tuple[tuple[str, str], ...] = ()  # (start, end) columns, or a number literal as start
 
     def __post_init__(self) -> None:
         missing = [c for c in self.required if c not in self.columns]
         if missing:
             raise ValueError(f"{self.view}: required columns {missing} have no type")
+        pairs = [c for pair in self.ordered for c in pair if not _is_number(c)]
+        checked = [*self.key, *self.not_null, *self.allowed, *self.ranges, *self.patterns, *pairs]
+        unknown = [c for c in checked if c not in self.columns]
+        if unknown:
+            raise ValueError(f"{self.view}: checked columns {unknown} are not listed in columns")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -143,6 +168,7 @@ class Source:
     population_view: ClassVar[str]  # view whose distinct subject_id is the attrition's first row
     before_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run before the task SQL
     after_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run on `cohort`
+    known_versions: ClassVar[tuple[str, ...] | None] = None  # releases --dataset-version accepts (None: any)
 
     @property
     def sql_dir(self) -> Path:
@@ -161,8 +187,20 @@ class Source:
         raise NotImplementedError
 
     def check_values(self, con: Any, located: Any) -> None:
-        """Value checks a typed CSV read cannot make (text columns the SQL parses, e.g. eICU's age "> 89" or ADNI's
-        CSF "<200"): raise MedmodalError naming the file and field. ``con`` has every view registered."""
+        """Value checks that the FileSpec rules cannot declare: raise MedmodalError naming the file and field, never
+        a value. ``con`` has every view registered; the declared rules have already passed."""
+
+    def check_version(self, version: str) -> None:
+        """Refuse a ``--dataset-version`` this source does not know (its SQL would silently select nothing)."""
+        if self.known_versions is not None and version not in self.known_versions:
+            raise MedmodalError(
+                f"unknown {self.name} release {version!r} (known: {', '.join(self.known_versions)})",
+                field="--dataset-version",
+            )
+
+    def image_root(self, roots: dict[str, Path]) -> Path | None:
+        """The folder every image path of images.parquet must resolve inside (None: the source has no images)."""
+        return None
 
     def extra_params(self, roots: dict[str, Path], version: str) -> dict[str, Any]:
         """Source-specific SQL parameters (e.g. where image files live)."""

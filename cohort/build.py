@@ -24,7 +24,9 @@ import medmodal
 from medmodal.cohort.audits import run_audits
 from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
 from medmodal.cohort.masks import modalities_sql
-from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file
+from medmodal.cohort.preflight import run_preflight
+from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
+from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
 from medmodal.common import MedmodalError, console, file_fingerprint, write_json
 from medmodal.contracts import cohort_identity, compute_cohort_id, write_marker
@@ -46,13 +48,15 @@ def build_cohort(
     seed: int = 0,
     overwrite: bool = False,
     dataset_version: str | None = None,
+    imported: Any = None,
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
     ``task="all"`` builds every task of the source into ``out/<task>/`` (one folder of cohorts, replaced as a
-    whole). ``dataset_version`` overrides the release detection (e.g. "3.1"). An existing ``out`` is replaced
-    only when it is a cohort (or a cohort set) and ``overwrite`` is true; an ``out`` inside or above a raw root
-    is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
+    whole). ``dataset_version`` overrides the release detection (e.g. "3.1"). ``imported``
+    (cohort/meds_import.ImportedLabels) supplies the labels of a task built from a MEDS label file. An existing
+    ``out`` is replaced only when it is a cohort (or a folder of cohorts) and ``overwrite`` is true; an ``out``
+    inside or above a raw root is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
     src = SOURCES.get(source)()
     out = Path(out)
@@ -60,6 +64,8 @@ def build_cohort(
     spec = None if names is not None else task if isinstance(task, TaskSpec) else TASKS.get(task)
     if spec is not None:
         _check_task(src, spec)
+    if dataset_version is not None:
+        src.check_version(dataset_version)
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
@@ -68,6 +74,8 @@ def build_cohort(
             raise MedmodalError(f"folder given by {flag} not found", path=root)
     roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
     inputs = {"--raw": raw, "--note-root": note_root, "--cxr-root": cxr_root}
+    if imported is not None:
+        inputs["--labels"] = getattr(imported, "path", None)
     inputs.update({f"the {module} root": root for module, root in roots.items() if root.exists()})
     kind = "cohort_set" if names is not None else "cohort"
     check_output(out, kind, overwrite=overwrite, inputs=inputs)
@@ -78,7 +86,18 @@ def build_cohort(
             for one, where, final in jobs:
                 _check_task(src, one)
                 options = {"memory_limit": memory_limit, "threads": threads, "seed": seed}
-                _build_one(src, one, raw, roots, where, final, work, dataset_version=dataset_version, **options)
+                _build_one(
+                    src,
+                    one,
+                    raw,
+                    roots,
+                    where,
+                    final,
+                    work,
+                    dataset_version=dataset_version,
+                    imported=imported,
+                    **options,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -108,6 +127,7 @@ def _build_one(
     threads: int | None,
     seed: int,
     dataset_version: str | None,
+    imported: Any = None,
 ) -> None:
     """One task's cohort into ``tmp`` (a folder inside the caller's atomic output); ``final`` names it in messages."""
     located = locate(src.files, roots)
@@ -121,7 +141,21 @@ def _build_one(
     db_dir = work / spec.name  # DuckDB's database and spill files: GBs on full data, gone once the task is built
     con = connect(db_dir, memory_limit=memory_limit, threads=threads)
     try:
-        manifest = _build(con, src, spec, raw, roots, located, tmp, final, seed=seed, dataset_version=dataset_version)
+        manifest = _build(
+            con,
+            src,
+            spec,
+            raw,
+            roots,
+            located,
+            tmp,
+            seed=seed,
+            dataset_version=dataset_version,
+            imported=imported,
+            out=final,
+        )
+    except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
+        raise translate_error(err, located, sql_file=f"{src.name}/{spec.name} build", con=con) from None
     finally:
         con.close()
         shutil.rmtree(db_dir, ignore_errors=True)
@@ -172,16 +206,29 @@ def _build(
     roots: dict[str, Path],
     located: list[Located],
     tmp: Path,
-    final: Path,
     *,
     seed: int,
     dataset_version: str | None,
+    imported: Any = None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
-    src.check_values(con, located)
-    version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
+    if imported is not None:
+        imported.register(con)  # the `meds_labels` relation the label-linking SQL reads
+    try:
+        flagged = check_files(con, located)
+        src.check_values(con, located)
+        version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
+    except duckdb.Error as err:  # a source's own queries: still one line naming the raw file
+        raise translate_error(err, located, sql_file=f"{src.name} value checks", con=con) from None
     params = _params(src, spec, roots, version)
+    # The cheap half of `cohort validate` (headers, the variable map against the release's dictionaries), before
+    # any heavy SQL; an item the dictionaries reject feeds nothing (docs/cohort.md, "Before you build").
+    preflight = run_preflight(con, src, located, roots, raw, version, params)
+    params["variable_map_excluded"] = preflight.excluded_keys
+    for line in preflight.warnings():
+        console.print(f"[yellow]check[/yellow]: {line}", soft_wrap=True)
     sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
@@ -206,8 +253,10 @@ def _build(
             step(p.stem)
             run_sql_file(con, p, params, located)
             progress.advance(bar)
+        if imported is not None:
+            imported.check(con)  # unknown subjects, prediction times outside the record: errors, not exclusions
         step("cohort, splits, attrition")
-        attrition = _make_cohort(con, src, spec, located, seed)
+        attrition, data_quality = _make_cohort(con, src, spec, located, seed, flagged, imported)
         progress.advance(bar)
         for p in post_files:
             step(p.stem)
@@ -233,17 +282,39 @@ def _build(
             seed,
             sql_files + post_files,
         )
-        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=final)  # errors name the final output
+        root = src.image_root(roots)
+        manifest["image_root"] = None if root is None else str(root)
+        manifest["data_quality"] = data_quality
+        manifest["preflight"] = preflight.manifest()
+        if imported is not None:
+            manifest["imported_labels"] = imported.provenance()
+        # identity once every field that shapes the rows is in (imported labels too): medmodal.contracts
+        manifest["cohort_identity"] = cohort_identity(manifest, _sample_ids(tmp))
+        manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)  # errors name the final output
         progress.advance(bar)
     return manifest
+
+
+def _sample_ids(folder: Path) -> list[str]:
+    return pl.read_parquet(folder / "cohort.parquet", columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed: int) -> pl.DataFrame:
-    """Attrition over the inclusion steps, then ``cohort`` = candidates passing all steps, with their split."""
+def _make_cohort(
+    con,
+    src: Source,
+    spec: TaskSpec,
+    located: list[Located],
+    seed: int,
+    flagged: Sequence[Flagged] = (),
+    imported: Any = None,
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Attrition over the data-quality and inclusion steps, then ``cohort`` = candidates passing all steps, with
+    their split. Returns the attrition table and what each data-quality exclusion did (for the manifest)."""
     cols = _columns(con, "candidates")
     needed = ["sample_id", "subject_id", "index_time", "prediction_time", "window_start_time"]
     needed += [lab.column for lab in spec.labels] + list(src.subgroups) + [f"incl_{s.step}" for s in spec.inclusion]
@@ -257,12 +328,16 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
     conds: list[str] = []
     n_s, n_x = con.execute("SELECT count(DISTINCT subject_id), count(*) FROM candidates").fetchone()
     rows.append(("index_event", spec.index_event, n_s, n_x))
+    data_quality = apply_exclusions(con, flagged, cols, conds, rows)
     for s in spec.inclusion:
         conds.append(f'coalesce("incl_{s.step}", false)')
         n_s, n_x = con.execute(
             f"SELECT count(DISTINCT subject_id), count(*) FROM candidates WHERE {' AND '.join(conds)}"
         ).fetchone()
         rows.append((s.step, s.description, n_s, n_x))
+    if (untimed := exclude_untimed(con, cols, conds, rows)) is not None:
+        data_quality.append(untimed)
+    _refuse_empty(rows, src, located)
     attrition = pl.DataFrame(
         rows,
         schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
@@ -273,7 +348,8 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
         r[0]
         for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()
     ]
-    con.register("split_assignment", assign_splits(subjects, seed).to_arrow())
+    splits = assign_splits(subjects, seed) if imported is None else imported.split_assignment(subjects, seed)
+    con.register("split_assignment", splits.to_arrow())
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
     for c in cols:
@@ -300,7 +376,34 @@ def _make_cohort(con, src: Source, spec: TaskSpec, located: list[Located], seed:
     dup = con.execute("SELECT sample_id FROM cohort GROUP BY 1 HAVING count(*) > 1 LIMIT 1").fetchone()
     if dup:
         raise MedmodalError(f"task SQL yields sample_id '{dup[0]}' twice", path=spec.sql_file(src.name))
-    return attrition
+    # the raw rules catch the usual causes first; this is the backstop for whatever the task SQL derives
+    for col in ("subject_id", *(lab.name for lab in spec.labels)):
+        n, example = con.execute(f'SELECT count(*), min(sample_id) FROM cohort WHERE "{col}" IS NULL').fetchone()
+        if n:
+            raise MedmodalError(
+                f"{n} included samples have no {col} (e.g. sample_id {example}); a raw row it is derived from is "
+                "missing or empty",
+                path=spec.sql_file(src.name),
+                field=col,
+            )
+    return attrition, data_quality
+
+
+def _refuse_empty(rows: list[tuple[str, str, int, int]], src: Source, located: list[Located]) -> None:
+    """A task that ends with no sample is an error naming the step that emptied it (featurize and train would
+    otherwise fail later, far from the cause)."""
+    if rows[-1][3]:
+        return
+    step = next(r for r in rows if r[3] == 0)
+    if step[0] == "population":
+        # the population view is a raw file (patients) or derived from the source's first, main file
+        main = next((it for it in located if it.spec.view == src.population_view), located[0])
+        where = main.path or src.population_view
+        raise MedmodalError("no subjects at all (the file has a header but no rows?)", path=where)
+    kept = rows[rows.index(step) - 1]
+    raise MedmodalError(
+        f"no samples left after attrition step '{step[0]}' ({step[1]}); '{kept[0]}' before it had {kept[3]} samples"
+    )
 
 
 def _copy(con, located: list[Located], select: str, path: Path) -> None:
@@ -402,7 +505,6 @@ def _manifest(
     row_counts = {
         name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in OUTPUT_FILES
     }
-    sample_ids = pl.read_parquet(tmp / "cohort.parquet", columns=["sample_id"])["sample_id"].to_list()
     label_counts = {
         lab.name: {
             str(k): int(v)
@@ -424,7 +526,7 @@ def _manifest(
         for m in src.modalities
         if m.name in modalities and m.needs and all(it.path is None for it in located if it.spec.view in m.needs)
     ]
-    manifest = {
+    return {
         "source": src.name,
         "task": spec.name,
         "dataset_version": version,
@@ -468,7 +570,3 @@ def _manifest(
         "medmodal_version": medmodal.__version__,
         "duckdb_version": duckdb.__version__,
     }
-    # identity last: it hashes the recipe fields above plus the sample ids (medmodal.contracts)
-    manifest["cohort_identity"] = cohort_identity(manifest, sample_ids)
-    manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
-    return manifest

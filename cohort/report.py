@@ -23,7 +23,17 @@ def _read(cohort_dir: Path, name: str, columns: list[str] | None = None) -> pl.D
     path = cohort_dir / f"{name}.parquet"
     if not path.is_file():
         raise MedmodalError("missing (not a complete cohort directory)", path=path)
-    return pl.read_parquet(path, columns=columns)
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except Exception as err:  # truncated or foreign file: one line naming it, never a polars traceback
+        raise MedmodalError(f"unreadable Parquet ({type(err).__name__})", path=path) from None
+
+
+def _manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise MedmodalError(f"unreadable JSON ({type(err).__name__})", path=path) from None
 
 
 def _rates(man: dict) -> dict[str, pl.Expr]:
@@ -44,7 +54,7 @@ def pattern_table(cohort_dir: str | Path) -> pl.DataFrame:
     """One row per pattern: pattern, modalities, n, share, <label>_rate for every label (sorted by n desc);
     a multiclass label gets one <label>_<class>_rate column per class."""
     d = Path(cohort_dir)
-    man = json.loads((d / "manifest.json").read_text())
+    man = _manifest(d / "manifest.json")
     labels = [lab["name"] for lab in man["labels"]]
     rates = _rates(man)
     mods = _read(d, "modalities", ["sample_id", "pattern"])
@@ -72,7 +82,7 @@ def format_report(cohort_dir: str | Path) -> Group:
     path = d / "manifest.json"
     if not path.is_file():
         raise MedmodalError("not a cohort directory (manifest.json missing)", path=d)
-    man = json.loads(path.read_text())
+    man = _manifest(path)
     cohort = _read(d, "cohort", ["split"])
     split_counts = cohort["split"].value_counts().sort("split")
     head = Text.assemble(

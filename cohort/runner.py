@@ -44,15 +44,21 @@ def resolve_file(root: Path, stem: str) -> Path | None:
 
 
 def read_header(path: Path) -> tuple[str, ...]:
-    """First line of a .csv / .csv.gz, split on commas (MIMIC headers are plain identifiers)."""
+    """First line of a .csv / .csv.gz, split on commas (MIMIC headers are plain identifiers).
+
+    Read as bytes and decoded on its own: a text-mode read decodes a whole buffer, so a bad byte in a data row
+    close to the top would be misreported as a bad header.
+    """
     try:
         opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            line = fh.readline()
+        with opener(path, "rb") as fh:
+            raw = fh.readline(1 << 20)
     except (gzip.BadGzipFile, OSError, EOFError, zlib.error):
         raise MedmodalError("not a readable gzip file (corrupt or truncated)", path=path) from None
+    try:
+        line = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise MedmodalError("header is not UTF-8 text", path=path) from None
+        raise MedmodalError("header line is not UTF-8 text", path=path) from None
     if not line.strip():
         raise MedmodalError("empty file (no header line)", path=path)
     return tuple(c.strip().strip('"').lstrip("\ufeff") for c in line.rstrip("\r\n").split(","))
@@ -161,14 +167,22 @@ def run_sql_file(
     try:
         con.execute(sql)
     except duckdb.Error as err:
-        raise translate_error(err, located, sql_file=path) from None
+        raise translate_error(err, located, sql_file=path, con=con, sql=sql) from None
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, sql: str, located: Iterable[Located], *, what: str) -> Any:
     try:
         return con.execute(sql)
     except duckdb.Error as err:
-        raise translate_error(err, located, sql_file=what) from None
+        raise translate_error(err, located, sql_file=what, con=con, sql=sql) from None
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, item: Located) -> list[tuple]:
+    """Run a query that reads one raw file's view (value checks, release detection); errors name that file."""
+    try:
+        return con.execute(sql).fetchall()
+    except duckdb.Error as err:
+        raise translate_error(err, [item], sql_file=item.path or item.spec.view, culprit=item) from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -176,26 +190,108 @@ def _first_line(err: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else err.__class__.__name__
 
 
-def translate_error(err: duckdb.Error, located: Iterable[Located], *, sql_file: Path | str) -> MedmodalError:
-    """Name the raw file / column / line DuckDB complains about; never echo the raw line itself."""
-    msg = str(err)
-    culprit = None
+# DuckDB quotes values it could not use ('Could not convert string "..."'); only identifiers may pass through.
+_QUOTED = re.compile(r"""(["'])(.*?)\1""")
+
+
+def scrub(text: str, identifiers: Iterable[str] = ()) -> str:
+    """``text`` with every quoted token that is not a known identifier replaced by ``<value>``."""
+    keep = set(identifiers)
+    return _QUOTED.sub(lambda m: m.group(0) if m.group(2) in keep else "<value>", text)
+
+
+def _identifiers(located: Iterable[Located]) -> set[str]:
+    out: set[str] = set()
     for item in located:
-        if item.path is not None and str(item.path) in msg:
-            culprit = item
-            break
+        out.update(item.spec.columns)
+        out.update(item.header)
+        out.add(item.spec.view)
+    return out
+
+
+_RAW_READ_ERROR = re.compile(r"CSV Error|GZIP|gzip|zlib|Invalid unicode|not utf-8|Could not convert", re.IGNORECASE)
+
+
+def _probe(con: duckdb.DuckDBPyConnection, located: list[Located], sql: str | None) -> tuple[Located, str] | None:
+    """Find the raw file behind a read error whose message names none (a gzip stream with trailing bytes says only
+    "Input is not a GZIP stream"): read every column of each file the failing SQL mentions, smallest first.
+    Runs only after a failure, so a clean build never pays for it."""
+    mentioned = [
+        it
+        for it in located
+        if it.path is not None and (sql is None or re.search(rf"\b{re.escape(it.spec.view)}\b", sql, re.IGNORECASE))
+    ]
+    for item in sorted(mentioned, key=lambda it: it.path.stat().st_size):
+        counts = ", ".join(f'count("{c}")' for c in item.header) or "count(*)"
+        try:
+            con.execute(f"SELECT {counts} FROM {_csv_call(item.path, item.header, item.spec)}").fetchall()
+        except duckdb.Error as err:
+            return item, str(err)
+    return None
+
+
+def _utf8_field(item: Located, max_records: int = 5_000_000) -> tuple[int, str] | None:
+    """(data line, column) of the first field that is not UTF-8, read with Python's csv module (same quoting
+    rules as the view). Error path only; gives up after ``max_records`` rows."""
+    import csv
+    import io
+
+    opener = gzip.open if item.path.name.endswith(".gz") else open
+    try:
+        with opener(item.path, "rb") as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8", errors="surrogateescape", newline="")
+            for n, record in enumerate(csv.reader(text)):
+                if n > max_records:
+                    return None
+                for i, value in enumerate(record):
+                    if any("\udc80" <= ch <= "\udcff" for ch in value):
+                        return n, item.header[i] if i < len(item.header) else f"#{i + 1}"
+    except (OSError, EOFError, zlib.error, csv.Error):
+        return None
+    return None
+
+
+def translate_error(
+    err: duckdb.Error,
+    located: Iterable[Located],
+    *,
+    sql_file: Path | str,
+    culprit: Located | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    sql: str | None = None,
+) -> MedmodalError:
+    """Name the raw file / column / line DuckDB complains about; never echo the raw line or a value from it."""
+    located = list(located)
+    msg = str(err)
+    if culprit is None:
+        culprit = next((it for it in located if it.path is not None and str(it.path) in msg), None)
+    if culprit is None and con is not None and _RAW_READ_ERROR.search(msg):
+        found = _probe(con, located, sql)
+        if found is not None:
+            culprit, msg = found
+    if culprit is None or culprit.path is None:
+        return MedmodalError(f"DuckDB failed: {scrub(_first_line(err), _identifiers(located))}", path=sql_file)
     col = re.search(r'converting column "([^"]+)"', msg)
     line = re.search(r"CSV Error on Line: (\d+)", msg)
-    if culprit is None:
-        return MedmodalError(f"DuckDB failed: {_first_line(err)}", path=sql_file)
+    at = f" (data line {int(line.group(1)) - 1})" if line else ""
     field = col.group(1) if col else None
+    wrong = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", msg)
     if "gzip" in msg.lower() or "zlib" in msg.lower():
-        what = "truncated or corrupt gzip stream"
+        what = "truncated or corrupt gzip stream (or bytes after its end)"
+    elif "invalid unicode" in msg.lower() or "not utf-8" in msg.lower():
+        where = _utf8_field(culprit)
+        if where is not None:
+            at, field = f" (data line {where[0]})", where[1]
+        what = "not UTF-8 text" + at
     elif col:
         typ = culprit.spec.columns.get(col.group(1), "?")
-        what = f"value is not a valid {typ}" + (f" (data line {int(line.group(1)) - 1})" if line else "")
+        what = f"value is not a valid {typ}" + at
+    elif wrong:
+        what = f"malformed CSV row{at}: {wrong.group(2)} fields where the header has {wrong.group(1)}"
+    elif "unterminated quote" in msg.lower():
+        what = f"malformed CSV row{at}: a quoted value is never closed"
     elif line:
-        what = f"malformed CSV row (data line {int(line.group(1)) - 1}): wrong number of fields or bad quoting"
+        what = f"malformed CSV row{at}: wrong number of fields or bad quoting"
     else:
-        what = _first_line(err)
+        what = scrub(_first_line(err).replace(str(culprit.path), "<file>"), _identifiers(located))
     return MedmodalError(what, path=culprit.path, field=field)

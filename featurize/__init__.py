@@ -27,7 +27,7 @@ from medmodal.featurize import text as _text  # noqa: F401  (kind: text)
 from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
 from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig
 from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import is_legacy_store, load_cohort_features
+from medmodal.featurize.store import check_store_root, is_legacy_store, load_cohort_features
 from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig
 from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig
 from medmodal.outputs import claim_dir, sweep_tree
@@ -67,6 +67,7 @@ def featurize(
     item stays in the cache either way, so a rerun resumes). ``overwrite``: replace modalities the store holds
     with other settings. ``store`` must be a feature store (or a new or empty folder) outside the cohort.
     """
+    check_store_root(store)
     cohort = CohortInputs.open(cohort_dir)
     created = not Path(store).exists()
     store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
@@ -102,8 +103,16 @@ def _featurize(cohort: CohortInputs, store: Path, kinds, modalities, configs, ov
             continue
         featurizer = FEATURIZERS.get(kind)()
         cfg = configs.get(kind) or featurizer.Config()
-        results.update(featurizer.run(cohort, mods, store, cfg))
-    return write_outputs(cohort, store, results, overwrite=overwrite)
+        try:
+            results.update(featurizer.run(cohort, mods, store, cfg))
+        except OSError as err:  # a full disk, a read-only store, a file where a folder must be: one line
+            where = err.filename or store
+            raise MedmodalError(f"cannot read or write ({err.strerror or type(err).__name__})", path=where) from None
+    try:
+        return write_outputs(cohort, store, results, overwrite=overwrite)
+    except OSError as err:
+        where = err.filename or store
+        raise MedmodalError(f"cannot read or write ({err.strerror or type(err).__name__})", path=where) from None
 
 
 def featurize_text(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -84,18 +85,18 @@ def resolve_image_weights(model: str, weights: str | None) -> Path:
     cfg = timm.models.get_pretrained_cfg(model)
     repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if repo:
-        from huggingface_hub import hf_hub_download
+        # a plain lookup in the cache folders: unlike hf_hub_download(local_files_only=True), which some hub
+        # releases still let reach the network, it cannot open a connection (docs/reliability.md, "Offline")
+        from huggingface_hub import try_to_load_from_cache
 
         for fname in ("model.safetensors", "pytorch_model.bin"):
             try:
-                return Path(hf_hub_download(repo, fname, local_files_only=True))
+                hit = try_to_load_from_cache(repo, fname)
             except Exception:
                 continue
-    hint = (
-        f"`huggingface-cli download {repo}` on a networked machine and copy ~/.cache/huggingface here, or "
-        if repo
-        else ""
-    )
+            if isinstance(hit, str) and Path(hit).is_file():
+                return Path(hit)
+    hint = f"`hf download {repo}` on a networked machine and copy ~/.cache/huggingface here, or " if repo else ""
     raise MedmodalError(
         f"no local weights for timm model '{model}' (medmodal never downloads): run {hint}pass --weights "
         f"/path/to/{model}.safetensors"
@@ -106,7 +107,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as err:  # SafetensorError on a truncated / foreign file, OSError on an unreadable one
+            raise MedmodalError(f"not a readable safetensors file ({type(err).__name__})", path=path) from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -144,16 +148,60 @@ def build_timm_model(name: str, weights_path: Path) -> torch.nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------------- data
+NOT_REGULAR = "not a regular file"
+OUTSIDE_ROOT = "path outside the image root"
+
+
+def safe_image_path(path: str | None, cohort_dir: Path, root: Path | None) -> tuple[str | None, str | None]:
+    """(the real path to read, None) or (None, skip reason) for one images.parquet path.
+
+    With an image root (the builder records the CXR folder in the manifest) every path - relative ones taken
+    from the root - must resolve, symlinks included, inside it; a dicom_id of ``../../x`` or a link out of the
+    tree is skipped. A hand-made cohort without a root may use absolute paths; its relative paths are taken from
+    the cohort folder and must stay inside it. Only the containment is decided here; ``_stat`` refuses what is
+    not a regular file (a path to /dev/zero or a FIFO would otherwise block or never end)."""
+    if not path:
+        return None, "no path"
+    base = root if root is not None else cohort_dir
+    given = Path(path)
+    real = Path(os.path.realpath(given if given.is_absolute() else base / given))
+    limit = root if root is not None else (None if given.is_absolute() else cohort_dir)
+    if limit is not None and not real.is_relative_to(os.path.realpath(limit)):
+        return None, OUTSIDE_ROOT
+    return str(real), None
+
+
+class NotRegularFile(OSError):
+    pass
+
+
+def _open_regular(path: str) -> int:
+    """A read-only descriptor of a regular file. O_NONBLOCK: opening a FIFO must not wait for a writer; the
+    fstat then refuses it, a device or a folder, so a swapped path can never hang or stream forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(NOT_REGULAR)
+    return fd
+
+
+def read_regular(path: str) -> bytes:
+    with os.fdopen(_open_regular(path), "rb") as fh:
+        return fh.read()
+
+
 def read_and_hash(path: str) -> tuple[str | None, str | None]:
     """(sha256 of the file, None) or (None, skip reason)."""
     try:
         h = hashlib.sha256()
-        with open(path, "rb") as fh:
+        with os.fdopen(_open_regular(path), "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
         return h.hexdigest(), None
     except FileNotFoundError:
         return None, "file not found"
+    except NotRegularFile:
+        return None, NOT_REGULAR
     except OSError as err:
         return None, f"unreadable file ({type(err).__name__})"
 
@@ -171,9 +219,11 @@ class ImageFiles(torch.utils.data.Dataset):
         pos = self.positions[i]
         path = self.paths[pos]
         try:
-            data = Path(path).read_bytes()
+            data = read_regular(path)
         except FileNotFoundError:
             return pos, None, None, "file not found"
+        except NotRegularFile:
+            return pos, None, None, NOT_REGULAR
         except OSError as err:
             return pos, None, None, f"unreadable file ({type(err).__name__})"
         sha = hashlib.sha256(data).hexdigest()
@@ -267,6 +317,8 @@ class ImageEncoder:
 def _stat(path: str) -> tuple[int, int] | str:
     try:
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return NOT_REGULAR
         return st.st_size, st.st_mtime_ns
     except FileNotFoundError:
         return "file not found"
@@ -333,11 +385,13 @@ class ImageFeaturizer:
             if part["dicom_id"].null_count():
                 raise MedmodalError("null dicom_id", path=cohort.dir / "images.parquet", field="dicom_id")
             item_ids = part["dicom_id"].to_list()
-            # contract: absolute paths; a relative one is taken relative to the cohort dir (a portable cohort)
-            paths = [
-                p if not p or os.path.isabs(p) else str(cohort.dir / p) for p in part["path"].fill_null("").to_list()
-            ]
-            hashed = hash_files(m, paths, cfg.hash_threads, FileHashMemo(store) if cfg.trust_mtime else None)
+            checked = [safe_image_path(p, cohort.dir, cohort.image_root) for p in part["path"].to_list()]
+            paths = [p or "" for p, _ in checked]
+            ok = [i for i, (p, _) in enumerate(checked) if p is not None]
+            hashed: list[tuple[str | None, str | None]] = [(None, why) for _, why in checked]
+            memo = FileHashMemo(store) if cfg.trust_mtime else None
+            for i, res in zip(ok, hash_files(m, [paths[i] for i in ok], cfg.hash_threads, memo)):
+                hashed[i] = res
             keys = [None if sha is None else item_key(i, sha) for i, (sha, _) in zip(item_ids, hashed)]
             reasons = [why for _, why in hashed]
             emb = embed_items(

@@ -70,6 +70,8 @@ class CohortInputs:
                 f"values must be train/val/test (found {bad[0]!r})", path=d / "cohort.parquet", field="split"
             )
         sample_ids = ids.to_list()
+        if not sample_ids:
+            raise MedmodalError("the cohort has no samples (nothing to featurize)", path=d / "cohort.parquet")
 
         mods = _read(d / "modalities.parquet", ["sample_id"] + [f"has_{m}" for m in manifest["modalities"]])
         mods = mods.with_columns(pl.col("sample_id").cast(pl.Utf8))
@@ -102,6 +104,14 @@ class CohortInputs:
     @property
     def modalities(self) -> list[str]:
         return list(self.manifest["modalities"])
+
+    @property
+    def image_root(self) -> Path | None:
+        """The folder image paths must resolve inside (manifest ``image_root``; None in hand-made cohorts)."""
+        root = self.manifest.get("image_root")
+        if not root and (files := (self.manifest.get("sql_params") or {}).get("cxr_files_root")):
+            root = str(Path(files).parent)  # MIMIC-IV cohorts built before image_root was recorded
+        return Path(root) if root else None
 
     def kind(self, modality: str) -> str:
         return self.manifest["modality_kinds"][modality]

@@ -35,6 +35,14 @@ __all__ = [  # the cohort readers live in medmodal.contracts; re-exported for ca
 ]
 
 
+def check_store_root(store: str | Path) -> Path:
+    """A store is a folder (created on first use); anything else in its place is refused before any work."""
+    store = Path(store)
+    if store.exists() and not store.is_dir():
+        raise MedmodalError("is not a folder (a feature store is a folder; give a new or existing folder)", path=store)
+    return store
+
+
 def cohort_store_dir(store: str | Path, cohort_dir: str | Path) -> Path:
     """``STORE/cohorts/<cohort_id>``; the id is checked to be one safe folder name (medmodal.contracts)."""
     return Path(store) / "cohorts" / cohort_id(cohort_dir)
@@ -88,14 +96,17 @@ def load_cohort_features(
     Only modalities that have been featurized are returned; ``modalities`` restricts and orders them.
     The row order is checked against the cohort so a stale store never silently misaligns labels.
     """
-    d = cohort_store_dir(store, cohort_dir)
+    d = cohort_store_dir(check_store_root(store), cohort_dir)
     samples_path = d / "samples.parquet"
     if not samples_path.is_file():
         raise MedmodalError(
             "no features for this cohort in the store (run `medmodal featurize all COHORT_DIR --store STORE`)",
             path=d,
         )
-    sample_ids = pl.read_parquet(samples_path)["sample_id"].to_list()
+    try:
+        sample_ids = pl.read_parquet(samples_path)["sample_id"].to_list()
+    except Exception as err:  # truncated or foreign file: a one-line error, never a polars traceback
+        raise MedmodalError(f"unreadable Parquet ({type(err).__name__}); re-run featurize", path=samples_path) from None
     if sample_ids != cohort_sample_ids(cohort_dir):
         raise MedmodalError("row order differs from the cohort's cohort.parquet; re-run featurize", path=samples_path)
     available = sorted(p.stem for p in d.glob("*.safetensors"))
@@ -105,8 +116,24 @@ def load_cohort_features(
         path = d / f"{m}.safetensors"
         if not path.is_file():
             raise MedmodalError(f"modality '{m}' not featurized (have: {', '.join(available) or 'none'})", path=d)
-        tensors = load_file(str(path))
-        tensors["manifest"] = json.loads((d / f"{m}.json").read_text())
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:  # SafetensorError: truncated or overwritten tensor file
+            raise MedmodalError(
+                f"unreadable tensor file ({type(err).__name__}); re-run featurize for '{m}'", path=path
+            ) from None
+        x = tensors.get("x")
+        if x is None or x.ndim < 2 or x.shape[0] != len(sample_ids) or x.shape[-1] == 0:
+            shape = None if x is None else tuple(x.shape)
+            raise MedmodalError(
+                f"tensor 'x' has shape {shape}, expected ({len(sample_ids)}, ..., D>0); re-run featurize for '{m}'",
+                path=path,
+            )
+        meta = d / f"{m}.json"
+        try:
+            tensors["manifest"] = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise MedmodalError(f"unreadable modality manifest ({type(err).__name__})", path=meta) from None
         _check_recorded(tensors, d, m, len(sample_ids))
         out[m] = tensors
     return sample_ids, out

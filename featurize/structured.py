@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError
+from medmodal.common import MedmodalError, console
 from medmodal.featurize.base import FEATURIZERS, ModalityFeatures
 from medmodal.featurize.inputs import CohortInputs
 
@@ -240,6 +240,13 @@ class TimeseriesFeaturizer:
             late = int((part["hour"] >= T).sum())
             part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
             r, h, v, vals, variables, dropped, mean, std, n_fit = _hourly_stats(part, cohort.split == "train")
+            if not variables:
+                # a (N, T, 0) tensor carries nothing and no model can take it: not written, and said so
+                console.print(
+                    f"[yellow]{m}: no variable has a value in the train split; not featurized[/yellow]",
+                    soft_wrap=True,
+                )
+                continue
             x = np.zeros((cohort.n, T, len(variables)), dtype=np.float32)  # (N, T, V)
             observed = np.zeros((cohort.n, T, len(variables)), dtype=bool)
             if len(vals):

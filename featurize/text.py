@@ -103,16 +103,21 @@ def resolve_local_model(name_or_path: str, *, what: str = "text model") -> Path:
         return p.resolve()
     if p.exists():
         raise MedmodalError(f"{what} path is not a directory", path=p)
+    # a plain lookup in the cache folders (refs/main -> snapshots/<commit>/config.json): no hub call that a
+    # release could turn into a connection (docs/reliability.md, "Offline")
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import try_to_load_from_cache
 
-        return Path(snapshot_download(name_or_path, local_files_only=True))
-    except Exception:
-        raise MedmodalError(
-            f"{what} '{name_or_path}' is neither a local directory nor in the local Hugging Face cache "
-            f"(medmodal never downloads). On a networked machine run `huggingface-cli download {name_or_path}` "
-            f"and copy ~/.cache/huggingface here (or set HF_HOME), or pass --model /path/to/model_dir"
-        ) from None
+        hit = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # not a repo id at all (e.g. a mistyped path): the same instruction applies
+        hit = None
+    if isinstance(hit, str) and Path(hit).is_file():
+        return Path(hit).parent
+    raise MedmodalError(
+        f"{what} '{name_or_path}' is neither a local directory nor in the local Hugging Face cache "
+        f"(medmodal never downloads). On a networked machine run `hf download {name_or_path}` "
+        f"and copy ~/.cache/huggingface here (or set HF_HOME), or pass --model /path/to/model_dir"
+    )
 
 
 def model_files_hash(model_dir: Path) -> dict[str, str]:

@@ -10,7 +10,8 @@ The colour is the simulator's ground-truth confounder when ``truth`` (a ``truth.
 subject_id) — or any column of the cohort's ``cohort.parquet`` (``color_by``) for real data, where the
 confounder is unknown and a proxy such as ``insurance`` or ``race_group`` is what one can look at.
 
-Outputs (written atomically): RUN_DIR/report/tsne_causal_biased.png and RUN_DIR/report/report.json.
+Outputs (written atomically): RUN_DIR/report/tsne_causal_biased.png (drawn by medmodal.report.figures) and
+RUN_DIR/report/report.json. ``medmodal report RUN_DIR --out page.html`` puts the same figure on the run's page.
 """
 
 from __future__ import annotations
@@ -91,46 +92,7 @@ def _decodability(z: np.ndarray, c: np.ndarray, seed: int) -> float | None:
     return float(roc_auc_score(y, p, multi_class="ovr"))
 
 
-def _plot(
-    emb_c: np.ndarray,
-    emb_b: np.ndarray,
-    color: np.ndarray,
-    title: str,
-    label: str,
-    path: Path,
-    scores: dict[str, float | None],
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = np.unique(color)
-    categorical = len(values) <= 12 and not np.issubdtype(color.dtype, np.floating)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, emb, name in ((axes[0], emb_c, "causal"), (axes[1], emb_b, "biased")):
-        if categorical:
-            for v, col in zip(values, plt.cm.tab10.colors):
-                sel = color == v
-                ax.scatter(emb[sel, 0], emb[sel, 1], s=6, alpha=0.6, color=col, label=f"{label}={v}")
-        else:
-            sc = ax.scatter(emb[:, 0], emb[:, 1], s=6, alpha=0.6, c=color.astype(float), cmap="viridis")
-            fig.colorbar(sc, ax=ax, label=label)
-        auc = scores.get(name)
-        ax.set_title(
-            f"{name} features" + ("" if auc is None else f" ({label} decodable: AUROC {auc:.2f})"), fontsize=10
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if categorical:
-        axes[1].legend(loc="best", fontsize=8, markerscale=2)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def report(
+def tsne_streams(
     run_dir: str | Path,
     *,
     truth: str | Path | None = None,
@@ -144,21 +106,21 @@ def report(
     iterations: int = 1000,
     seed: int = 0,
     device: str = "cpu",
-    overwrite: bool = False,
-) -> Path:
-    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder (replaced with ``overwrite``)."""
+) -> dict[str, Any]:
+    """The computation behind the figure: 2-D t-SNE of each stream, the colour, and report.json's content.
+
+    Returns {"causal": (n, 2), "biased": (n, 2), "color": (n,), "label", "title", "result"} (``result`` is what
+    report.json holds); the HTML run page (medmodal.report) calls this too, so both show the same numbers.
+    """
     from sklearn.manifold import TSNE
 
     run_dir = Path(run_dir)
-    check_number(max_points, "--max-points", minimum=2, integer=True)
-    check_number(seed, "--seed", minimum=0, integer=True)
-    inputs = {"RUN_DIR": run_dir, "--cohort": cohort_dir, "--store": store, "--truth": truth}
     if split not in SPLITS:
         raise MedmodalError(f"split must be one of {', '.join(SPLITS)}, got '{split}'", field="--split")
     if (truth is None) == (color_by is None):
         raise MedmodalError("give exactly one of --truth (simulated data) or --color-by (a cohort column)")
-    where = {"overwrite": overwrite, "inputs": inputs, "allow_inside": [run_dir], "flag": None}
-    check_output(run_dir / "report", "report", **where)  # before the t-SNE: a refusal comes at once
+    check_number(max_points, "--max-points", minimum=2, integer=True)
+    check_number(seed, "--seed", minimum=0, integer=True)
     dev = resolve_device(device)
     model, cfg, normalizer = load_run_model(run_dir, dev)
     cohort_dir = Path(cohort_dir or cfg["data"]["cohort"]["dir"])
@@ -212,7 +174,32 @@ def report(
         "note": "5-fold CV AUROC (one-vs-rest macro for > 2 values) of a logistic regression predicting the "
         "colour from each stream's features; 0.5 = not decodable",
     }
+    return {
+        "causal": emb["causal"],
+        "biased": emb["biased"],
+        "color": color,
+        "label": label,
+        "title": title,
+        "result": result,
+    }
+
+
+def report(run_dir: str | Path, *, overwrite: bool = False, **options: Any) -> Path:
+    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder; ``options`` as tsne_streams.
+
+    An existing RUN_DIR/report is replaced only with ``overwrite`` (docs/reliability.md)."""
+    from medmodal.report.figures import tsne_pair
+
+    run_dir = Path(run_dir)
+    if (options.get("truth") is None) == (options.get("color_by") is None):
+        raise MedmodalError("give exactly one of --truth (simulated data) or --color-by (a cohort column)")
+    inputs = {k: options.get(k) for k in ("cohort_dir", "store", "truth")}
+    where = {"overwrite": overwrite, "inputs": {"RUN_DIR": run_dir, **inputs}, "allow_inside": [run_dir], "flag": None}
+    check_output(run_dir / "report", "report", **where)  # before the t-SNE: a refusal comes at once
+    t = tsne_streams(run_dir, **options)
+    scores = t["result"]["confounder_decodability_auroc"]
+    png = tsne_pair(t["causal"], t["biased"], t["color"], t["label"], t["title"], scores)
     with atomic_dir(run_dir / "report", kind="report", **where) as tmp:
-        _plot(emb["causal"], emb["biased"], color, title, label, tmp / "tsne_causal_biased.png", scores)
-        write_json(tmp / "report.json", result)
+        (tmp / "tsne_causal_biased.png").write_bytes(png)
+        write_json(tmp / "report.json", t["result"])
     return run_dir / "report"

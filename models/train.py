@@ -228,27 +228,6 @@ def warn_unusable_splits(data: CohortData) -> list[str]:
     return lines
 
 
-def _plot_curve(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
-    a.plot(ep, [h["val_loss"] for h in history], label="val CE")
-    a.set_xlabel("epoch")
-    a.legend()
-    for key in ("val_auroc", "val_auprc"):
-        b.plot(ep, [np.nan if h[key] is None else h[key] for h in history], label=key.replace("val_", "val "))
-    b.set_xlabel("epoch")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _broadcast(values: list[float], env: DistEnv, device) -> list[float]:
     if env.world == 1:
         return values
@@ -502,6 +481,8 @@ def _train(
     if not env.main:
         return out
 
+    from medmodal.report.figures import training_curves  # matplotlib only once there is something to draw
+
     logits = predict_all(model, data, batch_size=cfg.eval_batch_size, device=dev, amp=cfg.amp)
     frame = prediction_frame(data, logits)
     metrics = score(frame, data, n_boot=cfg.n_boot, seed=seed)
@@ -546,7 +527,7 @@ def _train(
         write_json(tmp / CONFIG, config)
         frame.write_parquet(tmp / "predictions.parquet")
         write_json(tmp / "metrics.json", metrics)
-        _plot_curve(history, tmp / "training_curve.png")
+        (tmp / "training_curve.png").write_bytes(training_curves(history, best_epoch))
     model.to(dev)
     print_summary(metrics, "test", title=f"{framework}/{backbone}: test metrics (best epoch {best_epoch})")
     return out

@@ -1,10 +1,10 @@
 """A synthetic world that writes raw files in the real PhysioNet / ADNI layouts from a known causal model.
 
 ``simulate(source, out, subjects=N, seed=S, environment="train")`` writes, for ``mimic_iv``, hosp/ icu/ note/ cxr/
-as MIMIC-IV v2.2 + MIMIC-IV-Note + MIMIC-CXR-JPG lay them out; for ``eicu`` the eICU-CRD tables; for ``adni``
-ADNIMERGE.csv. Beside them ``truth.parquet`` holds what no real dataset has: the latent health state U, the
-confounder C, each outcome's causal risk and each modality's ordering propensity. The causal model, its
-defaults and why they are what they are: docs/simulator.md.
+as MIMIC-IV v2.2 (or, with ``release="3.1"``, v3.1) + MIMIC-IV-Note + MIMIC-CXR-JPG lay them out; for ``eicu``
+the eICU-CRD tables; for ``adni`` ADNIMERGE.csv. Beside them ``truth.parquet`` holds what no real dataset has:
+the latent health state U, the confounder C, each outcome's causal risk and each modality's ordering propensity.
+The causal model, its defaults and why they are what they are: docs/simulator.md.
 """
 
 from __future__ import annotations
@@ -41,13 +41,19 @@ def simulate(
     images: bool = True,
     image_size: int = 256,
     overwrite: bool = False,
+    release: str | None = None,
     **strengths: float,
 ) -> Path:
     """Write a simulated ``source`` under ``out`` (atomically) and return ``out``.
 
     ``strengths`` override fields of :class:`~medmodal.simulate.scm.Strengths` (e.g. ``c_outcome=0``).
+    ``release`` picks the release layout of a source that has several (mimic_iv: "2.2", the default, or "3.1").
     """
     fn = SIMULATORS.get(source)
+    releases = tuple(getattr(fn, "releases", ()))
+    if release is not None and release not in releases:
+        known = ", ".join(releases) or "none (it writes one layout)"
+        raise MedmodalError(f"--release for {source} must be one of: {known}; got '{release}'")
     if not 1 <= int(subjects) <= MAX_SUBJECTS:
         raise MedmodalError(f"--subjects must be between 1 and {MAX_SUBJECTS}, got {subjects}")
     if int(seed) < 0:
@@ -62,6 +68,7 @@ def simulate(
         strengths=Strengths.from_mapping(strengths),
         images=bool(images),
         image_size=int(image_size),
+        release=release or (releases[0] if releases else ""),
     )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     progress_bar = Progress(*columns, console=console, transient=True)
@@ -79,6 +86,7 @@ def simulate(
                 "strengths": cfg.strengths.__dict__,
                 "images": cfg.images,
                 "image_size": cfg.image_size,
+                "release": cfg.release or None,
                 "medmodal_version": medmodal.__version__,
                 "row_counts": rows,
                 "note": "synthetic data from medmodal's structural causal model; truth.parquet is the ground truth "

@@ -19,6 +19,7 @@ class SimConfig:
     strengths: Strengths
     images: bool = True  # write CXR pixel files (metadata, labels and reports are written either way)
     image_size: int = 256  # square film edge in pixels
+    release: str = ""  # the release layout to write (a simulator's `releases`, first = default); "" if it has none
 
     @property
     def world(self) -> World:

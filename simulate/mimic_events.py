@@ -156,6 +156,23 @@ D_ITEMS = (
     (223901, "GCS - Motor Response", "Motor Response", "chartevents", "Neurological", None, "Text", None, None),
     (226512, "Admission Weight (Kg)", "Admission Weight (Kg)", "chartevents", "General", "kg", "Numeric", None, None),
 )
+# Items of the variable map the simulator never charts, listed anyway (real rows, identical to the demo's) so that
+# the build's dictionary check finds every mapped itemid in a simulated world, as it would in a real one.
+DICTIONARY_ONLY_ITEMS = (
+    (
+        224690,
+        "Respiratory Rate (Total)",
+        "Respiratory Rate (Total)",
+        "chartevents",
+        "Respiratory",
+        "insp/min",
+        "Numeric",
+        None,
+        36,
+    ),
+    (224639, "Daily Weight", "Daily Weight", "chartevents", "General", "kg", "Numeric", None, None),
+)
+DICTIONARY_ONLY_LABS = ((51275, "PTT", "Blood", "Hematology"),)
 D_ITEMS_COLUMNS = (
     "itemid",
     "label",
@@ -183,18 +200,12 @@ PROVIDERS = tuple(f"P{n:05X}"[:6] for n in range(0x1A2B3, 0x1A2B3 + 211 * 97, 97
 
 
 def d_labitems() -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "itemid": [lab.itemid for lab in LABS],
-            "label": [lab.label for lab in LABS],
-            "fluid": ["Blood"] * len(LABS),
-            "category": [lab.category for lab in LABS],
-        }
-    )
+    rows = [(lab.itemid, lab.label, "Blood", lab.category) for lab in LABS] + list(DICTIONARY_ONLY_LABS)
+    return pl.DataFrame(rows, schema=["itemid", "label", "fluid", "category"], orient="row")
 
 
 def d_items() -> pl.DataFrame:
-    return pl.DataFrame(D_ITEMS, schema=list(D_ITEMS_COLUMNS), orient="row")
+    return pl.DataFrame(D_ITEMS + DICTIONARY_ONLY_ITEMS, schema=list(D_ITEMS_COLUMNS), orient="row")
 
 
 def _fmt(values: np.ndarray, dec: int) -> pl.Series:

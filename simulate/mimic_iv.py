@@ -1,4 +1,11 @@
-"""Simulated MIMIC-IV v2.2 (+ MIMIC-IV-Note, + MIMIC-CXR-JPG): hosp/, icu/, note/, cxr/ and truth.parquet.
+"""Simulated MIMIC-IV v2.2 or v3.1 (+ MIMIC-IV-Note, + MIMIC-CXR-JPG): hosp/, icu/, note/, cxr/ and truth.parquet.
+
+The v3.1 layout differs from v2.2's where a release detector or a dictionary check can see it: v3.0 added the
+admissions of 2020-2022, so a fifth of the subjects get anchor_year_group '2020 - 2022'. Its d_labitems /
+d_items rows for the simulated items are v2.2's: v3.1 kept those itemids and labels (v3.0's renumbering of some
+lab items was undone in v3.1; docs/cohort.md, "Before you build"). The year groups are redrawn from their own
+stream, so a v3.1 world differs from the v2.2 world of the same seed only in them and in what follows from them
+(ICD-9 vs ICD-10 codes).
 
 Subjects are generated in fixed-size chunks; each chunk draws from its own named random streams
 (population, labs, charts, notes, pixels), so outputs depend only on (seed, environment, subjects, strengths)
@@ -12,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from medmodal.common import MedmodalError
 from medmodal.simulate.base import SIMULATORS, SimConfig
 from medmodal.simulate.mimic_events import D_ITEMS_COLUMNS, EventWriter, d_items, d_labitems
 from medmodal.simulate.mimic_modalities import (
@@ -21,12 +29,14 @@ from medmodal.simulate.mimic_modalities import (
     NOTE_COLUMNS,
     ModalityWriter,
 )
-from medmodal.simulate.mimic_population import KINDS, Population, draw_population
+from medmodal.simulate.mimic_population import KINDS, YEAR_GROUPS, Population, draw_population
 from medmodal.simulate.scm import World, sigmoid, stream
 from medmodal.simulate.text import DIAGNOSES
-from medmodal.simulate.writer import HOUR, Writers, dt, nullable
+from medmodal.simulate.writer import HOUR, Writers, dt, nullable, pick
 
 CHUNK_SUBJECTS = 1000
+RELEASES = ("2.2", "3.1")  # release layouts this simulator writes; the first is the default
+YEAR_GROUPS_V3 = (*YEAR_GROUPS, "2020 - 2022")
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
     "hosp/patients.csv.gz": ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"),
@@ -300,6 +310,8 @@ def _truth(world: World, pop: Population, counts: dict[str, np.ndarray]) -> pl.D
 
 @SIMULATORS.register("mimic_iv")
 def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
+    if cfg.release not in RELEASES:
+        raise MedmodalError(f"mimic_iv simulates releases {', '.join(RELEASES)}, not '{cfg.release}'")
     world = cfg.world
     with Writers(out, SCHEMAS) as writers:
         writers.write("hosp/d_labitems.csv.gz", d_labitems())
@@ -323,6 +335,9 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
             k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
             named = lambda part: stream(cfg.seed, "mimic_iv", env, part, chunk)  # noqa: E731
             pop = draw_population(world, named("population"), k)
+            if cfg.release == "3.1":  # before anything that reads the year group (ICD-9 vs ICD-10 below)
+                groups = pick(named("release"), YEAR_GROUPS_V3, (0.2,) * len(YEAR_GROUPS_V3), len(k))
+                pop.subj["anchor_year_group"] = groups
             adm_rng = named("tables")
             writers.write("hosp/patients.csv.gz", _patients(pop))
             writers.write("hosp/admissions.csv.gz", _admissions(adm_rng, pop))
@@ -357,3 +372,6 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
         rows = writers.close()
         pl.concat(truth).write_parquet(out / "truth.parquet")
     return rows
+
+
+simulate_mimic_iv.releases = RELEASES  # read by simulate() to check --release

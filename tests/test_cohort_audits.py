@@ -37,6 +37,8 @@ def test_leaky_task_sql_fails_the_build(tmp_path):
     with pytest.raises(MedmodalError, match="audit 'notes_after_cutoff' failed") as info:
         build_cohort("mimic_iv", FIXTURE, leaky, out)
     assert "10000007-" in str(info.value)  # names the note id (never its text)
+    # names the output that was not written, not the temporary folder that is already gone
+    assert info.value.path == str(out / "notes.parquet") and "nothing written" in str(info.value)
     assert not out.exists() and not list(tmp_path.glob(".leaky*"))
 
 

@@ -222,7 +222,7 @@ def test_weights_with_a_head_load_and_wrong_weights_fail_clearly(tmp_path, weigh
     assert build_timm_model(MODEL, tmp_path / "head.pth")(torch.zeros(1, 3, 64, 64)).shape == (1, 64)
     with pytest.raises(MedmodalError, match="do not fit timm model 'resnet10t'"):
         build_timm_model("resnet10t", weights)
-    with pytest.raises(MedmodalError, match="huggingface-cli download timm/"):
+    with pytest.raises(MedmodalError, match="hf download timm/"):
         ImageEncoder(ImageConfig(model="resnet10t", device="cpu"))
     with pytest.raises(MedmodalError, match="unknown timm model"):
         build_timm_model("no_such_net_xyz", weights)

@@ -205,7 +205,7 @@ def test_missing_model_is_a_one_line_error_saying_how_to_provide_it(cohort, tmp_
     with pytest.raises(MedmodalError) as err:
         featurize_text(cohort, tmp_path / "store", model="nobody/no-such-model-xyz")
     msg = str(err.value)
-    assert "\n" not in msg and "huggingface-cli download nobody/no-such-model-xyz" in msg and "--model" in msg
+    assert "\n" not in msg and "hf download nobody/no-such-model-xyz" in msg and "--model" in msg
 
 
 def test_bad_inputs_name_the_file_and_field(cohort, tmp_path, bert):

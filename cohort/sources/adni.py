@@ -1,7 +1,8 @@
 """ADNI (Alzheimer's Disease Neuroimaging Initiative) from its merged longitudinal table ADNIMERGE.
 
-Relational work is in ``sql/adni/``; this module lists the columns with their types, checks the text columns the
-SQL parses (DX, the censored CSF values) and reads the export date. Layout: ``--raw ROOT`` holding
+Relational work is in ``sql/adni/``; this module lists the columns with their types, declares the rules the rows
+must satisfy (the visit key, the DX spellings and censored CSF values the SQL parses; cohort/rules.py checks
+them) and reads the export date. Layout: ``--raw ROOT`` holding
 ``ADNIMERGE.csv`` (or ``.csv.gz``); the LONI download's dated name ``ADNIMERGE_<date>.csv`` is found too (the
 newest by name when several are there). One row per visit (RID + VISCODE); the subject is RID. Visit time is
 EXAMDATE, a real calendar date. Schema: ../shared/data/adni-schema (116 columns; selected here by name, so the
@@ -21,6 +22,22 @@ from medmodal.common import MedmodalError
 
 BIG, DBL, S, D = "BIGINT", "DOUBLE", "VARCHAR", "DATE"
 
+# Accepted DX spellings -> class. Recent exports write CN / MCI / Dementia; older ones (and TADPOLE) write NL and
+# transitions such as 'MCI to Dementia', whose current state is the part after 'to'.
+DX_VALUES = {
+    "CN": "CN",
+    "NL": "CN",
+    "MCI to NL": "CN",
+    "Dementia to NL": "CN",
+    "MCI": "MCI",
+    "NL to MCI": "MCI",
+    "Dementia to MCI": "MCI",
+    "Dementia": "Dementia",
+    "AD": "Dementia",
+    "MCI to Dementia": "Dementia",
+    "NL to Dementia": "Dementia",
+}
+_CSF = r"[<>]?\s*[0-9]+(\.[0-9]+)?"
 ADNIMERGE = FileSpec(
     "adnimerge",
     "adni",
@@ -82,23 +99,13 @@ ADNIMERGE = FileSpec(
         "ICV",
         "DX",
     ),
+    key=("RID", "VISCODE"),
+    allowed={"DX": tuple(DX_VALUES)},
+    ranges={"AGE": (0, 130), "PTEDUCAT": (0, 40), "APOE4": (0, 2)},
+    # CSF assays are numbers or detection bounds of the Elecsys / AlzBio3 ranges, e.g. ">1700", "<80"
+    patterns=dict.fromkeys(("ABETA", "TAU", "PTAU"), (_CSF, "a number or a detection bound such as '>1700' / '<200'")),
 )
 
-# Accepted DX spellings -> class. Recent exports write CN / MCI / Dementia; older ones (and TADPOLE) write NL and
-# transitions such as 'MCI to Dementia', whose current state is the part after 'to'.
-DX_VALUES = {
-    "CN": "CN",
-    "NL": "CN",
-    "MCI to NL": "CN",
-    "Dementia to NL": "CN",
-    "MCI": "MCI",
-    "NL to MCI": "MCI",
-    "Dementia to MCI": "MCI",
-    "Dementia": "Dementia",
-    "AD": "Dementia",
-    "MCI to Dementia": "Dementia",
-    "NL to Dementia": "Dementia",
-}
 _DATED = re.compile(r"^ADNIMERGE_[^/]+$")
 _DATE_IN_NAME = re.compile(r"ADNIMERGE_([0-9]{1,2}[A-Za-z]{3}[0-9]{4}|[0-9]{4}-?[0-9]{2}-?[0-9]{2})")
 
@@ -139,43 +146,13 @@ class ADNI(Source):
                     self.files = (replace(ADNIMERGE, stem=stem),)
         return {"adni": raw}
 
-    def check_values(self, con: Any, located: Any) -> None:
-        path = located[0].path
-        dx = ", ".join("'" + v.replace("'", "''") + "'" for v in DX_VALUES)
-        bad = con.execute(f"""
-            SELECT RID, VISCODE, DX FROM adnimerge
-            WHERE DX IS NOT NULL AND trim(DX) <> '' AND trim(DX) NOT IN ({dx})
-            ORDER BY RID, VISCODE LIMIT 1""").fetchone()
-        if bad:
+    def check_version(self, version: str) -> None:
+        """ADNIMERGE has no release numbers; an override must name an export the way detect_version does."""
+        if not re.fullmatch(r"ADNIMERGE \S+", version):
             raise MedmodalError(
-                f"unknown diagnosis {bad[2]!r} (RID {bad[0]}, VISCODE {bad[1]}); expected one of "
-                f"{', '.join(DX_VALUES)}",
-                path=path,
-                field="DX",
+                f"unknown adni release {version!r} (known: 'ADNIMERGE <export date>', e.g. 'ADNIMERGE 18Feb2025')",
+                field="--dataset-version",
             )
-        for col in ("ABETA", "TAU", "PTAU"):
-            bad = con.execute(f"""
-                SELECT RID, VISCODE, "{col}" FROM adnimerge
-                WHERE "{col}" IS NOT NULL AND trim("{col}") <> ''
-                  AND NOT regexp_full_match(trim("{col}"), '[<>]?\\s*[0-9]+(\\.[0-9]+)?')
-                ORDER BY RID, VISCODE LIMIT 1""").fetchone()
-            if bad:
-                raise MedmodalError(
-                    f"not a number or a detection bound such as '>1700' / '<200' (got {bad[2]!r}, "
-                    f"RID {bad[0]}, VISCODE {bad[1]})",
-                    path=path,
-                    field=col,
-                )
-        for col in ("RID", "VISCODE"):
-            n = con.execute(
-                f'SELECT count(*) FROM adnimerge WHERE "{col}" IS NULL OR trim(CAST("{col}" AS VARCHAR)) = \'\''
-            ).fetchone()[0]
-            if n:
-                raise MedmodalError(f"{n} rows without a value (a visit is RID + VISCODE)", path=path, field=col)
-        dup = con.execute("""
-            SELECT RID, VISCODE FROM adnimerge GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2 LIMIT 1""").fetchone()
-        if dup:
-            raise MedmodalError(f"visit RID {dup[0]}, VISCODE {dup[1]} appears twice", path=path, field="VISCODE")
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:
         """ADNIMERGE has no release number: the export date in the file name, else the newest update_stamp."""

@@ -1,7 +1,8 @@
 """eICU Collaborative Research Database (v2.0, and its demo v2.0.1): ICU unit stays from 208 US hospitals.
 
-Relational work is in ``sql/eicu/``; this module lists the files with their types, checks the text columns the
-SQL parses (``age``) and detects the release. Layout (PhysioNet's): every table is one file in ROOT
+Relational work is in ``sql/eicu/``; this module lists the files with their types, declares the rules the rows
+must satisfy (the stay key, the ``age`` text the SQL parses, a unit discharge not before admission; checked by
+cohort/rules.py) and detects the release. Layout (PhysioNet's): every table is one file in ROOT
 (``patient.csv.gz``, ``lab.csv.gz``, ...). The unit of a sample is a unit stay (``patientunitstayid``); the
 subject is ``uniquepid``, a string such as ``002-34851``.
 
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from medmodal.cohort.base import SOURCES, FileSpec, ModalitySpec, Source
-from medmodal.common import MedmodalError
 
 BIG, INT, DBL, S, TIME = "BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "TIME"
 
@@ -73,6 +73,12 @@ FILES = (
             "unitdischargelocation",
             "unitdischargestatus",
         ),
+        key=("patientunitstayid",),
+        not_null=("uniquepid",),
+        # eICU writes ages of 90 and over as "> 89" (de-identification); the SQL parses the rest as whole years
+        patterns={"age": (r"> 89|[0-9]{1,2}", "whole years below 90, '> 89' or empty")},
+        # a unit stay ends at or after its own admission (minute 0 of its clock)
+        ordered=(("0", "unitdischargeoffset"),),
     ),
     FileSpec(
         "lab",
@@ -254,6 +260,7 @@ class EICU(Source):
     )
     subgroups = ("gender", "ethnicity", "age_group", "unit_type")
     population_view = "stays"
+    known_versions = ("2.0", "demo-2.0.1")
     before_task_sql = ("macros", "variable_map", "stays")
     after_task_sql = (
         "measurements",
@@ -269,25 +276,6 @@ class EICU(Source):
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         return {"eicu": Path(raw)}
-
-    def check_values(self, con: Any, located: Any) -> None:
-        """``age`` is text: whole years, "> 89" (ages 90 and over, pooled for de-identification) or empty."""
-        path = next(it.path for it in located if it.spec.view == "patient")
-        bad = con.execute("""
-            SELECT patientunitstayid, age FROM patient
-            WHERE age IS NOT NULL AND trim(age) <> '' AND trim(age) <> '> 89'
-              AND NOT regexp_full_match(trim(age), '[0-9]{1,3}')
-            ORDER BY patientunitstayid LIMIT 1""").fetchone()
-        if bad:
-            raise MedmodalError(
-                f"age must be whole years, '> 89' or empty (got {bad[1]!r} for patientunitstayid {bad[0]})",
-                path=path,
-                field="age",
-            )
-        dup = con.execute("""
-            SELECT patientunitstayid FROM patient GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1""").fetchone()
-        if dup:
-            raise MedmodalError(f"patientunitstayid {dup[0]} appears twice", path=path, field="patientunitstayid")
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:
         """From the folder name PhysioNet gives the download (eicu-crd/2.0, eicu-crd-demo-2.0.1), else the size."""

@@ -30,6 +30,8 @@ _NOTE_COLUMNS = {
     "text": S,
 }
 _NOTE_REQUIRED = ("note_id", "subject_id", "hadm_id", "charttime", "text")
+# hadm_id may be NULL (radiology reports of outpatient or ED films are attached by subject and time)
+_NOTE_RULES = {"key": ("note_id",), "not_null": ("subject_id", "charttime")}
 
 FILES = (
     FileSpec(
@@ -38,6 +40,8 @@ FILES = (
         "patients",
         {"subject_id": BIG, "gender": S, "anchor_age": INT, "anchor_year": INT, "anchor_year_group": S, "dod": D},
         required=("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group"),
+        key=("subject_id",),
+        ranges={"anchor_age": (0, 130), "anchor_year": (1800, 2500)},
     ),
     FileSpec(
         "admissions",
@@ -72,6 +76,10 @@ FILES = (
             "race",
             "hospital_expire_flag",
         ),
+        key=("hadm_id",),
+        not_null=("subject_id", "hospital_expire_flag"),
+        allowed={"hospital_expire_flag": (0, 1)},
+        ordered=(("admittime", "dischtime"),),
     ),
     FileSpec(
         "icustays",
@@ -88,6 +96,9 @@ FILES = (
             "los": DBL,
         },
         required=("subject_id", "hadm_id", "stay_id", "intime", "outtime"),
+        key=("stay_id",),
+        not_null=("subject_id", "hadm_id"),
+        ordered=(("intime", "outtime"),),
     ),
     FileSpec(
         "labevents",
@@ -120,8 +131,8 @@ FILES = (
         },
         required=("subject_id", "charttime", "itemid", "valuenum"),
     ),
-    FileSpec("discharge", "note", "discharge", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True),
-    FileSpec("radiology", "note", "radiology", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True),
+    FileSpec("discharge", "note", "discharge", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True, **_NOTE_RULES),
+    FileSpec("radiology", "note", "radiology", _NOTE_COLUMNS, _NOTE_REQUIRED, optional=True, **_NOTE_RULES),
     FileSpec(
         "cxr_metadata",
         "cxr",
@@ -139,6 +150,11 @@ FILES = (
         },
         required=("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"),
         optional=True,
+        # dicom_id, subject_id and study_id become parts of the image path (files/pXX/pSUBJECT/sSTUDY/DICOM.jpg)
+        key=("dicom_id",),
+        not_null=("subject_id", "study_id"),
+        patterns={"dicom_id": (r"[A-Za-z0-9][A-Za-z0-9._-]*", "a DICOM id (letters, digits, '.', '_', '-')")},
+        ranges={"subject_id": (0, 1e15), "study_id": (0, 1e15)},
     ),
 )
 
@@ -161,6 +177,7 @@ class MimicIV(Source):
     )
     subgroups = ("gender", "race_group", "insurance", "age_group")
     population_view = "patients"
+    known_versions = KNOWN_VERSIONS
     before_task_sql = ("macros", "variable_map", "admission_demographics")
     after_task_sql = (
         "measurements",
@@ -198,6 +215,9 @@ class MimicIV(Source):
         if n_recent:
             return "3.1", f"{n_recent} patients with anchor_year_group '2020 - 2022' (added in v3.0)"
         return "2.2", "no anchor_year_group '2020 - 2022' (that group arrived in v3.0); assuming the v2.2 layout"
+
+    def image_root(self, roots: dict[str, Path]) -> Path | None:
+        return roots["cxr"].resolve()
 
     def extra_params(self, roots: dict[str, Path], version: str) -> dict[str, Any]:
         files = roots["cxr"].resolve() / "files"
