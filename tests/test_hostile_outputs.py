@@ -681,3 +681,40 @@ def test_hostile_output(case: Case, template: Path, tmp_path: Path, monkeypatch)
     assert not [p for p in left if p.split("/")[0] not in planted], left
     if case.check:
         case.check(w, out)
+
+
+# ---------------------------------------------------------------------------------------------------- beside the table
+def test_temporaries_are_private_and_outputs_get_the_umask(tmp_path):
+    """A partial output (it may hold note text) is 0700 while written; the final one gets the user's umask."""
+    from medmodal.common import atomic_file, output_mode
+    from medmodal.outputs import atomic_dir, work_dir
+
+    seen = {}
+    with atomic_dir(tmp_path / "out", kind="cohort") as tmp:
+        seen["tmp"] = tmp.stat().st_mode & 0o777
+        (tmp / "a.txt").write_text("x")
+    work = work_dir(tmp_path / "out2")
+    seen["work"] = work.stat().st_mode & 0o777
+    with atomic_file(tmp_path / "f.json", "w") as fh:
+        seen["file_tmp"] = Path(fh.name).stat().st_mode & 0o777
+        fh.write("{}")
+    assert seen == {"tmp": 0o700, "work": 0o700, "file_tmp": 0o600}
+    assert (tmp_path / "out").stat().st_mode & 0o777 == output_mode(directory=True)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == output_mode(directory=False)
+    shutil.rmtree(work)
+
+
+def test_fingerprint_comparison_recurses():
+    from medmodal.contracts import first_difference
+
+    run = {"encoder": {"files": {"model.safetensors": "aa"}, "preprocessing": {"max_length": 512}}, "pooling": "mean"}
+    assert first_difference(run, json.loads(json.dumps(run))) is None
+    assert first_difference(run, {**run, "extra": 1}) is None  # a field newer than the run: not compared
+    other = json.loads(json.dumps(run))
+    other["encoder"]["files"]["model.safetensors"] = "bb"
+    assert first_difference(run, other) == ("encoder.files.model.safetensors", "aa", "bb")
+    assert first_difference({"mean": [1.0, 2.0]}, {"mean": [1.0, 2.5]}) == ("mean[1]", 2.0, 2.5)
+    assert first_difference({"mean": [1.0, 2.0]}, {"mean": [1.0]})[0] == "mean"
+    assert first_difference({"std": [float("nan")]}, {"std": [float("nan")]}) is None
+    assert first_difference({"shape": [3]}, {"shape": [3.0]}) is None  # JSON int vs float of the same value
+    assert first_difference({"encoder": {"fingerprint": "a"}}, {})[0] == "encoder"
