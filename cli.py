@@ -614,32 +614,42 @@ def report_cmd(
 @friendly
 def benchmark_shift_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (resumable; keeps its work/ subfolder)."),
-    subjects: int = typer.Option(3000, "--subjects", help="Simulated subjects per environment."),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma list of training seeds."),
-    backbone: list[str] | None = typer.Option(None, "--backbone", help="Repeatable; default: every backbone."),
-    framework: list[str] | None = typer.Option(None, "--framework", help="Repeatable; default: erm dfd cdmm mmnar."),
-    epochs: int = typer.Option(15, "--epochs"),
-    no_select: bool = typer.Option(False, "--no-select", help="Defaults only: skip the shifted-val selection."),
+    quick: bool = typer.Option(False, "--quick", help="The small profile: every code path in a few minutes."),
+    jobs: int = typer.Option(1, "--jobs", help="Worker processes (one torch thread each)."),
+    target_selection: bool = typer.Option(
+        False, "--target-selection", help="Also select on target-domain labels; reported apart, labelled."
+    ),
+    worlds: str | None = typer.Option(None, "--worlds", help="Comma list of simulator seeds (default 1,2,3,4,5)."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma list of model seeds (default 0,1,2)."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Backbone of every run (default late_fusion)."),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    subjects: int | None = typer.Option(None, "--subjects", help="Simulated subjects per environment."),
 ) -> None:
-    """Train every backbone x framework on the train environment, score ID and on the shifted environment."""
+    """Select on the training environment, train every method on 5 worlds x 3 seeds, score every mechanism."""
+    import dataclasses
+
     try:
-        from medmodal.benchmarks.shift import ShiftConfig, run_benchmark
+        from medmodal.benchmarks.shift import QUICK, ShiftConfig, run_benchmark
     except ImportError:
         raise MedmodalError(
             "benchmarks/ is not part of this installation; run it from a clone (python benchmarks/shift.py --out DIR)"
         ) from None
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError:
-        raise MedmodalError(f"expected a comma list of integers, got '{seeds}'", field="--seeds") from None
-    cfg = ShiftConfig(
-        subjects=subjects,
-        seeds=seed_list,
-        backbones=tuple(backbone or ()),
-        frameworks=tuple(framework or ()) or ShiftConfig.frameworks,
-        epochs=epochs,
-        select=not no_select,
-    )
+
+    def ints(text: str, flag: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise MedmodalError(f"expected a comma list of integers, got '{text}'", field=flag) from None
+
+    changes = {"jobs": jobs, "target_selection": target_selection or quick}
+    for name, value in (("backbone", backbone), ("epochs", epochs), ("subjects", subjects)):
+        if value is not None:
+            changes[name] = value
+    if worlds is not None:
+        changes["worlds"] = ints(worlds, "--worlds")
+    if seeds is not None:
+        changes["seeds"] = ints(seeds, "--seeds")
+    cfg = dataclasses.replace(QUICK if quick else ShiftConfig(), **changes)
     from medmodal.outputs import claim_dir
 
     # resumable: an earlier benchmark output is continued (one from before markers: it has work/), anything else

@@ -73,11 +73,24 @@ class BackboneOutput:
     fused: Tensor  # (B, H)
     aux_loss: Tensor | None = None  # backbone-specific training loss (e.g. MUSE contrastive terms)
     extras: dict[str, Tensor] = field(default_factory=dict)
+    embeddings: Tensor | None = None  # (B, M, H) pre-fusion embeddings (``Backbone.encode``), set by forward
 
 
 class Backbone(nn.Module):
-    """Maps a batch to ``BackboneOutput``. Subclasses set ``hidden`` (H) and honour ``batch["mask"]``:
-    changing the input of a masked-out modality must not change any output."""
+    """Maps a batch to ``BackboneOutput`` in two steps that frameworks may call apart:
+
+    - ``encode(batch)`` -> (B, M, H): the *pre-fusion* embedding of each modality, computed from that modality's
+      input alone (rows of missing modalities are zeros);
+    - ``fuse(embeddings, mask)`` -> ``BackboneOutput``: fusion of the modalities that ``mask`` marks observed.
+      It must read no row that ``mask`` marks missing, so a framework can recompute the fused representation
+      *without* a modality by passing a mask with that modality switched off (MMNAR's leave-one-out
+      reconstruction does; ``tests/test_frameworks_contract.py`` checks it exactly for every backbone).
+
+    Contract (tested for every registered backbone): changing the input of a masked-out modality changes no
+    output, and in ``eval()`` mode a sample's output does not depend on the other samples of its batch (batch
+    invariance: a prediction is a function of the patient, not of who else is being scored).
+    Subclasses set ``hidden`` (H) and implement ``encode`` and ``fuse``; ``forward`` may add a training loss.
+    """
 
     hidden: int
 
@@ -86,8 +99,17 @@ class Backbone(nn.Module):
         self.spec = spec
         self.hidden = hidden
 
-    def forward(self, batch: Batch) -> BackboneOutput:  # pragma: no cover - interface
+    def encode(self, batch: Batch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def fuse(self, embeddings: Tensor, mask: Tensor) -> BackboneOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> BackboneOutput:
+        embeddings = self.encode(batch)  # (B, M, H)
+        out = self.fuse(embeddings, batch["mask"])
+        out.embeddings = embeddings
+        return out
 
 
 class Framework(nn.Module):

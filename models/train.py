@@ -189,6 +189,24 @@ def _shard(n: int, seed: int, epoch: int, env: DistEnv) -> torch.Tensor:
     return perm
 
 
+def nonfinite_loss_message(model: Framework, framework: str, loss, parts: dict, batch, epoch: int, step: int) -> str:
+    """Name the source of a non-finite training loss: the framework's loss terms that are not finite, else the
+    parameters an earlier update already broke, else the inputs. Only a diverged update is a learning-rate
+    problem; a term that is NaN on fresh parameters is a bug or a degenerate batch, and the message says which."""
+    n = len(batch["index"])
+    where = f"{framework} loss became {float(loss)} at epoch {epoch + 1} step {step + 1} (batch of {n})"
+    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if broken:
+        return f"{where}: parameter {broken[0]} is no longer finite, the previous update diverged; lower --lr"
+    bad = [k for k, v in parts.items() if not math.isfinite(float(v))]
+    if bad:
+        return f"{where}: non-finite term(s) {', '.join(bad)} on finite parameters"
+    inputs = [m for m, x in batch["x"].items() if x.is_floating_point() and not bool(torch.isfinite(x).all())]
+    if inputs:
+        return f"{where}: non-finite input of modality {inputs[0]}"
+    return f"{where}: every logged term is finite, so the non-finite value is in an unlogged term of '{framework}'"
+
+
 def validation_scores(model: Framework, data: CohortData, rows: torch.Tensor, cfg: TrainConfig, device) -> dict:
     """Raw validation logits, unweighted CE, and AUROC / AUPRC averaged over tasks (None when undefined)."""
     logits = predict_logits(model, data, rows, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp, raw=True)
@@ -423,7 +441,7 @@ def _train(
                 with autocast(dev, cfg.amp):
                     loss, parts = step_module(batch, global_step / total)
                 if not torch.isfinite(loss):
-                    raise MedmodalError(f"loss became {float(loss)} at epoch {epoch + 1} step {s + 1}; lower --lr")
+                    raise MedmodalError(nonfinite_loss_message(model, framework, loss, parts, batch, epoch, s))
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)

@@ -1,55 +1,48 @@
-"""The benchmark page: in-distribution vs shifted (OOD) scores per backbone and framework, and the difference
-of every framework to erm on the same backbone, each with a 95% interval.
+"""The benchmark page: in-distribution and per-mechanism (OOD) scores per method, and the difference of every
+method to erm on the same samples, with the benchmark's own 95% intervals.
 
 ``read_benchmark`` is the only place that knows the shift benchmark's output format (benchmarks/shift.py:
-summary.json + results.csv); everything else works on the two tidy frames it returns, so a new format means
-changing that one function.
+summary.json's ``cells``, one per strength × scoring set × method × variant); everything else works on the two
+tidy frames it returns, so a new format means changing that one function. The page shows the default
+confounder strength and each method's selected option set; the ablations, the target-domain selection and the
+strength sweep are in the benchmark's benchmark.md and results.csv.
 
-With the current format (per-seed rows, no stored intervals) the intervals are over training seeds: a t interval
-of the mean, mean ± t(0.975, n−1) · sd / √n, and for the differences to erm the same over the per-seed paired
-differences (seed s of a framework minus seed s of erm on that backbone). With one seed there is no interval.
+Intervals: the differences to erm carry the benchmark's paired two-level bootstrap interval (worlds, then
+samples within each world); the absolute scores are means over worlds and seeds, without an interval.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
-from scipy.stats import t as student_t
 
 from medmodal.common import MedmodalError
 from medmodal.report import figures
 from medmodal.report.html import Facts, Heading, Image, Page, Section, Table, Text, interval
 
 METRICS = (("auroc", "AUROC"), ("auprc", "AUPRC"))
-SPLITS = (("id", "ID (train environment, test split)"), ("ood", "OOD (shifted environment, test split)"))
 BASELINE = "erm"
+SPLIT_NAMES = {
+    "id": "ID (train environment, test split)",
+    "shifted": "shifted (both C effects flipped; all samples)",
+    "outcome_shift": "outcome_shift (C → outcome flipped)",
+    "order_shift": "order_shift (C → ordering flipped)",
+    "decoupled": "decoupled (C without effect)",
+}
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """cells: backbone, framework, label, metric, split (id | ood), value, ci_low, ci_high, n;
-    diffs: the same columns for framework − erm on the same backbone (erm rows absent); meta: config and notes."""
+    """cells: backbone, framework, label, metric, split (id | a mechanism), value, ci_low, ci_high, n;
+    diffs: the same columns for method − erm on the same samples (erm rows absent); meta: config and notes."""
 
     cells: pl.DataFrame
     diffs: pl.DataFrame
     meta: dict[str, Any]
-
-
-def _mean_ci(v: np.ndarray) -> tuple[float, float | None, float | None]:
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return math.nan, None, None
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, None, None
-    half = float(student_t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def read_benchmark(path: str | Path) -> Benchmark:
@@ -57,30 +50,25 @@ def read_benchmark(path: str | Path) -> Benchmark:
     d = Path(path)
     try:
         summary = json.loads((d / "summary.json").read_text())
-        rows = pl.read_csv(d / "results.csv")
-    except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as err:
+    except (OSError, json.JSONDecodeError) as err:
         raise MedmodalError(f"unreadable benchmark output ({type(err).__name__})", path=d) from None
-    labels = summary.get("labels") or []
-    if "selected" not in rows.columns:
-        raise MedmodalError("results.csv has no 'selected' column (another benchmark format?)", path=d)
-    sel = rows.filter(pl.col("selected").cast(pl.Utf8).str.to_lowercase() == "true")
+    rows, cfg = summary.get("cells"), summary.get("config", {})
+    if not isinstance(rows, list) or (rows and "vs_erm" not in rows[0]) or "c_outcome" not in cfg:
+        raise MedmodalError("summary.json has no per-method 'cells' with 'vs_erm' (another benchmark format?)", path=d)
+    c0, label = cfg["c_outcome"][0], summary.get("primary", (summary.get("labels") or ["?"])[0])
+    backbone = cfg.get("backbone", "?")
+    n_runs = len(cfg.get("worlds", [])) * len(cfg.get("seeds", []))
     cells, diffs = [], []
-    for (bb, fw), g in sel.group_by(["backbone", "framework"], maintain_order=True):
-        base = sel.filter((pl.col("backbone") == bb) & (pl.col("framework") == BASELINE))
-        for label in labels:
-            for metric, _ in METRICS:
-                for split, _ in SPLITS:
-                    col = f"{split}_test.{label}.{metric}"
-                    if col not in g.columns:
-                        continue
-                    v, lo, hi = _mean_ci(g[col].cast(pl.Float64).to_numpy())
-                    cells.append((bb, fw, label, metric, split, v, lo, hi, g.height))
-                    if fw == BASELINE or base.is_empty():
-                        continue
-                    paired = g.select("seed", col).join(base.select("seed", col), on="seed", suffix="_erm")
-                    delta = (paired[col].cast(pl.Float64) - paired[f"{col}_erm"].cast(pl.Float64)).to_numpy()
-                    v, lo, hi = _mean_ci(delta)
-                    diffs.append((bb, fw, label, metric, split, v, lo, hi, paired.height))
+    for r in rows:
+        if r["c_outcome"] != c0 or r["variant"] != "selected":
+            continue
+        for metric, _ in METRICS:
+            e = r["vs_erm"][metric]
+            cells.append((backbone, r["method"], label, metric, r["scoring"], e["a"], None, None, n_runs))
+            if r["method"] != BASELINE:
+                diffs.append(
+                    (backbone, r["method"], label, metric, r["scoring"], e["delta"], e["ci_low"], e["ci_high"], n_runs)
+                )
     schema = {
         "backbone": pl.Utf8,
         "framework": pl.Utf8,
@@ -92,13 +80,16 @@ def read_benchmark(path: str | Path) -> Benchmark:
         "ci_high": pl.Float64,
         "n": pl.Int64,
     }
+    oracle = summary.get("oracle", {}).get(f"c{c0:g}", {})
     meta = {
-        "config": summary.get("config", {}),
-        "labels": labels,
-        "oracle": summary.get("oracle", {}),
-        "seconds": summary.get("seconds"),
-        "interval": "95% t interval over training seeds (paired by seed for the differences to erm)",
-        "n_rows": rows.height,
+        "config": cfg,
+        "labels": [label],
+        "splits": ["id", *cfg.get("mechanisms", [])],
+        "oracle": {s: {f"{label}.causal_risk.{k}": v for k, v in o.items()} for s, o in oracle.items()},
+        "seconds": summary.get("seconds_this_call"),
+        "interval": "paired two-level bootstrap 95% (worlds, then samples) for the differences to erm; "
+        "scores are means over worlds × seeds",
+        "n_rows": len(rows),
     }
     return Benchmark(pl.DataFrame(cells, schema, orient="row"), pl.DataFrame(diffs, schema, orient="row"), meta)
 
@@ -120,14 +111,17 @@ def benchmark_page(path: str | Path) -> Page:
     cfg = b.meta["config"]
     title = "Shift benchmark"
     subtitle = [
-        f"task {cfg.get('task', '?')}, {cfg.get('subjects', '?')} simulated subjects per environment, seeds "
-        f"{cfg.get('seeds', '?')}, {cfg.get('epochs', '?')} epochs",
+        f"task {cfg.get('task', '?')}, {cfg.get('subjects', '?')} simulated subjects per environment, "
+        f"{len(cfg.get('worlds', []))} worlds × seeds {cfg.get('seeds', '?')}, {cfg.get('epochs', '?')} epochs, "
+        f"confounder strength c_outcome {cfg.get('c_outcome', ['?'])[0]}",
         f"intervals: {b.meta['interval']}",
     ]
     summary = Section("Summary", "summary").add(
         Text(
-            "Every backbone × framework is trained on the train environment and scored on its test split (ID) and "
-            "on the shifted environment's test split (OOD), where the confounder's effect flips (docs/benchmark.md)."
+            "Every method is selected on the training environment's validation split, trained on the train "
+            "environment of each world and scored on its test split (ID) and on every sample of each mechanism's "
+            "cohort (docs/simulator.md: which of the confounder's effects change). Ablations, target-domain "
+            "selection and the strength sweep: benchmark.md and results.csv in the same folder."
         ),
         Facts(
             [(k, json.dumps(v) if isinstance(v, dict | list) else str(v)) for k, v in cfg.items()]
@@ -146,27 +140,27 @@ def _label_section(b: Benchmark, label: str) -> Section:
     diffs = b.diffs.filter(pl.col("label") == label)
     keys = list(dict.fromkeys((r["backbone"], r["framework"]) for r in cells.iter_rows(named=True)))
     rows = [f"{bb} · {fw}" for bb, fw in keys]
+    splits = b.meta["splits"]
     panels = [
-        figures.ForestPanel(f"{name} (0–1, 95% CI)", [_series(cells, keys, sp, m, sp.upper()) for sp, _ in SPLITS])
+        figures.ForestPanel(f"{name} (0–1, mean)", [_series(cells, keys, sp, m, sp) for sp in splits])
         for m, name in METRICS
     ]
     s.add(
         Heading("ID vs OOD"),
         Image(
-            figures.forest(rows, panels, f"{label}: ID vs OOD", ylabel="backbone · framework"),
-            f"ID and OOD scores per backbone and framework for {label}",
-            "ID: the train environment's test split; OOD: the shifted environment's test split.",
+            figures.forest(rows, panels, f"{label}: ID and per mechanism", ylabel="backbone · method"),
+            f"ID and per-mechanism scores per method for {label}",
+            "; ".join(SPLIT_NAMES.get(sp, sp) for sp in splits),
         ),
-        _table(cells, keys, "value"),
+        _table(cells, keys, "value", splits),
     )
     oracle = [(env, o) for env, o in b.meta["oracle"].items() if f"{label}.causal_risk.auroc" in o]
     if oracle:
         s.add(
             Text(
-                "Oracles from the simulator's truth on the same test splits: "
+                "Causal-risk oracle (truth.parquet, U only) on the same samples, mean over worlds: "
                 + "; ".join(
-                    f"{env}: causal risk AUROC {o[f'{label}.causal_risk.auroc']:.3f} / AUPRC "
-                    f"{o[f'{label}.causal_risk.auprc']:.3f}, true probability AUROC {o[f'{label}.true_prob.auroc']:.3f}"
+                    f"{env}: AUROC {o[f'{label}.causal_risk.auroc']:.3f} / AUPRC {o[f'{label}.causal_risk.auprc']:.3f}"
                     for env, o in oracle
                 )
                 + "."
@@ -177,37 +171,37 @@ def _label_section(b: Benchmark, label: str) -> Section:
         dpanels = [
             figures.ForestPanel(
                 f"{name} difference to erm (95% CI)",
-                [_series(diffs, dkeys, sp, m, sp.upper()) for sp, _ in SPLITS],
+                [_series(diffs, dkeys, sp, m, sp) for sp in splits],
                 0.0,
                 "no difference",
             )
             for m, name in METRICS
         ]
         s.add(
-            Heading(f"Difference to {BASELINE} on the same backbone"),
+            Heading(f"Difference to {BASELINE} on the same samples"),
             Image(
                 figures.forest(
                     [f"{bb} · {fw}" for bb, fw in dkeys],
                     dpanels,
-                    f"{label}: framework − erm",
-                    ylabel="backbone · framework",
+                    f"{label}: method − erm",
+                    ylabel="backbone · method",
                 ),
                 f"Differences to erm for {label}",
                 "Right of the dashed line: better than erm.",
             ),
-            _table(diffs, dkeys, "difference"),
+            _table(diffs, dkeys, "difference", splits),
         )
     return s
 
 
-def _table(frame: pl.DataFrame, keys: list[tuple[str, str]], what: str) -> Table:
+def _table(frame: pl.DataFrame, keys: list[tuple[str, str]], what: str, splits: list[str]) -> Table:
     idx = {(r["backbone"], r["framework"], r["metric"], r["split"]): r for r in frame.iter_rows(named=True)}
     out = []
     for bb, fw in keys:
         row = [bb, fw]
         n = ""
         for m, _ in METRICS:
-            for sp, _ in SPLITS:
+            for sp in splits:
                 r = idx.get((bb, fw, m, sp))
                 row.append("n/a" if r is None else interval(r["value"], r["ci_low"], r["ci_high"]))
                 n = n or ("" if r is None else str(r["n"]))
@@ -215,7 +209,7 @@ def _table(frame: pl.DataFrame, keys: list[tuple[str, str]], what: str) -> Table
     cols = [
         "backbone",
         "framework",
-        *(f"{sp.upper()} {name} {what}" for _, name in METRICS for sp, _ in SPLITS),
-        "seeds",
+        *(f"{sp} {name} {what}" for _, name in METRICS for sp in splits),
+        "runs",
     ]
-    return Table(cols, out, numeric=tuple(range(2, 7)))
+    return Table(cols, out, numeric=tuple(range(2, 3 + 2 * len(splits))))

@@ -202,32 +202,49 @@ def test_gce_minimiser_is_overconfident_by_the_power_one_over_one_minus_q():
     assert (0.3 * z).item() == pytest.approx(math.log(0.25), rel=1e-3)
 
 
-# ---------------------------------------------------------------------------------------------------- backdoor prior
+# ---------------------------------------------------------------------------------------------------- backdoor
 
 
 def test_backdoor_prior_equals_training_pattern_frequencies_and_unseen_patterns_get_no_weight():
-    bd = PatternBackdoor(in_dim=8, n_patterns=8, dict_dim=4)
+    bd = PatternBackdoor(n_patterns=8, dict_dim=4)
     train_patterns = torch.tensor([7, 7, 7, 1, 1, 3, 7, 1, 5, 7])
     bd.set_prior(train_patterns)
     want = torch.tensor([0, 3, 0, 1, 0, 1, 0, 5], dtype=torch.float32) / 10
     assert torch.allclose(bd.prior, want)
-    _, attn = bd(torch.randn(5, 8))
-    assert torch.allclose(attn.sum(1), torch.ones(5))
-    assert torch.all(attn[:, want == 0] == 0)
+    assert torch.allclose(bd.expected(), want @ bd.dictionary)
+    # a head that reads only the pattern embedding: an unseen pattern (here 0, 2, 4, 6) must not move the average
+    seen_hit = []
+
+    def head(d):  # (B, S, D) -> (B, S, 1)
+        seen_hit.append(d.shape[1])
+        return d.sum(-1, keepdim=True)
+
+    bd.marginal_logits(head, 3, BINARY)
+    assert seen_hit == [4]
     with pytest.raises(ValueError, match="pattern codes"):
         bd.set_prior(torch.tensor([0, 8]))
 
 
-def test_backdoor_attention_is_softmax_times_prior_renormalised():
+def test_backdoor_marginal_logits_average_probabilities_with_the_prior():
     torch.manual_seed(0)
-    bd = PatternBackdoor(in_dim=6, n_patterns=4, dict_dim=5)
-    bd.set_prior(torch.tensor([0, 1, 1, 1, 2, 3, 3, 3, 3, 3]))
-    h = torch.randn(3, 6)
-    scores = bd.query(h) @ bd.key(bd.dictionary).T / math.sqrt(5)
-    unnorm = torch.softmax(scores, -1) * bd.prior
-    context, attn = bd(h)
-    assert torch.allclose(attn, unnorm / unnorm.sum(1, keepdim=True), atol=1e-6)
-    assert torch.allclose(context, attn @ bd.dictionary, atol=1e-6)
+    bd = PatternBackdoor(n_patterns=4, dict_dim=3)
+    bd.set_prior(torch.tensor([0, 1, 1, 1, 2, 3, 3, 3, 3, 3]))  # P = 0.1, 0.3, 0.1, 0.5
+    x = torch.randn(5, 2)
+    w_x, w_d = torch.randn(2, 4), torch.randn(3, 4)  # logits: 1 binary column + 3 classes
+
+    def head(d):  # (B, S, D) -> (B, S, 4): a head that mixes x and the pattern embedding
+        return (x @ w_x)[:, None, :] + torch.tanh(d @ w_d)
+
+    got = bd.marginal_logits(head, 5, MIXED)
+    per = head(bd.dictionary[None].expand(5, -1, -1))  # (B, P, 4): every pattern is seen here
+    prior = bd.prior[None, :, None]
+    p_bin = (prior[..., 0] * torch.sigmoid(per[..., 0])).sum(1)  # Σ_m P(m) σ(ℓ_m)
+    p_cls = (prior * torch.softmax(per[..., 1:], -1)).sum(1)  # Σ_m P(m) softmax(ℓ_m)
+    assert torch.allclose(torch.sigmoid(got[:, 0]), p_bin, atol=1e-6)
+    assert torch.allclose(torch.softmax(got[:, 1:], -1), p_cls, atol=1e-6)
+    # ... which is not the head at the expected embedding (NWGM is an approximation, not the same thing)
+    nwgm = head(bd.expected()[None, None].expand(5, 1, -1))[:, 0]
+    assert not torch.allclose(torch.sigmoid(nwgm[:, 0]), p_bin, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------- rectifier
@@ -251,10 +268,14 @@ def test_rectifier_recovers_large_group_offsets_and_shrinks_small_groups():
     assert off[3].item() == pytest.approx(1.0, abs=0.15)
     assert off[7].item() == pytest.approx(-1.0, abs=0.15)
     col = rect.report["columns"][0]
-    raw5, parent5 = col["pattern_raw"]["5"], off[6].item()  # pattern 6 is unseen: it carries the 2-observed offset
-    assert abs(off[5].item() - parent5) < abs(raw5 - parent5)  # shrunk toward its coarser group
-    # unseen patterns fall back to their n_observed group, and to the global offset when that is unseen too
-    assert off[6].item() == off[5].item() or off[6].item() == pytest.approx(parent5)
+    parent5 = col["n_observed_shrunk"]["2"]  # the (shrunk) offset of the 2-observed group: patterns 3 and 5
+    raw5 = col["pattern_raw"]["5"]
+    assert raw5 > 1.5  # the small group's own estimate is far from its parent ...
+    assert abs(off[5].item() - parent5) < abs(raw5 - parent5)  # ... and it is shrunk toward it
+    # unseen patterns fall back to their n_observed group (6 has 2 observed), and to the global offset when that
+    # group is unseen too (patterns 0 and 1: nobody in validation has 0 or 1 modality)
+    assert off[6].item() == pytest.approx(parent5, abs=1e-6)
+    assert set(col["n_observed_shrunk"]) == {"2", "3"}
     assert off[1].item() == pytest.approx(col["global"]) and off[0].item() == pytest.approx(col["global"])
     corrected = rect.apply(z, pat)
     assert torch.allclose(corrected - z, off[pat][:, None])

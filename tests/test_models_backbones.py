@@ -219,3 +219,37 @@ def test_supcon_matches_a_hand_computed_case():
     l0 = -(sim[0, 1] - torch.logsumexp(sim[0, [1, 2]], 0))
     l1 = -(sim[1, 0] - torch.logsumexp(sim[1, [0, 2]], 0))
     assert torch.allclose(supcon_loss(u, y, 0.5), (l0 + l1) / 2)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_backbone_output_of_a_sample_does_not_depend_on_its_batch(name):
+    """Batch invariance: after training steps (MUSE's modality nodes have seen batches), a sample's fused vector
+    and tokens alone equal those inside a batch, in any order, within 1e-5. MUSE meets it by reading running
+    means of its modality nodes' messages in eval mode instead of aggregating the scored batch."""
+    model = make(name).train()
+    model.on_train_begin({"pos_weight": torch.ones(3)})
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for seed in range(3):
+        b = make_batch(seed=seed)
+        loss = model.loss(b, model(b), 0.5)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    bb = model.backbone.eval()
+    batch = make_batch(seed=9)
+    with torch.no_grad():
+        full = bb(batch)
+        perm = torch.randperm(32, generator=torch.Generator().manual_seed(0))
+        shuffled = bb(
+            {**{k: v[perm] for k, v in batch.items() if k != "x"}, "x": {m: t[perm] for m, t in batch["x"].items()}}
+        )
+        for i in (0, 1, 7):
+            alone = bb(
+                {
+                    **{k: v[i : i + 1] for k, v in batch.items() if k != "x"},
+                    "x": {m: t[i : i + 1] for m, t in batch["x"].items()},
+                }
+            )
+            assert torch.allclose(alone.fused[0], full.fused[i], atol=1e-5), (name, i)
+            assert torch.allclose(alone.tokens[0], full.tokens[i], atol=1e-5), (name, i)
+    assert torch.allclose(shuffled.fused, full.fused[perm], atol=1e-5)

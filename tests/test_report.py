@@ -1,11 +1,12 @@
 """`medmodal report PATH --out page.html` on real outputs: the MIMIC-IV demo cohort, a trained toy run (and its
-`evaluate` output on another cohort), and a shift-benchmark folder written by benchmarks/shift.py's own run_one
-and summarise on toy cohorts. Each page is checked for its content against the files it reads, for escaping and
+`evaluate` output on another cohort), and a shift-benchmark folder written by benchmarks/shift_report.py's own
+functions from synthetic predictions. Each page is checked for its content against the files it reads, for escaping and
 for self-containment, and opened in headless Chromium (skipped with the reason where Chromium is absent)."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -31,7 +32,8 @@ IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, mimic_demo, toy, one_torch_thread) -> dict[str, Path]:
-    from medmodal.benchmarks.shift import ShiftConfig, run_one, summarise
+    from medmodal.benchmarks import shift_report as SR
+    from medmodal.benchmarks.shift import QUICK
     from medmodal.cohort import build_cohort
     from medmodal.models.evaluate import evaluate
     from medmodal.models.toy import write_toy_cohort
@@ -43,25 +45,43 @@ def inputs(tmp_path_factory, mimic_demo, toy, one_torch_thread) -> dict[str, Pat
     run = train(toy_cohort, toy_store, root / "dfd", backbone="late_fusion", framework="dfd", n_boot=200, **FAST)
     other = write_toy_cohort(root / "other", root / "other_store", n=200, seed=5)
     ev = evaluate(run, other, root / "other_store", out=root / "eval_other", n_boot=100, device="cpu")
-    # the shift benchmark's folder, from its own per-run and summary functions (toy cohorts stand in for the
-    # simulated environments, which take minutes to build)
-    work = root / "bench" / "work"
-    envs = {
-        "train": {"cohort": write_toy_cohort(work / "train", work / "store", n=240, seed=1)},
-        "shifted": {"cohort": write_toy_cohort(work / "shifted", work / "store", n=240, seed=2, signal=0.5)},
+    # the shift benchmark's folder, written by benchmarks/shift_report.py's own functions (paired bootstrap,
+    # results table, markdown, figure) from synthetic predictions: the real worlds take minutes to simulate
+    bench = root / "bench"
+    cfg = dataclasses.replace(QUICK, methods=("erm", "dfd"))
+    rng = np.random.default_rng(0)
+    cells = []
+    for scoring in ("id", *cfg.mechanisms):
+        per: dict[str, list] = {"erm": [], "dfd": []}
+        for w in cfg.worlds:
+            y = (rng.random(300) < 0.3).astype(float)
+            weights = SR._weights(300, cfg.n_boot, seed=w)  # one resample of the world for both methods
+            for m, signal in (("erm", 0.4), ("dfd", 0.7)):
+                per[m].append([SR.boot_metrics(weights, y, signal * y + rng.random(300))])
+        for m in per:
+            pairs = [{"a": a, "b": b} for a, b in zip(per[m], per["erm"])]
+            cells.append(
+                {
+                    "c_outcome": cfg.c_outcome[0],
+                    "scoring": scoring,
+                    "method": m,
+                    "variant": "selected",
+                    "vs_erm": SR.paired_bootstrap(pairs, cfg.n_boot),
+                }
+            )
+    summary = {
+        "labels": ["readmission_30d", "icu_admission_90d"],
+        "primary": "readmission_30d",
+        "selection": {},
+        "cells": cells,
+        "oracle": {f"c{cfg.c_outcome[0]:g}": {s: {"auroc": 0.74, "auprc": 0.4} for s in ("id", *cfg.mechanisms)}},
+        "n": {s: {"n": 300, "n_pos": 90} for s in ("id", *cfg.mechanisms)},
+        "config": asdict(cfg),
     }
-    cfg = ShiftConfig(subjects=240, seeds=(0, 1), backbones=("late_fusion",), frameworks=("erm", "dfd"), epochs=1)
-    labels = ["mortality", "readmission_30d"]
-    rows = [
-        {**run_one(envs, work, cfg, "late_fusion", fw, {}, seed, "c0", labels[0]), "selected": True}
-        for fw in cfg.frameworks
-        for seed in cfg.seeds
-    ]
-    pl.DataFrame(rows).write_csv(root / "bench" / "results.csv")
-    write_json(
-        root / "bench" / "summary.json",
-        {"config": asdict(cfg), "labels": labels, "cells": summarise(rows, labels), "oracle": {}, "seconds": 1.0},
-    )
+    write_json(bench / "summary.json", summary)
+    SR.results_table(summary).write_csv(bench / "results.csv")
+    (bench / "benchmark.md").write_text(SR.markdown(summary))
+    SR.plot(summary, bench / "shift.png")
     return {"cohort": cohort, "run": run, "eval": ev, "bench": root / "bench", "root": root}
 
 
@@ -140,19 +160,20 @@ def test_evaluate_output_page_names_the_external_cohort(inputs, pages):
     assert "No training history here" in text
 
 
-def test_benchmark_page_has_id_ood_and_paired_differences_to_erm(inputs, pages):
+def test_benchmark_page_has_every_mechanism_and_the_paired_differences_to_erm(inputs, pages):
     from medmodal.report.benchmark_page import read_benchmark
 
     b = read_benchmark(inputs["bench"])
-    rows = pl.read_csv(inputs["bench"] / "results.csv")
-    col = "ood_test.mortality.auroc"
-    dfd = rows.filter(pl.col("framework") == "dfd").sort("seed")[col].to_numpy()
-    erm = rows.filter(pl.col("framework") == "erm").sort("seed")[col].to_numpy()
-    d = b.diffs.filter((pl.col("label") == "mortality") & (pl.col("metric") == "auroc") & (pl.col("split") == "ood"))
-    assert d["value"].to_list() == pytest.approx([float(np.mean(dfd - erm))])
-    assert d["ci_low"][0] < d["value"][0] < d["ci_high"][0]
+    summary = json.loads((inputs["bench"] / "summary.json").read_text())
+    assert b.meta["splits"] == ["id", *summary["config"]["mechanisms"]]
+    want = next(c for c in summary["cells"] if c["method"] == "dfd" and c["scoring"] == "outcome_shift")
+    want = want["vs_erm"]["auroc"]
+    d = b.diffs.filter((pl.col("metric") == "auroc") & (pl.col("split") == "outcome_shift"))
+    assert d["framework"].to_list() == ["dfd"]  # erm has no difference to itself
+    assert (d["value"][0], d["ci_low"][0], d["ci_high"][0]) == (want["delta"], want["ci_low"], want["ci_high"])
+    assert want["ci_low"] < want["delta"] < want["ci_high"] and want["delta"] > 0  # dfd's scores carry more signal
     text = _text(pages["bench"].read_text())
-    assert "Difference to erm on the same backbone" in text and f"{float(np.mean(dfd - erm)):.3f}" in text
+    assert "Difference to erm on the same samples" in text and f"{want['delta']:.3f}" in text
 
 
 def test_user_data_is_escaped_and_note_text_never_read(inputs, tmp_path):

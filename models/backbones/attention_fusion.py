@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
 from medmodal.models.encoders import build_encoders, encode_modalities, pattern_from_mask
@@ -69,9 +69,12 @@ class AttentionFusion(Backbone):
     def config(self) -> dict:
         return asdict(self.cfg)
 
-    def forward(self, batch: Batch) -> BackboneOutput:
-        mask = batch["mask"]  # (B, M)
-        tokens = encode_modalities(self.encoders, batch, self.spec) + self.modality_embedding  # (B, M, H)
+    def encode(self, batch: Batch) -> Tensor:
+        return encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing
+
+    def fuse(self, embeddings: Tensor, mask: Tensor) -> BackboneOutput:
+        zero = torch.zeros((), dtype=embeddings.dtype, device=embeddings.device)
+        tokens = torch.where(mask[..., None], embeddings, zero) + self.modality_embedding  # (B, M, H)
         cls = self.cls.expand(mask.shape[0], -1)  # (B, H)
         if self.pattern_embedding is not None:
             # the pattern is recomputed from the mask, so it can never disagree with what the model sees

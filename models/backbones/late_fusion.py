@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
 from medmodal.models.encoders import build_encoders, encode_modalities
@@ -46,8 +47,11 @@ class LateFusion(Backbone):
     def config(self) -> dict:
         return asdict(self.cfg)
 
-    def forward(self, batch: Batch) -> BackboneOutput:
-        tokens = encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing
-        count = batch["mask"].sum(dim=1, keepdim=True).clamp_min(1).to(tokens.dtype)  # (B, 1)
+    def encode(self, batch: Batch) -> Tensor:
+        return encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing
+
+    def fuse(self, embeddings: Tensor, mask: Tensor) -> BackboneOutput:
+        tokens = torch.where(mask[..., None], embeddings, torch.zeros((), dtype=embeddings.dtype))  # (B, M, H)
+        count = mask.sum(dim=1, keepdim=True).clamp_min(1).to(tokens.dtype)  # (B, 1)
         pooled = tokens.sum(dim=1) / count  # (B, H)
         return BackboneOutput(tokens=tokens, fused=self.mlp(pooled))

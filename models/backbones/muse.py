@@ -37,8 +37,18 @@ ours, documented in docs/models.md: the two contrasted views are *both* edge-dro
 the full graph with one dropped view; ``contrast_full_graph=True`` restores that), and L_sup is the SupCon loss
 of Khosla et al. (the public code uses a pairwise BCE on the scaled similarities).
 
-The graph is built per mini-batch, so modality nodes aggregate over the patients in the batch: a patient's
-prediction depends (weakly) on its batch mates. Evaluation therefore uses a fixed batch order per split.
+Batch invariance (inductive prediction). The graph is built per mini-batch, so during training a modality node
+aggregates the messages of the batch's patients that have it. At prediction that would make a patient's score
+depend on who else is in the batch -- on an external cohort, the modality nodes would average over the OOD test
+patients (an undisclosed transductive adaptation). So, as BatchNorm does with its statistics, every layer keeps
+a running mean (momentum ``node_momentum``) of each modality node's aggregated message over the training
+batches, and in ``eval()`` mode the modality nodes read those running means instead of the batch: a patient's
+prediction is then a function of that patient alone (tested: alone == inside any batch). A modality node no
+training batch reached aggregates the empty mean 0, as a node without edges does.
+
+Determinism: every gather is ``index_select`` (its backward is ``index_add``, which adds in index order) and
+not advanced indexing, whose backward ``index_put(accumulate=True)`` sums in an order that depends on the
+number of CPU threads -- it made two runs of one seed differ on machines with different core counts.
 
 Shapes: tokens (B, M, H), fused (B, H); graph x (B + M, H), edge_index (2, 2E), edge_attr (2E, H).
 """
@@ -71,10 +81,13 @@ class MuseConfig:
     w_sup: float = 0.5  # supervised contrast
     normalize: bool = False  # L2-normalise node embeddings after each layer
     contrast_full_graph: bool = False  # True: contrast the full graph with one dropped view (public code)
+    node_momentum: float = 0.1  # weight of a new batch in the modality nodes' running messages (BatchNorm's)
 
     def __post_init__(self):
         if self.layers < 1 or self.temperature <= 0 or not 0.0 <= self.edge_drop <= 1.0:
             raise ValueError(f"muse: need layers >= 1, temperature > 0, edge_drop in [0, 1]; got {self}")
+        if not 0.0 < self.node_momentum <= 1.0:
+            raise ValueError(f"muse: node_momentum must be in (0, 1], got {self.node_momentum}")
 
 
 class EdgeSAGEConv(MessagePassing):
@@ -82,6 +95,8 @@ class EdgeSAGEConv(MessagePassing):
 
     m_{j→i} = ReLU(W_msg [h_j ‖ e_ji]);  h_i' = ReLU(W_upd [mean_j m_{j→i} ‖ h_i]).
     A node without incoming edges aggregates the empty mean 0 — that is the all-missing patient.
+    ``aggregate_messages`` and ``update_nodes`` are the two halves of ``forward``, so that MUSE can replace the
+    modality nodes' aggregate by its running mean between them.
 
     Shapes: x (N, H), edge_index (2, E), edge_attr (E, H_e) -> (N, H).
     """
@@ -92,15 +107,18 @@ class EdgeSAGEConv(MessagePassing):
         self.upd = nn.Linear(2 * hidden, hidden)
         self.normalize = normalize
 
+    def aggregate_messages(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        return self.propagate(edge_index, x=x, edge_attr=edge_attr)  # (N, H): mean of incoming messages
+
+    def update_nodes(self, aggr: Tensor, x: Tensor) -> Tensor:
+        h = F.relu(self.upd(torch.cat([aggr, x], dim=-1)))  # (N, H)
+        return F.normalize(h, dim=-1) if self.normalize else h
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        return self.propagate(edge_index, x=x, edge_attr=edge_attr)
+        return self.update_nodes(self.aggregate_messages(x, edge_index, edge_attr), x)
 
     def message(self, x_j: Tensor, edge_attr: Tensor) -> Tensor:
         return F.relu(self.msg(torch.cat([x_j, edge_attr], dim=-1)))  # (E, H)
-
-    def update(self, aggr_out: Tensor, x: Tensor) -> Tensor:
-        h = F.relu(self.upd(torch.cat([aggr_out, x], dim=-1)))  # (N, H)
-        return F.normalize(h, dim=-1) if self.normalize else h
 
 
 def edge_dropout(mask: Tensor, p: float) -> Tensor:
@@ -145,36 +163,71 @@ class Muse(Backbone):
             nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU()) for _ in range(cfg.layers - 1)
         )
         self.projection = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
+        # running mean of each modality node's aggregated message per layer (see "Batch invariance"); persistent,
+        # so a saved model predicts with the population it was trained on
+        self.register_buffer("running_aggr", torch.zeros(cfg.layers, M, hidden))
+        self.register_buffer("running_seen", torch.zeros(cfg.layers, M, dtype=torch.bool))
 
     def config(self) -> dict:
         return asdict(self.cfg)
 
-    def message_passing(self, mask: Tensor, edge_feats: Tensor) -> tuple[Tensor, Tensor]:
-        """Run the GNN on the bipartite graph of ``mask`` (B, M); returns patient nodes (B, H), tokens (B, M, H)."""
+    def message_passing(self, mask: Tensor, edge_feats: Tensor, track: bool = False) -> tuple[Tensor, Tensor]:
+        """Run the GNN on the bipartite graph of ``mask`` (B, M); returns patient nodes (B, H), tokens (B, M, H).
+
+        Training: modality nodes aggregate the batch, and with ``track`` (the full graph of a training step; not
+        the edge-dropped views nor a framework's leave-one-out variants) fold it into their running means;
+        evaluation: they read the running means, so no patient's output depends on another patient."""
         B, M, H = edge_feats.shape
         pat, mod = mask.nonzero(as_tuple=True)  # (E,), (E,) row-major: deterministic edge order
         E = pat.shape[0]
         src = torch.cat([pat, B + mod])
         dst = torch.cat([B + mod, pat])
         edge_index = torch.stack([src, dst])  # (2, 2E): patient→modality, then modality→patient
-        edge_attr = edge_feats[pat, mod].repeat(2, 1)  # (2E, H)
+        edge_attr = edge_feats.reshape(B * M, H).index_select(0, pat * M + mod).repeat(2, 1)  # (2E, H)
         x = torch.cat([edge_feats.new_ones(B, H), self.modality_nodes.to(edge_feats.dtype)], dim=0)  # (B + M, H)
+        has_edges = mask.any(dim=0)  # (M,): modalities with at least one patient in this batch
         for layer, conv in enumerate(self.convs):
-            x = conv(x, edge_index, edge_attr)
+            aggr = conv.aggregate_messages(x, edge_index, edge_attr)  # (B + M, H)
+            node_aggr = aggr[B:]  # (M, H)
+            if self.training:
+                if track:
+                    self.update_running(layer, node_aggr.detach(), has_edges)
+            else:
+                node_aggr = self.running_aggr[layer]  # zeros for a modality no training batch had
+            x = conv.update_nodes(torch.cat([aggr[:B], node_aggr.to(aggr.dtype)]), x)
             if layer < len(self.convs) - 1:
                 x = F.dropout(x, p=self.cfg.dropout, training=self.training)
-                edge_attr = self.edge_mlps[layer](torch.cat([x[src], x[dst], edge_attr], dim=-1))
+                ends = torch.cat([x.index_select(0, src), x.index_select(0, dst), edge_attr], dim=-1)
+                edge_attr = self.edge_mlps[layer](ends)
         tokens = edge_feats.new_zeros(B, M, H).index_put((pat, mod), edge_attr[:E].to(edge_feats.dtype))
         return x[:B], tokens
 
+    @torch.no_grad()
+    def update_running(self, layer: int, node_aggr: Tensor, has_edges: Tensor) -> None:
+        """Fold this batch's modality-node aggregates (M, H) into the running means; a modality absent from the
+        batch keeps its value, and the first batch that has it sets it."""
+        mom = self.cfg.node_momentum
+        old, seen = self.running_aggr[layer], self.running_seen[layer]
+        new = torch.where(seen[:, None], (1 - mom) * old + mom * node_aggr.float(), node_aggr.float())
+        self.running_aggr[layer] = torch.where(has_edges[:, None], new, old)
+        self.running_seen[layer] = seen | has_edges
+
+    def fuse(self, embeddings: Tensor, mask: Tensor, track: bool = False) -> BackboneOutput:
+        zero = torch.zeros((), dtype=embeddings.dtype, device=embeddings.device)
+        fused, tokens = self.message_passing(mask, torch.where(mask[..., None], embeddings, zero), track)
+        return BackboneOutput(tokens=tokens, fused=fused)
+
+    def encode(self, batch: Batch) -> Tensor:
+        return encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing
+
     def forward(self, batch: Batch) -> BackboneOutput:
         mask = batch["mask"]
-        edge_feats = encode_modalities(self.encoders, batch, self.spec)  # (B, M, H)
-        fused, tokens = self.message_passing(mask, edge_feats)
-        if not self.training:
-            return BackboneOutput(tokens=tokens, fused=fused)
-        aux, parts = self.contrastive_loss(batch, mask, edge_feats, fused)
-        return BackboneOutput(tokens=tokens, fused=fused, aux_loss=aux, extras=parts)
+        edge_feats = self.encode(batch)  # (B, M, H)
+        out = self.fuse(edge_feats, mask, track=True)
+        out.embeddings = edge_feats
+        if self.training:
+            out.aux_loss, out.extras = self.contrastive_loss(batch, mask, edge_feats, out.fused)
+        return out
 
     def contrastive_loss(self, batch: Batch, mask: Tensor, edge_feats: Tensor, fused: Tensor):
         cfg = self.cfg

@@ -1,40 +1,41 @@
-"""Backdoor adjustment over the modality-missingness pattern with a dictionary of pattern embeddings.
+"""Backdoor adjustment over the modality-missingness pattern: a dictionary of pattern (confounder) embeddings and
+the interventional prediction that marginalises the pattern with its training prior.
 
 CDMM (arXiv 2509.05615) treats the missingness pattern M as a confounder of the representation X and the
-outcome Y (who gets a chest X-ray or a note depends on how sick they look, and so does the outcome). Backdoor
-adjustment removes the path through M:
+outcome Y (who gets a chest X-ray or a note depends on the site and on how sick the patient looks, and so does
+the outcome). Backdoor adjustment removes the path X ← M → Y:
 
-    P(Y | do(X)) = Σ_m P(Y | X, m) P(m)
+    P(Y | do(X = x)) = Σ_m P(Y | x, m) P(m)
 
-Evaluating a network once per pattern is 2^M forward passes; the normalised weighted geometric mean (NWGM,
-Xu et al. 2015; used for deconfounding by Wang et al. 2020 and Yue et al. 2020) moves the expectation inside
-the softmax, so one pass on the expected pattern embedding suffices:
+The model of P(Y | x, m) is a head that reads the sample's features *and* the embedding d_m of a pattern:
+training fits it with each sample's own pattern (the observational conditional, so d_m learns what pattern m
+says about Y beyond x); prediction evaluates the head once per pattern seen in training and averages the
+probabilities with P(m), the **training split's** pattern frequencies (``marginal_logits``, exact over the seen
+patterns). Patterns never seen in training have P(m) = 0 and never contribute. The normalised weighted geometric
+mean (NWGM; Xu et al. 2015, used for deconfounding by Wang et al. 2020 and Yue et al. 2020) is the one-pass
+option: the head on the expected embedding Σ_m P(m) d_m.
 
-    P(Y | do(X)) ≈ softmax(f(x, E_m[g(m)])),   E_m[g(m)] ≈ Σ_m a_m(x) d_m
-    a_m(x) = softmax_m(⟨W_q x, W_k d_m⟩ / √D) · P(m) / Σ_m' softmax_m'(...) · P(m')
-
-where d_m are learned pattern embeddings (the dictionary) and P(m) is the pattern prior, fixed to the
-**training split's** pattern frequencies. Patterns never seen in training have P(m) = 0 and never contribute.
-
-Shapes: B batch, H input size, P = 2^M patterns, D dictionary size.
+Shapes: B batch, P = 2^M patterns, D dictionary size, C logit columns.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from medmodal.models.frameworks.label_losses import label_columns
 
 
 class PatternBackdoor(nn.Module):
-    """Shapes: forward(h (B, H)) -> (confounder context (B, D), attention a (B, P))."""
+    """The pattern dictionary (P, D) and prior (P,). ``own(pattern)`` -> (B, D) embeddings of the samples' own
+    patterns; ``expected()`` -> (D,) Σ_m P(m) d_m; ``marginal_logits(head, spec_labels)`` -> (B, C)."""
 
-    def __init__(self, in_dim: int, n_patterns: int, dict_dim: int = 64):
+    def __init__(self, n_patterns: int, dict_dim: int = 64):
         super().__init__()
         self.dictionary = nn.Parameter(torch.randn(n_patterns, dict_dim) * dict_dim**-0.5)  # (P, D)
-        self.query = nn.Linear(in_dim, dict_dim)
-        self.key = nn.Linear(dict_dim, dict_dim)
         # Persistent so that a saved model predicts with the prior of the split it was trained on.
         self.register_buffer("prior", torch.full((n_patterns,), 1.0 / n_patterns))  # (P,)
 
@@ -50,11 +51,27 @@ class PatternBackdoor(nn.Module):
         counts = torch.bincount(pats, minlength=n).to(self.prior)
         self.prior.copy_(counts / counts.sum())
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        q = self.query(h)  # (B, D)
-        k = self.key(self.dictionary)  # (P, D)
-        scores = q @ k.T / math.sqrt(q.shape[-1])  # (B, P)
-        # softmax(s)·P(m) renormalised == softmax(s + log P(m)); the log form is stable and drops P(m) = 0.
-        log_prior = torch.log(self.prior.clamp_min(0))
-        attn = torch.softmax(scores + log_prior[None, :], dim=-1)  # (B, P)
-        return attn @ self.dictionary, attn  # (B, D), (B, P)
+    def own(self, pattern: Tensor) -> Tensor:
+        return self.dictionary.index_select(0, pattern.long())  # (B, D)
+
+    def expected(self) -> Tensor:
+        return self.prior @ self.dictionary  # (D,)
+
+    def marginal_logits(self, head: Callable[[Tensor], Tensor], n_rows: int, spec_labels) -> Tensor:
+        """Logits of Σ_m P(m) p(y | x, m) over the seen patterns: log-odds of the averaged probability for a
+        binary label, log of the averaged class probabilities for a multiclass one (softmax of which is that
+        average). ``head(d)`` maps pattern embeddings d (B, S, D) to logits (B, S, C)."""
+        seen = torch.nonzero(self.prior > 0).flatten()  # (S,)
+        d = self.dictionary.index_select(0, seen)  # (S, D)
+        logits = head(d[None].expand(n_rows, -1, -1)).float()  # (B, S, C)
+        log_w = torch.log(self.prior.index_select(0, seen)).to(logits.dtype)[None, :, None]  # (1, S, 1)
+        cols = []
+        for lab, sl in zip(spec_labels, label_columns(spec_labels)):
+            z = logits[..., sl]  # (B, S, n_outputs)
+            if lab.kind == "binary":
+                log_p = torch.logsumexp(log_w + F.logsigmoid(z), dim=1)  # (B, 1)
+                log_q = torch.logsumexp(log_w + F.logsigmoid(-z), dim=1)
+                cols.append(log_p - log_q)
+            else:
+                cols.append(torch.logsumexp(log_w + F.log_softmax(z, dim=-1), dim=1))  # (B, n_classes)
+        return torch.cat(cols, dim=-1)  # (B, C)

@@ -1,19 +1,27 @@
 """``cdmm``: Causal Debiasing with Missing Modalities over any backbone.
 
 Paper: "Causal Debiasing Medical Multimodal Representation Learning with Missing Modalities" (arXiv
-2509.05615). Two biases: *missingness bias* (which modalities a patient has depends on the patient, so the
-pattern M confounds representation and outcome) and *distribution bias* (latent confounders drive both the
-observed features and the outcome). The first is removed by a missingness deconfounding module approximating
-backdoor adjustment over M (``backdoor.PatternBackdoor``); the second by the causal / spurious dual branch,
-which is DFD's dual stream reused as is (``dual_stream.DualStream``).
+2509.05615). Two biases: *missingness bias* (which modalities a patient has depends on the patient and the
+site, so the pattern M confounds representation and outcome) and *distribution bias* (latent confounders drive
+both the observed features and the outcome). The first is removed by a missingness deconfounding module that
+performs backdoor adjustment over M (``backdoor.PatternBackdoor``); the second by the causal / spurious dual
+branch, which is DFD's dual stream reused as is (``dual_stream.DualStream``).
 
-    h = backbone(x, mask).fused                              (B, H)
-    c, a = PatternBackdoor(h)      c = Σ_m a_m(h) d_m,  a ∝ softmax(⟨q(h), k(d_m)⟩/√D) · P(m)   (B, D), (B, P)
-    u = [h ; c]                                              (B, H + D)
-    z_c, z_b, ŷ_c, ŷ_b = DualStream(u)
-    L = DFD loss on (ŷ_c, ŷ_b, z_c, z_b) + L_backbone_aux
+    h = backbone(x, mask).fused                          (B, H)   the representation X
+    z_c = E_c(h),  z_b = E_b([sg(h) ; d_{m_i}])          (B, D)   DFD's streams; the spurious one also reads the
+                                                                  sample's own pattern embedding
+    ŷ_c(m) = C_c([z_c ; d_m]),  ŷ_b = C_b([z_b ; d_{m_i}])         heads that also read a pattern embedding
+    training:   L = DFD loss on (ŷ_c(m_i), ŷ_b, z_c, z_b) + L_backbone_aux             (own pattern m_i)
+    prediction: p(y | do(x)) = Σ_m P(m) σ(ŷ_c(m))        exact over the training split's patterns (default);
+                adjustment="nwgm": σ(C_c([z_c ; Σ_m P(m) d_m])); adjustment="none": σ(ŷ_c(m_i)) (ablation)
 
-Shapes: B batch, H backbone hidden, D dictionary size, P = 2^M patterns, C logit columns.
+The causal stream's input is h alone: the sample's own pattern reaches the causal *head* only in training (that
+is how d_m learns the pattern's association with Y, which z_c then need not carry), and at prediction it is
+averaged out. The spurious stream reads the own pattern, so that the dependence penalty Î(z_c; z_b) also pushes
+pattern information out of z_c. h is the backbone's representation of the observed modalities: which
+modalities are observed is part of x by construction (the X ← M edge), so h still differs between patterns.
+
+Shapes: B batch, H backbone hidden, D stream size, D_d dictionary size, P = 2^M patterns, C logit columns.
 """
 
 from __future__ import annotations
@@ -21,30 +29,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from medmodal.models.base import FRAMEWORKS, Backbone, DataSpec, Framework
+from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
+from medmodal.models.encoders import pattern_from_mask
 from medmodal.models.frameworks.backdoor import PatternBackdoor
-from medmodal.models.frameworks.dfd import DFD
+from medmodal.models.frameworks.dfd import DFD, own_backbone
 from medmodal.models.frameworks.dual_stream import DualStream, DualStreamConfig
 
 
 @dataclass(frozen=True)
 class CDMMConfig(DualStreamConfig):
-    dict_dim: int = 64  # D: size of each learned pattern embedding
+    dict_dim: int = 16  # D_d: size of each pattern embedding (P ≤ 32 entries; a few dimensions suffice)
+    adjustment: str = "exact"  # "exact" | "nwgm" | "none" (predict with the own pattern: no adjustment)
 
     def __post_init__(self):
         super().__post_init__()
         if self.dict_dim < 1:
             raise ValueError(f"dict_dim must be >= 1, got {self.dict_dim}")
+        if self.adjustment not in ("exact", "nwgm", "none"):
+            raise ValueError(f"adjustment must be exact, nwgm or none, got {self.adjustment!r}")
 
 
 @FRAMEWORKS.register("cdmm")
 class CDMM(DFD):
-    """Missingness deconfounding (backdoor adjustment over the pattern) + DFD's causal / biased dual branch.
+    """Backdoor adjustment over the missingness pattern + DFD's causal / biased dual branch.
 
-    Everything but the streams' input is DFD's: the same streams, losses, EMA state and backbone aux loss.
+    DFD's streams, losses, EMA state and backbone aux loss, with heads that also read a pattern embedding.
     """
 
     config_class = CDMMConfig
@@ -52,16 +63,40 @@ class CDMM(DFD):
     def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
         Framework.__init__(self, backbone, spec)
         self.cfg = CDMMConfig(**kwargs)
-        self.backdoor = PatternBackdoor(backbone.hidden, spec.n_patterns, self.cfg.dict_dim)
-        self.streams = DualStream(backbone.hidden + self.cfg.dict_dim, spec.n_outputs, spec.labels, self.cfg)
+        self.backdoor = PatternBackdoor(spec.n_patterns, self.cfg.dict_dim)
+        self.streams = DualStream(backbone.hidden, spec.n_outputs, spec.labels, self.cfg, self.cfg.dict_dim)
+        self.biased_backbone = own_backbone(backbone) if self.cfg.biased_input == "own" else None
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.backdoor.set_prior(info["train_patterns"])
         super().on_train_begin(info)
 
-    def stream_input(self, fused: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        context, attn = self.backdoor(fused)  # (B, D), (B, P)
-        return torch.cat([fused, context], dim=-1), {"pattern_attention": attn}  # (B, H + D)
+    def adjusted_logits(self, z: Tensor, stream: str = "causal", how: str | None = None) -> Tensor:
+        """One stream's prediction with the pattern marginalised: features (B, D) -> logits (B, C)."""
+        how = how or self.cfg.adjustment
+        b = z.shape[0]
+        if how == "nwgm":
+            return self.streams.head(stream, z, self.backdoor.expected()[None].expand(b, -1))
+        z3 = z[:, None, :]  # (B, 1, D)
+        return self.backdoor.marginal_logits(
+            lambda d: self.streams.head(stream, z3.expand(-1, d.shape[1], -1), d), b, self.spec.labels
+        )
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        bo = self.backbone(batch)
+        # the pattern of the mask the backbone saw (never a stale batch["pattern"]); used by the training loss
+        own = self.backdoor.own(pattern_from_mask(batch["mask"]))  # (B, D_d)
+        # logits_causal / logits_biased: p(y | x, own pattern)
+        out = self.streams(bo.fused, own, h_biased=self.biased_representation(batch))
+        out["logits_conditional"] = out["logits"]
+        if self.cfg.adjustment != "none":
+            adjusted = self.adjusted_logits(out["z_causal"])
+            if self.cfg.predict_from == "both":
+                adjusted = 0.5 * (adjusted + self.adjusted_logits(out["z_biased"], "biased"))
+            out["logits"] = adjusted.to(out["logits"].dtype)
+        if bo.aux_loss is not None:
+            out["backbone_aux"] = bo.aux_loss
+        return out
 
     def extra_state(self) -> dict[str, Any]:
         # The prior is also a buffer in the weights; here it is readable next to them.

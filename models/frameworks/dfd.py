@@ -11,11 +11,16 @@ towards the samples the biased stream gets wrong, and a mutual-information penal
     L = Σ_i w_i CE(ŷ_c,i) / Σ_i w_i + GCE_q(ŷ_b) + λ Î(z_c; z_b) + L_backbone_aux
     predict: ŷ_c (or ½(ŷ_c + ŷ_b) with predict_from="both")
 
+By default the biased stream reads h through a stop-gradient, so its GCE loss never trains the backbone (the
+representation the causal stream reads); ``biased_input="coupled"`` lets it. Ablation settings: ``mi_weight=0``
+(no decorrelation) and ``reweight=False`` (uniform weights).
+
 Shapes: B batch, H backbone hidden, D stream size, C logit columns.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,6 +43,17 @@ def add_backbone_aux(loss: Tensor, parts: dict[str, float], aux: Tensor | None) 
     return loss + aux
 
 
+def own_backbone(backbone: Backbone) -> Backbone:
+    """A fresh, independently initialised backbone of the same class and config for the biased stream: Learning
+    from Failure trains its biased model as a separate network. Its own training loss (MUSE's contrast) is not
+    used: GCE alone shapes it. A backbone without ``config()`` is deep-copied (same initial weights)."""
+    if not hasattr(backbone, "config"):
+        return deepcopy(backbone)
+    cfg = dict(backbone.config())
+    hidden = cfg.pop("hidden", backbone.hidden)
+    return type(backbone)(backbone.spec, hidden=hidden, **cfg)
+
+
 @FRAMEWORKS.register("dfd")
 class DFD(Framework):
     """Dual-stream feature decorrelation: causal stream for prediction, GCE-trained biased stream, MI penalty."""
@@ -48,18 +64,18 @@ class DFD(Framework):
         super().__init__(backbone, spec)
         self.cfg = DFDConfig(**kwargs)
         self.streams = DualStream(backbone.hidden, spec.n_outputs, spec.labels, self.cfg)
+        self.biased_backbone = own_backbone(backbone) if self.cfg.biased_input == "own" else None
+
+    def biased_representation(self, batch: Batch) -> Tensor | None:
+        """The biased stream's own backbone output (``biased_input="own"``), else None (it reads h)."""
+        return None if self.biased_backbone is None else self.biased_backbone(batch).fused
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.streams.reset_state(int(info.get("n_train", 0)), info.get("pos_weight"), info.get("device", "cpu"))
 
-    def stream_input(self, fused: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """What the two streams read, plus extra outputs; subclasses (cdmm) add to the representation here."""
-        return fused, {}
-
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         bo = self.backbone(batch)
-        u, extra = self.stream_input(bo.fused)
-        out = self.streams(u) | extra
+        out = self.streams(bo.fused, h_biased=self.biased_representation(batch))
         if bo.aux_loss is not None:
             out["backbone_aux"] = bo.aux_loss
         return out

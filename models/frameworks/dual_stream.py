@@ -4,14 +4,23 @@ representation, the per-sample loss EMA that weights them, and their joint loss.
 Design (DFD, arXiv 2601.21941, built from its stated components with the standard choices of Learning from
 Failure, Nam et al. 2020, and DisEnt, Lee et al. 2021 -- see docs/frameworks.md for which is which):
 
-    z_c = E_c(h),  z_b = E_b(h)                      causal / biased features     (B, D)
-    ŷ_c = C_c(z_c),  ŷ_b = C_b(z_b)                   logits                        (B, C)
+    z_c = E_c(h),  z_b = E_b([sg(h) ; c])            causal / biased features     (B, D); sg = stop-gradient
+    ŷ_c = C_c([z_c ; c]),  ŷ_b = C_b([z_b ; c])       logits (B, C); c an optional context (cdmm's pattern
+                                                     embedding), absent for dfd
     L_b = GCE_q(ŷ_b, y)                              biased stream latches onto easy, bias-aligned samples
     w_i = EMA(CE_b)_i / (EMA(CE_b)_i + EMA(CE_c)_i)  large where the biased stream fails (bias-conflicting);
                                                      CE_b on the calibrated logits (1 − q)·ŷ_b, both unweighted
     L_c = Σ_i w_i · CE_pw(ŷ_c, y)_i / Σ_i w_i         CE_pw: positives weighted by pos_weight
     L   = L_c + L_b + λ · Î(z̃_c; z̃_b)              Î = CLUB (nats per dimension; default) or HSIC,
                                                      z̃ = batch-standardised features
+
+The stop-gradient is LfF's separation: there the biased model is its own network, so its GCE never shapes the
+debiased one. Here both streams read the backbone's representation h, and without ``sg`` GCE would push the
+shortcut *into* h, the representation the causal stream reads (``biased_input="coupled"`` keeps that variant).
+Ablations: ``mi_weight=0`` (no decorrelation), ``reweight=False`` (w_i = 1: the causal stream is plain ERM).
+The context enters the biased *stream* as well as both heads: the spurious branch then represents it, and the
+dependence penalty pushes it out of the causal features (without that, cdmm's causal stream relied on the
+pattern more than erm did on the behavioural toy, tests/test_frameworks_behaviour.py).
 
 Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
 """
@@ -35,6 +44,9 @@ class DualStreamConfig:
     mi: str = "club"  # "club" | "hsic" | "none"
     mi_weight: float = 0.1  # λ; multiplies CLUB in nats per feature dimension, or HSIC
     predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
+    biased_input: str = "detached"  # "detached" | "own" (its own backbone, as LfF) | "coupled" (GCE trains h)
+    reweight: bool = True  # False: uniform sample weights (ablation)
+    calibrate_difficulty: bool = True  # CE_b on (1 − q)·ŷ_b (see loss); False: on ŷ_b as LfF does
 
     def __post_init__(self):
         if self.stream_dim < 1:
@@ -49,6 +61,8 @@ class DualStreamConfig:
             raise ValueError(f"mi_weight must be >= 0, got {self.mi_weight}")
         if self.predict_from not in ("causal", "both"):
             raise ValueError(f"predict_from must be causal or both, got {self.predict_from!r}")
+        if self.biased_input not in ("detached", "own", "coupled"):
+            raise ValueError(f"biased_input must be detached, own or coupled, got {self.biased_input!r}")
 
 
 class LossEMA:
@@ -96,9 +110,11 @@ def _standardise(z: Tensor) -> Tensor:
 
     Without it the streams can shrink or inflate their features faster than CLUB's q network follows, and the
     estimate turns into a moving target (it went to −50 nats with features growing 20× in our runs).
-    Dependence is scale-free, so nothing is lost.
+    Dependence is scale-free, so nothing is lost. The population sd (no Bessel correction) keeps a batch of one
+    row finite: its centred features are 0, and 0 / clamp is 0 (the sample sd of one row is 0/0 = NaN, which a
+    cohort of n ≡ 1 modulo the batch size hit on its last step).
     """
-    return (z - z.mean(0, keepdim=True)) / z.std(0, keepdim=True).clamp_min(1e-4)
+    return (z - z.mean(0, keepdim=True)) / z.std(0, keepdim=True, correction=0).clamp_min(1e-4)
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -112,15 +128,16 @@ class DualStream(nn.Module):
     "logits_biased" (B, C), "logits" (B, C)}.
     """
 
-    def __init__(self, in_dim: int, n_outputs: int, spec_labels, config: DualStreamConfig):
+    def __init__(self, in_dim: int, n_outputs: int, spec_labels, config: DualStreamConfig, context_dim: int = 0):
         super().__init__()
         self.cfg = config
         self.spec_labels = tuple(spec_labels)
         d = config.stream_dim
+        self.context_dim = context_dim
         self.causal = _mlp(in_dim, d)
-        self.biased = _mlp(in_dim, d)
-        self.head_causal = nn.Linear(d, n_outputs)
-        self.head_biased = nn.Linear(d, n_outputs)
+        self.biased = _mlp(in_dim + context_dim, d)
+        self.head_causal = nn.Linear(d + context_dim, n_outputs)
+        self.head_biased = nn.Linear(d + context_dim, n_outputs)
         # features reach the penalty batch-standardised (unit variance), so q may explain at most ~86 % of a
         # dimension's variance (log σ² ≥ −2): that caps the penalty's gradient when the streams nearly coincide
         club_args = {"logvar_range": (-2.0, 2.0)} if config.mi == "club" else {}
@@ -135,9 +152,23 @@ class DualStream(nn.Module):
         self.ema_biased = LossEMA(self.cfg.ema_alpha, n_rows, k, device)
         self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
 
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
-        z_c, z_b = self.causal(h), self.biased(h)
-        logits_c, logits_b = self.head_causal(z_c), self.head_biased(z_b)
+    def head(self, which: str, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Logits of one stream's head on features z (..., D) and, when the stream has one, context (..., D_c)."""
+        head = self.head_causal if which == "causal" else self.head_biased
+        return head(z if context is None else torch.cat([z, context.to(z.dtype)], dim=-1))
+
+    def forward(self, h: Tensor, context: Tensor | None = None, h_biased: Tensor | None = None) -> dict[str, Tensor]:
+        """h: the representation the causal stream reads; h_biased: the biased stream's own representation
+        (``biased_input="own"``), else the biased stream reads h, detached unless ``biased_input="coupled"``."""
+        if (context is None) != (self.context_dim == 0):
+            raise ValueError(f"this dual stream expects a context of size {self.context_dim}")
+        z_c = self.causal(h)
+        if h_biased is None:
+            h_biased = h if self.cfg.biased_input == "coupled" else h.detach()
+        if context is not None:
+            h_biased = torch.cat([h_biased, context.to(h_biased.dtype)], dim=-1)
+        z_b = self.biased(h_biased)
+        logits_c, logits_b = self.head("causal", z_c, context), self.head("biased", z_b, context)
         logits = logits_c if self.cfg.predict_from == "causal" else 0.5 * (logits_c + logits_b)
         return {
             "z_causal": z_c,
@@ -158,7 +189,8 @@ class DualStream(nn.Module):
         # for q = 0.7). With noisy clinical outcomes that makes every minority-label sample look "hard", and the
         # weights below would then teach the causal stream the inverted label. Scaling the biased logits by
         # (1 − q) undoes the power, so the difficulty compares calibrated probabilities.
-        ce_b = per_sample_ce((1 - self.cfg.q) * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
+        scale = (1 - self.cfg.q) if self.cfg.calibrate_difficulty else 1.0
+        ce_b = per_sample_ce(scale * out["logits_biased"].detach(), labels, lmask, self.spec_labels)
         if update_ema:
             ema_c = self.ema_causal.update(batch["index"], ce_c_raw, lmask)
             ema_b = self.ema_biased.update(batch["index"], ce_b, lmask)
@@ -166,6 +198,8 @@ class DualStream(nn.Module):
             ema_c, ema_b = ce_c_raw, ce_b
         ema_c, ema_b = ema_c.to(ce_c.device), ema_b.to(ce_c.device)
         w = (ema_b / (ema_b + ema_c).clamp_min(1e-8)).detach()  # (B, K) relative difficulty
+        if not self.cfg.reweight:
+            w = torch.ones_like(w)
         loss_c = masked_mean(ce_c, lmask, w)
         loss_b = masked_mean(gce(out["logits_biased"], labels, lmask, self.spec_labels, self.cfg.q), lmask)
         total = loss_c + loss_b

@@ -10,8 +10,12 @@ looks, so δ is informative; the framework conditions on it instead of ignoring 
        g_m = σ(W_g [t_m ; e]),  t'_m = g_m ⊙ t_m + p_m        (B, M, H)   p_m: modality embedding
        z = Attn([e ; h ; t'_1..t'_M], key mask = [1, 1, δ])[0] (B, H)     h: backbone's fused vector
 2. Leave-one-observed-modality-out reconstruction in embedding space: for every observed m of a sample with at
-   least two observed modalities, fuse with δ minus m, decode t̂_m, and align projections with InfoNCE (τ = 0.1)
-       L_rec = ½ [CE(sim(P t_m, P t̂_m)/τ) + CE(sim(P t̂_m, P t_m)/τ)], positives on the diagonal
+   least two observed modalities, the backbone fuses the *other* modalities' pre-fusion embeddings e_k
+   (``Backbone.encode``; k ≠ m) under δ with m switched off -- its fused vector h₋ₘ and tokens t₋ₘ recomputed
+   without m, so nothing of x_m reaches them, for any backbone (tested exactly) -- MMNAR's fusion z₋ₘ =
+   Fusion(t₋ₘ, h₋ₘ, δ₋ₘ) is decoded to ê_m = Dec([z₋ₘ ; p_m]), and ê_m is pulled to e_m by MSE and InfoNCE
+   (τ = 0.1) between projections, as in the public code:
+       L_rec = ½ [CE(sim(P e_m, P ê_m)/τ) + CE(sim(P ê_m, P e_m)/τ)] + w_mse · ‖ê_m − e_m‖² / H
 3. Pattern prediction from z (BCE over the M bits of δ) as an auxiliary task.
 4. Multitask heads: one small head per label on z.
 5. Schedule: auxiliary pre-training (progress < pretrain_frac: L = L_aux), then fine-tuning with
@@ -44,6 +48,7 @@ class MMNARConfig:
     tau: float = 0.1  # InfoNCE temperature (the paper's)
     proj_dim: int = 64  # InfoNCE projection size
     rec_weight: float = 1.0  # weight of L_rec inside L_aux
+    rec_mse_weight: float = 1.0  # w_mse: weight of the MSE term beside InfoNCE inside L_rec
     pattern_weight: float = 0.5  # weight of the pattern-prediction BCE inside L_aux
     aux_weight: float = 0.5  # λ at the start of fine-tuning
     pretrain_frac: float = 0.2  # fraction of training spent on auxiliary pre-training only
@@ -54,7 +59,7 @@ class MMNARConfig:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if not 0.0 <= self.pretrain_frac < 1.0:
             raise ValueError(f"pretrain_frac must be in [0, 1), got {self.pretrain_frac}")
-        for name in ("rec_weight", "pattern_weight", "aux_weight"):
+        for name in ("rec_weight", "rec_mse_weight", "pattern_weight", "aux_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -133,32 +138,42 @@ class MMNAR(Framework):
             "z": z,
             "logits": torch.cat([head(z) for head in self.heads], dim=-1),  # (B, C)
             "pattern_logits": self.pattern_head(z),  # (B, M)
-            "tokens": bo.tokens,
-            "fused": bo.fused,
+            "embeddings": bo.embeddings,
         }
         if bo.aux_loss is not None:
             out["backbone_aux"] = bo.aux_loss
         return out
 
-    def reconstruction_loss(self, tokens: Tensor, fused: Tensor, delta: Tensor) -> Tensor:
-        """Leave-one-observed-modality-out InfoNCE, all M variants fused in one batched pass."""
-        b, m, h = tokens.shape
-        eye = torch.eye(m, dtype=torch.bool, device=delta.device)
-        held = delta[:, None, :] & eye[None]  # (B, M_out, M): which modality is left out
-        eligible = delta & (delta.sum(1, keepdim=True) >= 2)  # (B, M): observed and not the only one
-        rest = delta[:, None, :] & ~held  # (B, M_out, M)
-        z_rest = self.fusion(
-            tokens[:, None].expand(b, m, m, h).reshape(b * m, m, h),
-            fused[:, None].expand(b, m, h).reshape(b * m, h),
-            rest.reshape(b * m, m),
-        ).reshape(b, m, h)  # (B, M_out, H)
-        recon = self.decoder(torch.cat([z_rest, self.fusion.modality_embed[None].expand(b, m, h)], dim=-1))
-        losses = []
-        for j in range(m):
-            rows = eligible[:, j]
-            if int(rows.sum()) >= 2:  # InfoNCE needs at least one negative
-                losses.append(info_nce(self.project(tokens[rows, j]), self.project(recon[rows, j]), self.cfg.tau))
-        return torch.stack(losses).mean() if losses else tokens.new_zeros(())
+    def leave_one_out(self, embeddings: Tensor, delta: Tensor) -> list[tuple[int, Tensor, Tensor]]:
+        """For each modality m: (m, rows, z₋ₘ) with rows (B,) the samples that observe m and at least one other
+        modality, and z₋ₘ (n_rows, H) the decoder's input, fused from the other modalities only.
+
+        The backbone re-fuses the pre-fusion embeddings under δ with m switched off, so x_m cannot reach z₋ₘ:
+        not through a fused vector computed from every modality, nor through tokens that a transformer or a
+        graph already mixed across modalities. One pass per modality (M of them), rows subset first."""
+        out = []
+        n_obs = delta.sum(dim=1)
+        for m in range(delta.shape[1]):
+            rows = delta[:, m] & (n_obs >= 2)
+            if not bool(rows.any()):
+                continue
+            rest = delta[rows].clone()
+            rest[:, m] = False  # (n, M): m held out
+            bo = self.backbone.fuse(embeddings[rows], rest)
+            out.append((m, rows, self.fusion(bo.tokens, bo.fused, rest)))
+        return out
+
+    def reconstruction_loss(self, embeddings: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        """(InfoNCE, MSE) between each held-out pre-fusion embedding e_m and its reconstruction, averaged over m."""
+        nce, mse = [], []
+        for m, rows, z_rest in self.leave_one_out(embeddings, delta):
+            target = embeddings[rows, m]  # (n, H)
+            recon = self.decoder(torch.cat([z_rest, self.fusion.modality_embed[m].expand_as(z_rest)], dim=-1))
+            mse.append(F.mse_loss(recon.float(), target.float()))
+            if target.shape[0] >= 2:  # InfoNCE needs at least one negative
+                nce.append(info_nce(self.project(target), self.project(recon), self.cfg.tau))
+        zero = embeddings.new_zeros((), dtype=torch.float32)
+        return (torch.stack(nce).mean() if nce else zero), (torch.stack(mse).mean() if mse else zero)
 
     def aux_weight(self, progress: float) -> float:
         p0 = self.cfg.pretrain_frac
@@ -169,7 +184,8 @@ class MMNAR(Framework):
     def loss(self, batch: Batch, out: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
         delta = batch["mask"].bool()
         labels, lmask = batch["labels"], batch["label_mask"].bool()
-        rec = self.reconstruction_loss(out["tokens"], out["fused"], delta)
+        nce, mse = self.reconstruction_loss(out["embeddings"], delta)
+        rec = nce + self.cfg.rec_mse_weight * mse
         pat = F.binary_cross_entropy_with_logits(out["pattern_logits"], delta.to(out["pattern_logits"].dtype))
         aux = self.cfg.rec_weight * rec + self.cfg.pattern_weight * pat
         pw = None if self.pos_weight is None else self.pos_weight.to(labels.device)
@@ -179,7 +195,8 @@ class MMNAR(Framework):
         loss = aux if pretraining else sup + lam * aux
         parts = {
             "supervised": sup.item(),
-            "reconstruction_nce": rec.item(),
+            "reconstruction_nce": nce.item(),
+            "reconstruction_mse": mse.item(),
             "pattern_bce": pat.item(),
             "aux_weight": lam,
             "pretraining": float(pretraining),

@@ -101,6 +101,8 @@ class PatternRectifier:
                     "global": d0,
                     "tau2_n_observed": tau1,
                     "tau2_pattern": tau2,
+                    "n_observed_raw": {str(k): raw1[k][0] for k in sorted(raw1)},
+                    "n_observed_shrunk": {str(k): lvl1[k] for k in sorted(lvl1)},
                     "pattern_raw": {str(p): raw2[p][0] for p in sorted(raw2)},
                     "pattern_n": {str(p): int((pat == p).sum()) for p in sorted(raw2)},
                     "pattern_shrunk": {str(p): lvl2[p] for p in sorted(lvl2)},
