@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/medmodal demo --out demo_out
+	$(BIN)/medmodal demo --out demo_out --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,6 +31,11 @@ app.add_typer(featurize_app, name="featurize")
 app.add_typer(benchmark_app, name="benchmark")
 
 
+# the same flag on every command that writes: an existing output is replaced only when it is the same kind of
+# medmodal output (its .medmodal.json marker says so) and this flag is given (docs/reliability.md)
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier output of this same command.")
+
+
 # Libraries whose exceptions mean "this input could not be read". The library turns them into MedmodalErrors
 # naming file and field where it reads; this is the backstop for a place it missed: still one line, and only the
 # error's type and file, since their messages may quote a value from the row (docs/reliability.md).
@@ -108,6 +113,7 @@ def cohort_build(
     threads: int | None = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     seed: int = typer.Option(0, "--seed", help="Split seed (subject-level 70/10/20, shared by all tasks)."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Build a leakage-safe cohort directory from raw files (a task's SQL, or a MEDS label file)."""
     from medmodal.cohort import build_cohort
@@ -131,6 +137,7 @@ def cohort_build(
             threads=threads,
             seed=seed,
             dataset_version=dataset_version,
+            overwrite=overwrite,
         )
         console.print(f"wrote {path}")
         return
@@ -151,6 +158,7 @@ def cohort_build(
         threads=threads,
         seed=seed,
         dataset_version=dataset_version,
+        overwrite=overwrite,
     )
     console.print(f"wrote {path}")
 
@@ -226,7 +234,7 @@ def simulate_cmd(
     no_images: bool = typer.Option(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    overwrite: bool = _OVERWRITE,
     release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
@@ -256,6 +264,9 @@ def simulate_cmd(
 # ---------------------------------------------------------------------------------------------- featurize
 
 _STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohorts/ live under it).")
+_REPLACE = typer.Option(
+    False, "--overwrite", help="Replace modalities the store holds for this cohort with other encoder settings."
+)
 _DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda[:N].")
 _PRECISION = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.")
 
@@ -289,6 +300,7 @@ def featurize_text_cmd(
     pooling: str = typer.Option("mean", "--pooling", help="Notes per sample: mean | latest."),
     token_pooling: str = typer.Option("mean", "--token-pooling", help="Window vector: mean (masked) | cls."),
     precision: str = _PRECISION,
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Embed notes (one modality per note type) into the feature store, reusing cached vectors."""
     from medmodal.featurize import featurize_text
@@ -306,6 +318,7 @@ def featurize_text_cmd(
             pooling=pooling,
             token_pooling=token_pooling,
             precision=precision,
+            overwrite=overwrite,
         )
     )
 
@@ -327,6 +340,7 @@ def featurize_image_cmd(
     pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
     precision: str = _PRECISION,
     rehash: bool = typer.Option(False, "--rehash", help="Re-read every file even if its size and mtime are unchanged."),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
     from medmodal.featurize import featurize_image
@@ -343,6 +357,7 @@ def featurize_image_cmd(
             pooling=pooling,
             precision=precision,
             rehash=rehash,
+            overwrite=overwrite,
         )
     )
 
@@ -356,11 +371,12 @@ def featurize_structured_cmd(
     align: str = typer.Option(
         "start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."
     ),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     from medmodal.featurize import featurize_structured
 
-    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align))
+    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align, overwrite=overwrite))
 
 
 @featurize_app.command("all")
@@ -392,6 +408,7 @@ def featurize_all_cmd(
     align: str = typer.Option(
         "start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."
     ),
+    overwrite: bool = _REPLACE,
 ) -> None:
     """Featurize every modality of the cohort: structured, timeseries, notes, images."""
     from medmodal.featurize import featurize_all
@@ -416,6 +433,7 @@ def featurize_all_cmd(
             num_workers=num_workers,
             max_hours=max_hours,
             align=align,
+            overwrite=overwrite,
         )
     )
 
@@ -438,12 +456,15 @@ def train_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default: all cores); same seed + same threads = same bytes."
+    ),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (val AUPRC)."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the test intervals."),
     framework_arg: list[str] | None = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
     backbone_arg: list[str] | None = typer.Option(None, "--backbone-arg", help="key=value, e.g. hidden=64."),
     train_arg: list[str] | None = typer.Option(None, "--train-arg", help="Other TrainConfig field=value."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Train a framework around a backbone on a cohort's cached features (torchrun-aware)."""
     import os
@@ -468,6 +489,7 @@ def train_cmd(
         backbone_args=parse_kv(backbone_arg, "--backbone-arg"),
         framework_args=parse_kv(framework_arg),
         overwrite=overwrite,
+        threads=threads,
         **parse_kv(train_arg, "--train-arg"),
     )
     if int(os.environ.get("RANK", "0")) == 0:
@@ -484,6 +506,7 @@ def evaluate_cmd(
     subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
     n_boot: int | None = typer.Option(None, "--n-boot"),
     device: str = typer.Option("auto", "--device"),
+    overwrite: bool = _OVERWRITE,
     export: str | None = typer.Option(None, "--export", help="meds: also write OUT/meds/ for meds-evaluation."),
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
@@ -491,7 +514,7 @@ def evaluate_cmd(
 
     if export not in (None, "meds"):
         raise MedmodalError(f"unknown export format '{export}' (known: meds)", field="--export")
-    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device)
+    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device, overwrite=overwrite)
     console.print(f"wrote {where}")
     if export == "meds":
         from medmodal.models.export import export_predictions
@@ -538,7 +561,9 @@ def report_cmd(
         ..., help="A cohort directory, a run directory (train or evaluate output) or a benchmark output folder."
     ),
     out: Path | None = typer.Option(None, "--out", help="The HTML file to write (one self-contained page)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out file (without --out: RUN_DIR/report)."
+    ),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for a run page's curve bands."),
     truth: Path | None = typer.Option(
         None, "--truth", help="Simulator truth.parquet: colour the t-SNE by its confounder."
@@ -576,7 +601,7 @@ def report_cmd(
             raise MedmodalError("give --out report.html for a page, or --truth / --color-by for a run's t-SNE figure")
         from medmodal.models.report import report
 
-        where = report(path, **tsne)
+        where = report(path, **tsne, overwrite=overwrite)
         console.print(f"wrote {where / 'tsne_causal_biased.png'} and {where / 'report.json'}")
         return
     from medmodal.report import write_report
@@ -625,6 +650,11 @@ def benchmark_shift_cmd(
     if seeds is not None:
         changes["seeds"] = ints(seeds, "--seeds")
     cfg = dataclasses.replace(QUICK if quick else ShiftConfig(), **changes)
+    from medmodal.outputs import claim_dir
+
+    # resumable: an earlier benchmark output is continued (one from before markers: it has work/), anything else
+    # that is not empty is refused
+    claim_dir(out, "benchmark", legacy=lambda d: (d / "work").is_dir())
     where = run_benchmark(out, cfg)
     console.print(f"wrote {where / 'benchmark.md'}")
 
@@ -639,11 +669,12 @@ def demo(
     subjects: int = typer.Option(2000, help="Simulated MIMIC-IV subjects."),
     seed: int = typer.Option(0, help="Seed of the simulator, the splits and training."),
     epochs: int = typer.Option(20, help="Training epochs per backbone."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo output in OUT."),
 ) -> None:
     """Run the main job end to end: real MIMIC-IV demo cohorts, then simulate -> build -> featurize -> train."""
     from medmodal.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs))
+    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs, overwrite=overwrite))
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
-"""Pieces every stage shares: the one error type, atomic outputs, registries, hashing, the console.
+"""Pieces every stage shares: the one error type, atomic files, registries, hashing, the console.
 
 Kept in one small module so that cohort/, featurize/, models/ and simulate/ agree on how a bad input is
-reported (one line naming the file and field), how outputs land (temporary path, then rename) and how a
-new source / task / featurizer / backbone / framework is found by name.
+reported (one line naming the file and field), how files land (temporary path, then rename; output folders:
+``medmodal.outputs``) and how a new source / task / featurizer / backbone / framework is found by name.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
-import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -37,6 +38,24 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _owner_tag() -> str:
+    """8 hex naming this host and boot in temporary names, so the leftovers sweep (``medmodal.outputs``) only
+    ever judges a process id it can check: one of this machine since its last start."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:8]
+
+
+OWNER_TAG = _owner_tag()
+
+
+def output_mode(*, directory: bool) -> int:
+    """The permissions the user's umask gives a new file or folder; temporaries stay private until renamed."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 class MedmodalError(Exception):
     """A user-facing error: one line naming the file / row / field and what is wrong.
 
@@ -54,6 +73,36 @@ class MedmodalError(Exception):
         super().__init__(" ".join(line.split()))  # always one line
         self.path = None if path is None else str(path)
         self.field = field
+
+
+def check_number(
+    value: Any,
+    flag: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    integer: bool = False,
+) -> Any:
+    """``value`` if it is a finite number in range; else a MedmodalError naming ``flag`` (``--lr nan``, ``-5``).
+
+    ``minimum`` / ``maximum`` are inclusive bounds, ``above`` an exclusive lower bound.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer())
+    if ok and minimum is not None:
+        ok = value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if ok and above is not None:
+        ok = value > above
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else ""]
+        bounds.append(f"<= {maximum:g}" if maximum is not None else "")
+        rng = " and ".join(b for b in bounds if b)
+        raise MedmodalError(f"{flag} must be {kind}{' ' + rng if rng else ''} (got {value!r})")
+    return value
 
 
 class Registry(Generic[T]):
@@ -95,43 +144,19 @@ class Registry(Generic[T]):
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling directory; rename it to ``final`` only if the block succeeds.
+def atomic_file(final: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Write a file through a private temporary sibling and rename it into place on success.
 
-    On any exception the temporary directory is removed, so a failed run leaves nothing half-written.
+    The temporary is named like ``medmodal.outputs``' temporaries, so a killed writer's leftover is swept.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        if not overwrite:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise MedmodalError("already exists (pass --overwrite to replace it)", path=final)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-@contextlib.contextmanager
-def atomic_file(final: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Write a file through a temporary sibling and rename it into place on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-{OWNER_TAG}-{os.getpid()}-", dir=final.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should get the user's usual permissions
     try:
         with open(tmp, mode) as fh:
             yield fh
+        os.chmod(tmp, output_mode(directory=False))  # mkstemp makes 0600: the user's usual permissions once final
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

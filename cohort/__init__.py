@@ -2,7 +2,7 @@
 
 Library API (docs/cohort.md):
     build_cohort(source, raw, task, out, *, note_root=None, cxr_root=None, memory_limit=None, threads=None,
-                 seed=0, overwrite=True, dataset_version=None) -> Path
+                 seed=0, overwrite=False, dataset_version=None) -> Path
     format_report(cohort_dir) -> rich renderable
     SOURCES, TASKS: the registries (a new source = one module in cohort/sources/ + sql/<source>/ + one import
     line in cohort/sources/__init__.py; a new task = one YAML in cohort/tasks/ + one SQL file per source).

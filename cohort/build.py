@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from medmodal.cohort.preflight import run_preflight
 from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
-from medmodal.common import MedmodalError, atomic_dir, console, file_fingerprint, write_json
+from medmodal.common import MedmodalError, console, file_fingerprint, write_json
+from medmodal.contracts import cohort_identity, compute_cohort_id, write_marker
+from medmodal.outputs import atomic_dir, check_output, work_dir
 
 OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
 
@@ -45,43 +46,24 @@ def build_cohort(
     memory_limit: str | None = None,
     threads: int | None = None,
     seed: int = 0,
-    overwrite: bool = True,
+    overwrite: bool = False,
     dataset_version: str | None = None,
     imported: Any = None,
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
-    ``task="all"`` builds every task of the source into ``out/<task>/``. ``dataset_version`` overrides the
-    release detection (e.g. "3.1"). ``imported`` (cohort/meds_import.ImportedLabels) supplies the labels of a
-    task built from a MEDS label file. Raises MedmodalError (one line) on bad input; leaves no partial output.
+    ``task="all"`` builds every task of the source into ``out/<task>/`` (one folder of cohorts, replaced as a
+    whole). ``dataset_version`` overrides the release detection (e.g. "3.1"). ``imported``
+    (cohort/meds_import.ImportedLabels) supplies the labels of a task built from a MEDS label file. An existing
+    ``out`` is replaced only when it is a cohort (or a folder of cohorts) and ``overwrite`` is true; an ``out``
+    inside or above a raw root is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
     src = SOURCES.get(source)()
     out = Path(out)
-    if task == "all":
-        for name in tasks_for(source):
-            build_cohort(
-                source,
-                raw,
-                name,
-                out / name,
-                note_root=note_root,
-                cxr_root=cxr_root,
-                memory_limit=memory_limit,
-                threads=threads,
-                seed=seed,
-                overwrite=overwrite,
-                dataset_version=dataset_version,
-            )
-        return out
-    spec = task if isinstance(task, TaskSpec) else TASKS.get(task)
-    if source not in spec.sources:
-        raise MedmodalError(
-            f"task '{spec.name}' is not defined for source '{source}' "
-            f"(its tasks: {', '.join(tasks_for(source)) or 'none'})"
-        )
-    unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
-    if unknown:
-        raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{source}' lacks")
+    names = tasks_for(source) if task == "all" else None
+    spec = None if names is not None else task if isinstance(task, TaskSpec) else TASKS.get(task)
+    if spec is not None:
+        _check_task(src, spec)
     if dataset_version is not None:
         src.check_version(dataset_version)
     raw = Path(raw)
@@ -91,44 +73,98 @@ def build_cohort(
         if root is not None and not Path(root).is_dir():  # given explicitly: a typo must not read as "absent"
             raise MedmodalError(f"folder given by {flag} not found", path=root)
     roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
+    inputs = {"--raw": raw, "--note-root": note_root, "--cxr-root": cxr_root}
+    if imported is not None:
+        inputs["--labels"] = getattr(imported, "path", None)
+    inputs.update({f"the {module} root": root for module, root in roots.items() if root.exists()})
+    kind = "cohort_set" if names is not None else "cohort"
+    check_output(out, kind, overwrite=overwrite, inputs=inputs)
+    work = work_dir(out)
+    try:
+        with atomic_dir(out, kind=kind, overwrite=overwrite, inputs=inputs) as tmp:
+            jobs = [(spec, tmp, out)] if names is None else [(TASKS.get(n), tmp / n, out / n) for n in names]
+            for one, where, final in jobs:
+                _check_task(src, one)
+                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed}
+                _build_one(
+                    src,
+                    one,
+                    raw,
+                    roots,
+                    where,
+                    final,
+                    work,
+                    dataset_version=dataset_version,
+                    imported=imported,
+                    **options,
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _check_task(src: Source, spec: TaskSpec) -> None:
+    if src.name not in spec.sources:
+        raise MedmodalError(
+            f"task '{spec.name}' is not defined for source '{src.name}' "
+            f"(its tasks: {', '.join(tasks_for(src.name)) or 'none'})"
+        )
+    unknown = [m for m in spec.modalities if m not in {x.name for x in src.modalities}]
+    if unknown:
+        raise MedmodalError(f"task '{spec.name}' names modality '{unknown[0]}' that source '{src.name}' lacks")
+
+
+def _build_one(
+    src: Source,
+    spec: TaskSpec,
+    raw: Path,
+    roots: dict[str, Path],
+    tmp: Path,
+    final: Path,
+    work: Path,
+    *,
+    memory_limit: str | None,
+    threads: int | None,
+    seed: int,
+    dataset_version: str | None,
+    imported: Any = None,
+) -> None:
+    """One task's cohort into ``tmp`` (a folder inside the caller's atomic output); ``final`` names it in messages."""
     located = locate(src.files, roots)
     absent = _absent_files(src, spec, located)
     if absent:
         console.print(
             "[yellow]absent optional files[/yellow]: " + "; ".join(f"{a['file']} ({a['effect']})" for a in absent)
         )
-
     started = dt.datetime.now(dt.timezone.utc)
-    work = Path(tempfile.mkdtemp(prefix=".medmodal-work-", dir=_existing_parent(out)))
+    tmp.mkdir(exist_ok=True)
+    db_dir = work / spec.name  # DuckDB's database and spill files: GBs on full data, gone once the task is built
+    con = connect(db_dir, memory_limit=memory_limit, threads=threads)
     try:
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            con = connect(work, memory_limit=memory_limit, threads=threads)
-            try:
-                manifest = _build(
-                    con,
-                    src,
-                    spec,
-                    raw,
-                    roots,
-                    located,
-                    tmp,
-                    seed=seed,
-                    dataset_version=dataset_version,
-                    imported=imported,
-                    out=out,
-                )
-            except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
-                raise translate_error(err, located, sql_file=f"{source}/{spec.name} build", con=con) from None
-            finally:
-                con.close()
-            manifest["created_at"] = started.isoformat(timespec="seconds")
-            manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
-            write_json(tmp / "manifest.json", manifest)
+        manifest = _build(
+            con,
+            src,
+            spec,
+            raw,
+            roots,
+            located,
+            tmp,
+            seed=seed,
+            dataset_version=dataset_version,
+            imported=imported,
+            out=final,
+        )
+    except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
+        raise translate_error(err, located, sql_file=f"{src.name}/{spec.name} build", con=con) from None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        con.close()
+        shutil.rmtree(db_dir, ignore_errors=True)
+    manifest["created_at"] = started.isoformat(timespec="seconds")
+    manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
+    write_json(tmp / "manifest.json", manifest)
+    write_marker(tmp, "cohort")
     n = manifest["row_counts"]["cohort"]
-    console.print(f"[green]cohort[/green] {source}/{spec.name}: {n} samples -> {out}")
-    return out
+    console.print(f"[green]cohort[/green] {src.name}/{spec.name}: {n} samples -> {final}")
 
 
 def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[dict[str, str]]:
@@ -150,12 +186,6 @@ def _absent_files(src: Source, spec: TaskSpec, located: list[Located]) -> list[d
         )
         out.append({"file": f"{it.spec.module}/{it.spec.stem}.csv(.gz)", "view": it.spec.view, "effect": effect})
     return out
-
-
-def _existing_parent(out: Path) -> Path:
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return parent
 
 
 def _params(src: Source, spec: TaskSpec, roots: dict[str, Path], version: str) -> dict[str, Any]:
@@ -258,9 +288,16 @@ def _build(
         manifest["preflight"] = preflight.manifest()
         if imported is not None:
             manifest["imported_labels"] = imported.provenance()
-        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)
+        # identity once every field that shapes the rows is in (imported labels too): medmodal.contracts
+        manifest["cohort_identity"] = cohort_identity(manifest, _sample_ids(tmp))
+        manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)  # errors name the final output
         progress.advance(bar)
     return manifest
+
+
+def _sample_ids(folder: Path) -> list[str]:
+    return pl.read_parquet(folder / "cohort.parquet", columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -465,12 +502,9 @@ def _manifest(
     seed: int,
     sql_files: Sequence[Path],
 ) -> dict[str, Any]:
-    from medmodal.featurize.store import compute_cohort_id  # imports torch: only when a manifest is written
-
     row_counts = {
         name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in OUTPUT_FILES
     }
-    sample_ids = pl.read_parquet(tmp / "cohort.parquet", columns=["sample_id"])["sample_id"].to_list()
     label_counts = {
         lab.name: {
             str(k): int(v)
@@ -495,7 +529,6 @@ def _manifest(
     return {
         "source": src.name,
         "task": spec.name,
-        "cohort_id": compute_cohort_id(src.name, spec.name, sample_ids),
         "dataset_version": version,
         "dataset_version_evidence": evidence,
         "task_definition": {

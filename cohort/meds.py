@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import medmodal
-from medmodal.common import MedmodalError, atomic_dir, console, sha256_file, write_json
+from medmodal.common import MedmodalError, console, sha256_file, write_json
+from medmodal.outputs import atomic_dir
 
 MEDS_VERSION = meds.__version__
 # medmodal's split names (cohort/splits.py) -> MEDS's sentinel names, and back.
@@ -149,7 +150,9 @@ def export_meds(cohort_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
         "meds_version": MEDS_VERSION,
         "labels": [],
     }
-    with atomic_dir(out, overwrite=True) as tmp:
+    # replaced only as the same kind of output (_check_out above; exports from before markers by EXPORT_MARKER)
+    legacy = lambda p: (p / EXPORT_MARKER).is_file()  # noqa: E731
+    with atomic_dir(out, kind="meds_export", overwrite=overwrite, inputs={"the cohort": d}, legacy=legacy) as tmp:
         (tmp / LABELS_DIR).mkdir()
         (tmp / "metadata").mkdir()
         for lab in labels:

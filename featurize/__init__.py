@@ -12,11 +12,13 @@ A featurizer is found by modality kind in ``FEATURIZERS``; a new kind is one mod
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medmodal.common import MedmodalError
+from medmodal.common import MedmodalError, console
+from medmodal.contracts import MARKER
 from medmodal.featurize import image as _image  # noqa: F401  (kind: image)
 
 # one import line per featurizer module: each registers itself in FEATURIZERS
@@ -25,9 +27,10 @@ from medmodal.featurize import text as _text  # noqa: F401  (kind: text)
 from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
 from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig
 from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import check_store_root, load_cohort_features
+from medmodal.featurize.store import check_store_root, is_legacy_store, load_cohort_features
 from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig
 from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig
+from medmodal.outputs import claim_dir, sweep_tree
 
 __all__ = [
     "DEFAULT_IMAGE_MODEL",
@@ -56,14 +59,31 @@ def featurize(
     kinds: Iterable[str] | None = None,
     modalities: Iterable[str] | None = None,
     configs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, ModalitySummary]:
     """Run the registered featurizer of each modality kind (``configs[kind]`` or its default config).
 
-    Each kind's outputs are written as soon as that kind finishes, so a failure in a later kind keeps the
-    earlier ones (and every computed item stays in the cache either way).
+    All or nothing per call: the cohort's store folder changes only when every kind succeeded (every computed
+    item stays in the cache either way, so a rerun resumes). ``overwrite``: replace modalities the store holds
+    with other settings. ``store`` must be a feature store (or a new or empty folder) outside the cohort.
     """
     check_store_root(store)
     cohort = CohortInputs.open(cohort_dir)
+    created = not Path(store).exists()
+    store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
+    if swept := sweep_tree(store, depth=3):  # shards, index and tensor temporaries of killed runs
+        console.print(f"[yellow]cleaned up {swept} leftover(s) of interrupted featurize runs[/yellow] in {store}")
+    try:
+        return _featurize(cohort, store, kinds, modalities, configs, overwrite)
+    except BaseException:
+        if created:  # a store this call created and left empty is not left behind
+            with contextlib.suppress(OSError):
+                (store / MARKER).unlink()
+                store.rmdir()
+        raise
+
+
+def _featurize(cohort: CohortInputs, store: Path, kinds, modalities, configs, overwrite) -> dict[str, ModalitySummary]:
     wanted_kinds = None if kinds is None else set(kinds)
     wanted_mods = None if modalities is None else set(modalities)
     if wanted_mods is not None and (unknown := wanted_mods - set(cohort.modalities)):
@@ -73,7 +93,7 @@ def featurize(
             field="modalities",
         )
     configs = configs or {}
-    summaries: dict[str, ModalitySummary] = {}
+    results: dict[str, ModalityFeatures] = {}
     kinds_in_order = list(dict.fromkeys(cohort.kind(m) for m in cohort.modalities))
     for kind in kinds_in_order:
         if wanted_kinds is not None and kind not in wanted_kinds:
@@ -84,12 +104,15 @@ def featurize(
         featurizer = FEATURIZERS.get(kind)()
         cfg = configs.get(kind) or featurizer.Config()
         try:
-            results = featurizer.run(cohort, mods, store, cfg)
-            summaries.update(write_outputs(cohort, store, results))
+            results.update(featurizer.run(cohort, mods, store, cfg))
         except OSError as err:  # a full disk, a read-only store, a file where a folder must be: one line
             where = err.filename or store
             raise MedmodalError(f"cannot read or write ({err.strerror or type(err).__name__})", path=where) from None
-    return summaries
+    try:
+        return write_outputs(cohort, store, results, overwrite=overwrite)
+    except OSError as err:
+        where = err.filename or store
+        raise MedmodalError(f"cannot read or write ({err.strerror or type(err).__name__})", path=where) from None
 
 
 def featurize_text(
@@ -107,6 +130,7 @@ def featurize_text(
     precision: str = "auto",
     chunk_size: int = 256,
     shard_size: int = 1024,
+    overwrite: bool = False,
 ) -> dict[str, ModalitySummary]:
     """Embed the notes of every ``<type>_note`` modality (or only ``note_types``) into the store."""
     cfg = TextConfig(
@@ -122,7 +146,7 @@ def featurize_text(
         chunk_size=chunk_size,
         shard_size=shard_size,
     )
-    return featurize(cohort_dir, store, kinds=["text"], configs={"text": cfg})
+    return featurize(cohort_dir, store, kinds=["text"], configs={"text": cfg}, overwrite=overwrite)
 
 
 def featurize_image(
@@ -138,6 +162,7 @@ def featurize_image(
     precision: str = "auto",
     shard_size: int = 1024,
     rehash: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, ModalitySummary]:
     """Embed the images of every image modality into the store (``rehash``: ignore remembered file hashes)."""
     cfg = ImageConfig(
@@ -151,11 +176,16 @@ def featurize_image(
         precision=precision,
         shard_size=shard_size,
     )
-    return featurize(cohort_dir, store, kinds=["image"], configs={"image": cfg})
+    return featurize(cohort_dir, store, kinds=["image"], configs={"image": cfg}, overwrite=overwrite)
 
 
 def featurize_structured(
-    cohort_dir: str | Path, store: str | Path, *, max_hours: int = 48, align: str = "start"
+    cohort_dir: str | Path,
+    store: str | Path,
+    *,
+    max_hours: int = 48,
+    align: str = "start",
+    overwrite: bool = False,
 ) -> dict[str, ModalitySummary]:
     """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
     return featurize(
@@ -163,6 +193,7 @@ def featurize_structured(
         store,
         kinds=["structured", "timeseries"],
         configs={"structured": StructuredConfig(), "timeseries": TimeseriesConfig(max_hours=max_hours, align=align)},
+        overwrite=overwrite,
     )
 
 
@@ -187,6 +218,7 @@ def featurize_all(
     max_hours: int = 48,
     align: str = "start",
     modalities: Iterable[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, ModalitySummary]:
     """Every modality of the cohort (or only ``modalities``): structured, timeseries, text, image."""
     configs = {
@@ -213,4 +245,4 @@ def featurize_all(
             pooling=image_pooling,
         ),
     }
-    return featurize(cohort_dir, store, modalities=modalities, configs=configs)
+    return featurize(cohort_dir, store, modalities=modalities, configs=configs, overwrite=overwrite)

@@ -13,6 +13,7 @@ named policy from ``POOLINGS``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -27,9 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from medmodal.common import MedmodalError, Registry, console
+from medmodal.contracts import feature_fingerprint, first_difference, read_marker, write_marker
 from medmodal.featurize.cache import EmbeddingCache
 from medmodal.featurize.inputs import CohortInputs
 from medmodal.featurize.store import write_modality, write_samples
+from medmodal.outputs import atomic_dir
 
 log = logging.getLogger("medmodal.featurize")
 
@@ -66,14 +69,27 @@ class ModalitySummary:
 
 
 def write_outputs(
-    cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures]
+    cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures], *, overwrite: bool = False
 ) -> dict[str, ModalitySummary]:
-    """Write samples.parquet and each modality's tensors + manifest (each file atomically)."""
+    """Write samples.parquet and every modality's tensors + manifest into the cohort's store folder at once.
+
+    All or nothing: the folder is rebuilt as a private temporary (the modalities already there hard-linked in)
+    and renamed into place, so a command that fails or is killed leaves the previous folder as it was. A
+    modality already in the store with a different fingerprint (another encoder, pooling, preprocessing) is
+    replaced only with ``overwrite``: runs trained on it would no longer evaluate.
+    """
     out_dir = Path(store) / "cohorts" / cohort.cohort_id
-    write_samples(out_dir, cohort.sample_ids)
+    if out_dir.is_dir() and read_marker(out_dir) is None and _legacy_cohort_folder(out_dir):
+        write_marker(out_dir, "store_cohort")  # written before markers existed
+    if not overwrite:
+        _refuse_replacements(out_dir, results)
+    with atomic_dir(out_dir, kind="store_cohort", overwrite=True, keep_existing=True, flag="--store") as tmp:
+        write_samples(tmp, cohort.sample_ids)
+        for m, feats in results.items():
+            manifest = {**feats.manifest, "cohort_id": cohort.cohort_id}
+            write_modality(tmp, m, feats.x, feats.mask, manifest, observed=feats.observed)
     summaries = {}
     for m, feats in results.items():
-        write_modality(out_dir, m, feats.x, feats.mask, feats.manifest, observed=feats.observed)
         counts = feats.manifest.get("counts", {})
         summaries[m] = ModalitySummary(
             modality=m,
@@ -86,6 +102,30 @@ def write_outputs(
         )
         console.print(summaries[m].line(), soft_wrap=True)
     return summaries
+
+
+def _legacy_cohort_folder(folder: Path) -> bool:
+    return all(p.name == "samples.parquet" or p.suffix in (".safetensors", ".json") for p in folder.iterdir())
+
+
+def _refuse_replacements(out_dir: Path, results: dict[str, ModalityFeatures]) -> None:
+    for m, feats in results.items():
+        old_path = out_dir / f"{m}.json"
+        if not old_path.is_file():
+            continue
+        try:
+            old = json.loads(old_path.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: nothing a run could have been checked against; replaced
+        new = {**feats.manifest, "shape": list(feats.x.shape), "dtype": str(feats.x.dtype).replace("torch.", "")}
+        diff = first_difference(feature_fingerprint(old), feature_fingerprint(new))
+        if diff:
+            raise MedmodalError(
+                f"modality '{m}' is already in the store with other settings ({diff[0]} differs); pass "
+                "--overwrite to replace it (runs trained on the old tensors will then refuse this store)",
+                path=old_path,
+                field=m,
+            )
 
 
 def skip_empty_modalities(parts: dict[str, Any], what: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Layout (docs/contracts.md §2, ``STORE/cache/<encoder>/``)::
 
     encoder.json                  what the encoder is (model, weights hash, preprocessing) and its fingerprint
     shards/<ns>-<pid>-<n>.safetensors
-                                  "keys" uint8 [n, 32] and "vectors" float32 [n, D]; item ids in the metadata
+                                  "keys" uint8 [n, 32] and "vectors" float32 [n, D]; item ids and the encoder
+                                  fingerprint in the metadata (one JSON value under "medmodal")
     index.parquet                 key (32-byte binary) -> shard, row; rebuilt after each run that added shards
 
 Why this shape:
@@ -37,7 +38,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from medmodal.common import atomic_file, write_json
+from medmodal.common import OWNER_TAG, atomic_file, write_json
 
 log = logging.getLogger("medmodal.featurize")
 
@@ -191,7 +192,7 @@ class EmbeddingCache:
     def _append_shard(self, keys: list[bytes], vectors: np.ndarray, item_ids: list[str]) -> str:
         name = f"{time.time_ns()}-{os.getpid()}-{len(self._index)}.safetensors"
         final = self.shard_dir / name
-        tmp = self.shard_dir / f".{name}.tmp"
+        tmp = self.shard_dir / f".{name}.tmp-{OWNER_TAG}-{os.getpid()}-w"  # swept after a kill (medmodal.outputs)
         tensors = {
             "keys": torch.from_numpy(
                 np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES).copy()
@@ -199,7 +200,10 @@ class EmbeddingCache:
             "vectors": torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)),
         }
         try:
-            save_file(tensors, str(tmp), metadata={"item_ids": json.dumps(item_ids), "fingerprint": self.fingerprint})
+            # one metadata key: safetensors keeps metadata in a hash map, so two keys come out in a random order
+            # and identical shards would differ in their header bytes
+            meta = {"medmodal": json.dumps({"fingerprint": self.fingerprint, "item_ids": item_ids}, sort_keys=True)}
+            save_file(tensors, str(tmp), metadata=meta)
             with open(tmp, "rb+") as fh:  # durable before it becomes visible
                 os.fsync(fh.fileno())
             os.replace(tmp, final)

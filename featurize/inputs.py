@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from medmodal.common import MedmodalError
-from medmodal.featurize.store import cohort_id, read_cohort_manifest
+from medmodal.contracts import check_path_part, cohort_id, read_cohort_manifest
 
 KINDS = ("structured", "timeseries", "text", "image")
 SPLITS = ("train", "val", "test")
@@ -53,6 +53,7 @@ class CohortInputs:
             if key not in manifest:
                 raise MedmodalError("key missing", path=d / "manifest.json", field=key)
         for m in manifest["modalities"]:
+            check_path_part(m, path=d / "manifest.json", field="modalities")  # names store files
             kind = manifest["modality_kinds"].get(m)
             if kind is None:
                 raise MedmodalError(f"modality '{m}' has no kind", path=d / "manifest.json", field="modality_kinds")

@@ -12,8 +12,8 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +21,18 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from medmodal.common import MedmodalError, atomic_file, write_json
+from medmodal.common import OWNER_TAG, MedmodalError, atomic_file, write_json
+from medmodal.contracts import check_path_part, cohort_id, cohort_sample_ids, read_cohort_manifest
 
-
-def read_cohort_manifest(cohort_dir: str | Path) -> dict[str, Any]:
-    path = Path(cohort_dir) / "manifest.json"
-    if not path.is_file():
-        raise MedmodalError("not a cohort directory (manifest.json missing)", path=cohort_dir)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MedmodalError(f"unreadable JSON ({err.msg} at line {err.lineno})", path=path) from None
-
-
-def cohort_sample_ids(cohort_dir: str | Path) -> list[str]:
-    path = Path(cohort_dir) / "cohort.parquet"
-    if not path.is_file():
-        raise MedmodalError("missing", path=path)
-    return pl.read_parquet(path, columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
-
-
-def compute_cohort_id(source: str, task: str, sample_ids: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(sample_ids)).encode()).hexdigest()[:12]
-    return f"{source}__{task}__{digest}"
-
-
-def cohort_id(cohort_dir: str | Path) -> str:
-    """The manifest's cohort_id, or the same id recomputed when an older manifest lacks it."""
-    man = read_cohort_manifest(cohort_dir)
-    if man.get("cohort_id"):
-        return str(man["cohort_id"])
-    return compute_cohort_id(man["source"], man["task"], cohort_sample_ids(cohort_dir))
+__all__ = [  # the cohort readers live in medmodal.contracts; re-exported for callers written before the move
+    "cohort_id",
+    "cohort_sample_ids",
+    "cohort_store_dir",
+    "load_cohort_features",
+    "read_cohort_manifest",
+    "write_modality",
+    "write_samples",
+]
 
 
 def check_store_root(store: str | Path) -> Path:
@@ -63,7 +44,13 @@ def check_store_root(store: str | Path) -> Path:
 
 
 def cohort_store_dir(store: str | Path, cohort_dir: str | Path) -> Path:
+    """``STORE/cohorts/<cohort_id>``; the id is checked to be one safe folder name (medmodal.contracts)."""
     return Path(store) / "cohorts" / cohort_id(cohort_dir)
+
+
+def is_legacy_store(folder: Path) -> bool:
+    """A store written before output markers existed: only cache/ and cohorts/ in it."""
+    return {p.name for p in folder.iterdir()} <= {"cache", "cohorts"}
 
 
 def write_samples(out_dir: Path, sample_ids: list[str]) -> None:
@@ -86,8 +73,9 @@ def write_modality(
     tensors = {"x": x.contiguous(), "mask": mask.contiguous()}
     if observed is not None:
         tensors["observed"] = observed.to(torch.bool).contiguous()
+    check_path_part(modality, field="modality")
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{modality}.safetensors.tmp"
+    tmp = out_dir / f".{modality}.safetensors.tmp-{OWNER_TAG}-{os.getpid()}-w"
     save_file(tensors, str(tmp))
     tmp.replace(out_dir / f"{modality}.safetensors")
     meta = {
@@ -146,5 +134,29 @@ def load_cohort_features(
             tensors["manifest"] = json.loads(meta.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise MedmodalError(f"unreadable modality manifest ({type(err).__name__})", path=meta) from None
+        _check_recorded(tensors, d, m, len(sample_ids))
         out[m] = tensors
     return sample_ids, out
+
+
+def _check_recorded(tensors: dict[str, Any], d: Path, modality: str, n: int) -> None:
+    """The tensor file and its manifest must describe each other (a file copied in from another store, a manifest
+    edited by hand, a half-finished copy): shape, dtype, mask and the cohort they were made for."""
+    man, x, mask = tensors["manifest"], tensors.get("x"), tensors.get("mask")
+    path = d / f"{modality}.safetensors"
+    if x is None or mask is None:
+        raise MedmodalError("tensor 'x' or 'mask' missing; re-run featurize", path=path, field=modality)
+    dtype = str(x.dtype).replace("torch.", "")
+    if man.get("shape", list(x.shape)) != list(x.shape) or man.get("dtype", dtype) != dtype:
+        raise MedmodalError(
+            f"holds {dtype} {list(x.shape)} but {modality}.json records {man.get('dtype')} {man.get('shape')}; "
+            "re-run featurize",
+            path=path,
+            field=modality,
+        )
+    if x.shape[0] != n or tuple(mask.shape) != (n,):
+        raise MedmodalError(f"has {x.shape[0]} rows for {n} samples; re-run featurize", path=path, field=modality)
+    if man.get("cohort_id", d.name) != d.name:
+        raise MedmodalError(
+            f"was made for cohort {man['cohort_id']!r}, not {d.name!r}", path=d / f"{modality}.json", field="cohort_id"
+        )

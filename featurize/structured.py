@@ -74,6 +74,54 @@ def fit_zscore(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.nd
     return mean, std, n
 
 
+def _hourly_stats(part: pl.DataFrame, train: np.ndarray):
+    """Hourly means of duplicate measurements, then per-variable mean / std (ddof 0) over the train split.
+
+    Done in numpy over one total order (row, hour, variable, value) instead of polars ``group_by``, whose
+    parallel aggregation adds floats in a different order on every run: the manifest's statistics and the
+    tensors are then byte-identical between runs (docs/reliability.md). Returns the rows (row, hour, variable
+    index, value) of the kept variables, the variable names (sorted; only those with a train value), the
+    dropped names, and mean, std, n per kept variable.
+    """
+    part = part.filter(pl.col("variable").is_not_null()).sort(["row", "hour", "variable", "value"])
+    names = sorted(part["variable"].unique().to_list())
+    r = part["row"].to_numpy().astype(np.int64)
+    h = part["hour"].to_numpy().astype(np.int64)
+    c = np.searchsorted(np.asarray(names, dtype=object), part["variable"].to_numpy().astype(object)).astype(np.int64)
+    vals = part["value"].to_numpy().astype(np.float64)
+    if len(vals):
+        starts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (h[1:] != h[:-1]) | (c[1:] != c[:-1])])
+        counts = np.diff(np.r_[starts, len(vals)])
+        vals = np.add.reduceat(vals, starts) / counts  # duplicates -> hourly mean
+        r, h, c = r[starts], h[starts], c[starts]
+    tr = train[r] if len(r) else np.zeros(0, dtype=bool)
+    n_fit = np.bincount(c[tr], minlength=len(names))
+    sums = np.zeros(len(names))
+    order = np.lexsort((h[tr], r[tr], c[tr]))  # per variable, in (row, hour) order
+    tc, tv = c[tr][order], vals[tr][order]
+    np.add.at(sums, tc, tv)  # sequential over the fixed order
+    mean_all = np.divide(sums, n_fit, out=np.zeros(len(names)), where=n_fit > 0)
+    sq = np.zeros(len(names))
+    np.add.at(sq, tc, (tv - mean_all[tc]) ** 2)
+    std_all = np.sqrt(np.divide(sq, n_fit, out=np.ones(len(names)), where=n_fit > 0))
+    std_all[~(std_all > 0)] = 1.0  # a constant variable is centred, not blown up
+    kept = np.flatnonzero(n_fit > 0)
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[kept] = np.arange(len(kept))
+    keep = remap[c] >= 0
+    return (
+        r[keep],
+        h[keep],
+        remap[c[keep]],
+        vals[keep],
+        [names[i] for i in kept],
+        [names[i] for i in np.flatnonzero(n_fit == 0)],
+        mean_all[kept],
+        std_all[kept],
+        n_fit[kept],
+    )
+
+
 def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     observed = np.isfinite(values)
     x = np.where(observed, (np.where(observed, values, 0.0) - mean) / std, 0.0)
@@ -191,20 +239,7 @@ class TimeseriesFeaturizer:
             early = int((part["hour"] < 0).sum())
             late = int((part["hour"] >= T).sum())
             part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
-            part = part.group_by(["row", "hour", "variable"]).agg(pl.col("value").mean())  # duplicates -> hourly mean
-            part = part.with_columns(
-                pl.Series("train", cohort.split[part["row"].to_numpy()] == "train", dtype=pl.Boolean)
-            )
-            stats = (
-                part.filter(pl.col("train"))
-                .group_by("variable")
-                .agg(
-                    pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).alias("std"), pl.len().alias("n")
-                )
-                .sort("variable")
-            )
-            variables = stats["variable"].to_list()
-            dropped = sorted(set(part["variable"].unique().to_list()) - set(variables))
+            r, h, v, vals, variables, dropped, mean, std, n_fit = _hourly_stats(part, cohort.split == "train")
             if not variables:
                 # a (N, T, 0) tensor carries nothing and no model can take it: not written, and said so
                 console.print(
@@ -212,16 +247,6 @@ class TimeseriesFeaturizer:
                     soft_wrap=True,
                 )
                 continue
-            part = part.filter(pl.col("variable").is_in(variables))
-            mean = stats["mean"].to_numpy().astype(np.float64)
-            std = stats["std"].fill_null(1.0).to_numpy().astype(np.float64)
-            std[~(std > 0)] = 1.0
-            n_fit = stats["n"].to_numpy()
-            vidx = {name: i for i, name in enumerate(variables)}
-            r = part["row"].to_numpy()
-            h = part["hour"].to_numpy()
-            v = np.array([vidx[s] for s in part["variable"].to_list()], dtype=np.int64)
-            vals = part["value"].to_numpy()
             x = np.zeros((cohort.n, T, len(variables)), dtype=np.float32)  # (N, T, V)
             observed = np.zeros((cohort.n, T, len(variables)), dtype=bool)
             if len(vals):

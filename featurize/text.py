@@ -6,10 +6,13 @@ attention-masked mean of the last hidden states, or the [CLS] state) -> unweight
 Per sample: the notes of one type are pooled by a named policy (``mean`` or ``latest``); each note type is its own
 modality ``<type>_note``.
 
-Throughput: notes are processed in chunks of ``chunk_size``; inside a chunk all windows are sorted by length and
-cut into batches of at most ``batch_size x max_length`` padded tokens whose shortest window is >= 3/4 of the
-longest (padding stays under a quarter even with few notes); a batch of equal-length windows runs without an
-attention mask (fused SDPA kernel). ``torch.inference_mode``; bf16/fp16 autocast, pinned memory and non-blocking
+Throughput: notes are processed in chunks of ``chunk_size``; inside a chunk windows are grouped by their *own*
+padded length (their length rounded up to a multiple of ``PAD_MULTIPLE`` tokens) and cut into batches of at most
+``batch_size x max_length`` tokens; windows that fill their padded length exactly run without an attention mask
+(fused SDPA kernel). Why per-window padding and not "pad to the longest in the batch": a window's vector then
+depends only on the window, not on which other notes share its chunk, so the same note gets the same vector
+bit for bit whatever the cache already held (padding length changes the last bits, ~1e-7; batch size does not
+on the CPU; docs/reliability.md). ``torch.inference_mode``; bf16/fp16 autocast, pinned memory and non-blocking
 copies on CUDA. Note text is never logged; errors name the note id only.
 """
 
@@ -41,7 +44,8 @@ from medmodal.featurize.cache import content_sha256, item_key
 from medmodal.featurize.inputs import CohortInputs
 
 DEFAULT_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
-TEXT_ENCODER_CODE = "text-v1"  # fingerprinted: bump when the windowing / pooling code changes
+TEXT_ENCODER_CODE = "text-v2"  # fingerprinted: bump when the windowing / padding / pooling code changes
+PAD_MULTIPLE = 32  # a window is padded to its length rounded up to this (at most a quarter more for >= 124 tokens)
 # Files that change what a checkpoint computes; READMEs and other frameworks' weights do not.
 _MODEL_FILE_PATTERNS = (
     "config.json",
@@ -185,11 +189,13 @@ class TextEncoder:
         )
         return enc["input_ids"], np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
 
-    def _forward(self, windows: list[list[int]]) -> np.ndarray:
-        """A batch of token-id lists -> (B, D) float32, padded to the longest window of this batch only."""
-        longest = max(len(w) for w in windows)
-        ids = torch.full((len(windows), longest), self.pad_id, dtype=torch.long)  # (B, L)
-        attn = torch.zeros((len(windows), longest), dtype=torch.long)  # (B, L)
+    def _padded(self, n: int) -> int:
+        return min(self.max_length, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+    def _forward(self, windows: list[list[int]], length: int) -> np.ndarray:
+        """Windows of one padded ``length`` -> (B, D) float32. No attention mask when every window fills it."""
+        ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)  # (B, L)
+        attn = torch.zeros((len(windows), length), dtype=torch.long)  # (B, L)
         for i, w in enumerate(windows):
             ids[i, : len(w)] = torch.tensor(w, dtype=torch.long)
             attn[i, : len(w)] = 1
@@ -198,9 +204,9 @@ class TextEncoder:
             ids, attn = ids.pin_memory(), attn.pin_memory()
         ids = ids.to(self.device, non_blocking=cuda)
         attn = attn.to(self.device, non_blocking=cuda)
-        # a batch of equal-length windows (the full windows of long notes) needs no mask, and without one SDPA
-        # can take its fused kernel (~20% faster per window at 512 tokens on CPU)
-        uniform = all(len(w) == longest for w in windows)
+        # full windows (the windows of long notes) need no mask, and without one SDPA can take its fused kernel
+        # (~20% faster per window at 512 tokens on CPU); which path a window takes depends on it alone
+        uniform = all(len(w) == length for w in windows)
         with torch.inference_mode(), autocast(self.device, self.precision):
             out = self.model(input_ids=ids, attention_mask=None if uniform else attn)
             hidden = out.last_hidden_state.float()  # (B, L, H)
@@ -211,33 +217,28 @@ class TextEncoder:
             vec = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
         return vec.cpu().numpy()
 
-    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
-        """Cut the length-sorted windows into batches of at most batch_size x max_length padded tokens (full
-        windows go batch_size at a time, short ones up to 8x as many) whose shortest window is at least 3/4 of the
-        longest, which bounds the padding to a quarter of any batch even when there are few notes."""
+    def _batches(self, lengths: list[int]) -> Iterator[tuple[list[int], int]]:
+        """(window indices, padded length) batches: windows grouped by (padded length, fills it exactly), longest
+        first, at most batch_size x max_length padded tokens (and 8 x batch_size windows) per batch."""
         budget = self.batch_size * self.max_length
         cap = 8 * self.batch_size
-        batch: list[int] = []
-        for i in order:
-            if batch and (
-                (len(batch) + 1) * lengths[batch[0]] > budget
-                or len(batch) == cap
-                or 4 * lengths[i] < 3 * lengths[batch[0]]
-            ):
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, n in enumerate(lengths):
+            padded = self._padded(n)
+            groups.setdefault((padded, n == padded), []).append(i)
+        for padded, full in sorted(groups, reverse=True):
+            members = groups[(padded, full)]
+            rows = max(1, min(cap, budget // padded))
+            for s in range(0, len(members), rows):
+                yield members[s : s + rows], padded
 
     def embed(self, texts: list[str], advance: Callable[[int], None] = lambda k: None) -> np.ndarray:
-        """(n, D) float32 note vectors for non-empty ``texts``: length-sorted windows, then mean per note."""
+        """(n, D) float32 note vectors for non-empty ``texts``: windows batched by padded length, mean per note."""
         windows, owner = self._windows(texts)
-        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
         win_vecs = np.zeros((len(windows), self.dim), dtype=np.float32)
         remaining = np.bincount(owner, minlength=len(texts))
-        for idx in self._batches(order, [len(w) for w in windows]):
-            win_vecs[idx] = self._forward([windows[i] for i in idx])
+        for idx, padded in self._batches([len(w) for w in windows]):
+            win_vecs[idx] = self._forward([windows[i] for i in idx], padded)
             done = owner[idx]
             np.subtract.at(remaining, done, 1)
             advance(int(np.count_nonzero(remaining[np.unique(done)] == 0)))

@@ -19,7 +19,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.featurize.store import compute_cohort_id
+from medmodal.common import sha256_file
+from medmodal.contracts import compute_cohort_id, sample_ids_digest, write_marker
+
+TABLES = ("cohort", "modalities", "notes", "images", "structured", "timeseries")
 
 # the WordPiece vocabulary of the tiny BERT used by tests, the demo and the benchmarks (shipped as package data)
 TINY_BERT_VOCAB = Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny_bert" / "vocab.txt"
@@ -154,10 +157,19 @@ def write_cohort(
     }
     for name, df in {"notes": notes, "images": images, "structured": structured, "timeseries": timeseries}.items():
         (df if df is not None else pl.DataFrame(schema=empty[name])).write_parquet(d / f"{name}.parquet")
+    # hand-written content: the identity hashes the written tables themselves
+    identity = {
+        "source": source,
+        "task": task,
+        "modalities": dict(modalities),
+        "sample_ids_sha256": sample_ids_digest(sid),
+        "tables_sha256": {name: sha256_file(d / f"{name}.parquet") for name in TABLES},
+    }
     manifest = {
         "source": source,
         "task": task,
-        "cohort_id": compute_cohort_id(source, task, sid),
+        "cohort_identity": identity,
+        "cohort_id": compute_cohort_id(identity),
         "modalities": list(modalities),
         "modality_kinds": dict(modalities),
         "feature_groups": feature_groups or {},
@@ -168,4 +180,5 @@ def write_cohort(
         "created_at": "2150-01-01T00:00:00",
     }
     (d / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_marker(d, "cohort")
     return d

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from medmodal.common import MedmodalError, console
-from medmodal.featurize.store import load_cohort_features, read_cohort_manifest
+from medmodal.contracts import feature_fingerprint, read_cohort_manifest
+from medmodal.featurize.store import load_cohort_features
 from medmodal.models.base import Batch, DataSpec, LabelSpec, ModalitySpec
 from medmodal.models.encoders import pattern_from_mask
 
@@ -205,9 +206,9 @@ def _label_tensors(cohort: pl.DataFrame, labels: tuple[LabelSpec, ...], path: Pa
 
 
 def feature_fingerprints(manifests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The provenance fields of each modality's store manifest (encoder fingerprint, pooling, preprocessing)."""
-    keys = ("fingerprint", "encoder", "pooling", "preprocessing", "kind")
-    return {m: {k: v for k, v in man.items() if any(s in k for s in keys)} for m, man in manifests.items()}
+    """What each modality's tensor means (encoder, pooling, preprocessing, normalisation, dtype, feature shape):
+    recorded by train, compared by evaluate (medmodal.contracts.feature_fingerprint). Absent modalities skip."""
+    return {m: feature_fingerprint(man) for m, man in manifests.items() if not man.get("absent")}
 
 
 def load_cohort(

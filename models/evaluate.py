@@ -26,13 +26,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
-from medmodal.featurize.store import cohort_id as read_cohort_id
+from medmodal.common import MedmodalError, check_number, console, write_json
+from medmodal.contracts import check_feature_fingerprints
+from medmodal.contracts import cohort_id as read_cohort_id
+from medmodal.featurize.store import cohort_store_dir
 from medmodal.models.base import DataSpec, Framework
 from medmodal.models.checkpoint import load_run_model
 from medmodal.models.data import CohortData, feature_fingerprints, load_cohort
 from medmodal.models.frameworks.label_losses import label_columns, output_probs
 from medmodal.models.metrics import grouped_metrics, metrics_with_ci
+from medmodal.outputs import atomic_dir, check_output
 
 REPORT_SPLITS = ("test",)
 
@@ -186,23 +189,6 @@ def print_summary(metrics: dict[str, Any], split: str = "test", title: str = "")
     console.print(table)
 
 
-def _check_fingerprints(cfg: dict[str, Any], data: CohortData, store: Path) -> None:
-    trained = cfg["data"].get("feature_fingerprints", {})
-    now = feature_fingerprints(data.feature_manifests)
-    for m, fp in trained.items():
-        got = now.get(m, {})
-        if got.get("absent"):
-            continue
-        for k, v in fp.items():
-            if "fingerprint" in k and k in got and got[k] != v:
-                raise MedmodalError(
-                    f"modality '{m}' was featurized with a different encoder ({k} differs from the "
-                    "training store); re-featurize it with the training encoder",
-                    path=store,
-                    field=m,
-                )
-
-
 def evaluate(
     run_dir: str | Path,
     cohort_dir: str | Path | None = None,
@@ -212,28 +198,49 @@ def evaluate(
     *,
     n_boot: int | None = None,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> Path:
     """Score a trained run; writes metrics.json and predictions.parquet to ``out`` and returns it.
 
     Default ``out``: RUN_DIR/eval/<cohort_id>. On the training cohort the splits are scored as in training; on
-    another cohort every sample is also scored together as split ``all`` (external validation).
+    another cohort every sample is also scored together as split ``all`` (external validation). The store's
+    modalities must mean what they meant in training (every recorded fingerprint; ``normalisation`` too unless
+    the cohort is external); an existing ``out`` is replaced only when it is an evaluation and ``overwrite``.
     """
     run_dir = Path(run_dir)
+    if n_boot is not None:
+        check_number(n_boot, "--n-boot", minimum=0, integer=True)
     dev = resolve_device(device)
     model, cfg, normalizer = load_run_model(run_dir, dev)
     spec: DataSpec = model.spec
     train_cohort = cfg["data"]["cohort"]
+    given = cohort_dir is not None
     cohort_dir = Path(cohort_dir or train_cohort["dir"])
+    cid = read_cohort_id(cohort_dir)
+    if not given and cid != train_cohort["cohort_id"]:
+        raise MedmodalError(
+            f"is no longer the cohort this run was trained on (its cohort_id is {cid}, the run recorded "
+            f"{train_cohort['cohort_id']}): it was rebuilt; pass it as --cohort to score it as an external cohort",
+            path=cohort_dir,
+        )
+    external = cid != train_cohort["cohort_id"]
     store = Path(store or cfg["data"]["store"])
+    out = Path(out) if out else run_dir / "eval" / cid
+    inputs = {"RUN_DIR": run_dir, "--cohort": cohort_dir, "--store": store}
+    check_output(out, "evaluation", overwrite=overwrite, inputs=inputs, allow_inside=[run_dir])
     data = load_cohort(
         cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"], subgroups=subgroups
     )
-    _check_fingerprints(cfg, data, store)
+    # an external cohort's store is z-scored on its own train split: only its normalisation may differ
+    check_feature_fingerprints(
+        cfg["data"].get("feature_fingerprints", {}),
+        feature_fingerprints(data.feature_manifests),
+        store=cohort_store_dir(store, cohort_dir),
+        ignore=("normalisation",) if external else (),
+    )
     tc = cfg["train"]
     logits = predict_all(model, data, batch_size=tc["eval_batch_size"], device=dev, amp=tc["amp"])
     frame = prediction_frame(data, logits)
-    cid = read_cohort_id(cohort_dir)
-    external = cid != train_cohort["cohort_id"]
     splits = ("train", "val", "test", "all") if external else ("train", "val", "test")
     report = ("test", "all") if external else REPORT_SPLITS
     metrics = score(
@@ -244,13 +251,30 @@ def evaluate(
         n_boot=tc["n_boot"] if n_boot is None else n_boot,
         seed=cfg["seed"],
     )
+    warn_missing_metrics(metrics, report)
     metrics["cohort"] = {"dir": str(cohort_dir), "cohort_id": cid, "external": external, "run_dir": str(run_dir)}
-    out = Path(out) if out else run_dir / "eval" / cid
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="evaluation", overwrite=overwrite, inputs=inputs, allow_inside=[run_dir]) as tmp:
         frame.write_parquet(tmp / "predictions.parquet")
         write_json(tmp / "metrics.json", metrics)
     print_summary(metrics, "all" if external else "test", title=f"{cid}: {'all' if external else 'test'} metrics")
     return out
+
+
+def warn_missing_metrics(metrics: dict[str, Any], splits: tuple[str, ...] = REPORT_SPLITS) -> list[str]:
+    """One warning line per task and split whose overall metrics are undefined (metrics.json says why)."""
+    lines = []
+    for task, per_split in metrics["tasks"].items():
+        for split in splits:
+            overall = per_split.get(split, {}).get("overall")
+            if not overall:
+                continue
+            why = sorted({v["why_missing"] for v in overall.values() if isinstance(v, dict) and v.get("why_missing")})
+            if why:
+                missing = [m for m, v in overall.items() if isinstance(v, dict) and v.get("why_missing")]
+                lines.append(f"{task} / {split}: {', '.join(missing)} undefined ({'; '.join(why)})")
+    for line in lines:
+        console.print(f"[yellow]warning:[/yellow] {line}", soft_wrap=True)
+    return lines
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:

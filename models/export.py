@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import medmodal
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
+from medmodal.common import MedmodalError, console, write_json
+from medmodal.outputs import atomic_dir
 
 THRESHOLD = 0.5
 MARKER = "medmodal_predictions.json"
@@ -100,7 +101,9 @@ def export_predictions(folder: str | Path, out: str | Path | None = None, *, ove
 
     written: dict[str, Any] = {}
     skipped: list[str] = []
-    with atomic_dir(out, overwrite=True) as tmp:
+    rules = {"overwrite": overwrite, "inputs": {"the cohort": cohort_dir, "FOLDER": folder}, "allow_inside": [folder]}
+    legacy = lambda p: (p / MARKER).is_file()  # noqa: E731  (exports from before output markers)
+    with atomic_dir(out, kind="prediction_export", legacy=legacy, **rules) as tmp:
         for lab in man.get("labels") or []:
             name = lab["name"]
             if lab.get("kind", "binary") != "binary":

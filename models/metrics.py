@@ -119,14 +119,16 @@ def metrics_with_ci(
     p = np.asarray(p, dtype=float)
     res: dict[str, Any] = {"n": len(y)}
     if len(y) == 0:
-        return res | {m: {"value": None, "ci_low": None, "ci_high": None, "n_boot": 0} for m in METRICS}
+        none = {"value": None, "ci_low": None, "ci_high": None, "n_boot": 0, "why_missing": "no samples"}
+        return res | {m: dict(none) for m in METRICS}
     if p.ndim == 1:
         res["n_pos"] = int((y == 1).sum())
     else:
         res["class_counts"] = np.bincount(y.astype(int), minlength=p.shape[1]).tolist()
     point = point_metrics(y, p)
+    why = why_missing(y, p, point)
     if n_boot <= 0:  # same layout as with intervals, so readers need one code path
-        return res | {m: {"value": point[m], "ci_low": None, "ci_high": None, "n_boot": 0} for m in METRICS}
+        return res | {m: _entry(point[m], None, None, 0, why.get(m)) for m in METRICS}
     draws: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     rng = np.random.default_rng(seed)
     for start in range(0, n_boot, _CHUNK):
@@ -139,8 +141,40 @@ def metrics_with_ci(
         v = v[np.isfinite(v)]
         ok = point[m] is not None and len(v) >= max(10, n_boot // 10)
         lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2]) if ok else (np.nan, np.nan)
-        res[m] = {"value": point[m], "ci_low": _nan(lo), "ci_high": _nan(hi), "n_boot": len(v)}
+        res[m] = _entry(point[m], _nan(lo), _nan(hi), len(v), why.get(m))
+        if point[m] is not None and not ok:
+            res[m]["ci_why_missing"] = f"only {len(v)} of {n_boot} resamples define it (need {max(10, n_boot // 10)})"
     return res
+
+
+def _entry(value, lo, hi, n_boot: int, why: str | None) -> dict[str, Any]:
+    out = {"value": value, "ci_low": lo, "ci_high": hi, "n_boot": n_boot}
+    if value is None:
+        out["why_missing"] = why or "undefined"
+    return out
+
+
+def why_missing(y: np.ndarray, p: np.ndarray, point: dict[str, float | None]) -> dict[str, str]:
+    """Why each undefined metric of ``point`` is undefined, in words (recorded beside the null in metrics.json)."""
+    out = {}
+    if p.ndim == 1:
+        n_pos, n = int((y == 1).sum()), len(y)
+        one_class = f"one class only ({n_pos} positive of {n})"
+        if point.get("auroc") is None:
+            out["auroc"] = one_class
+        if point.get("auprc") is None:
+            out["auprc"] = f"no positive samples (0 of {n})" if n_pos == 0 else "undefined"
+    else:
+        counts = np.bincount(y.astype(int), minlength=p.shape[1])
+        absent = [str(c) for c in np.flatnonzero(counts == 0)]
+        if point.get("auroc") is None:
+            out["auroc"] = f"class(es) {', '.join(absent)} absent" if absent else "undefined"
+        if point.get("auprc") is None:
+            out["auprc"] = "no class has positive samples"
+    for m in METRICS:
+        if point.get(m) is None and m not in out:
+            out[m] = "not finite (non-finite probabilities?)"
+    return out
 
 
 def pattern_name(code: int, modalities: list[str]) -> str:

@@ -23,10 +23,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
+from medmodal.common import MedmodalError, check_number, console, write_json
 from medmodal.models.checkpoint import load_run_model
 from medmodal.models.data import load_cohort
 from medmodal.models.evaluate import resolve_device
+from medmodal.outputs import atomic_dir, check_output
 
 JOIN_KEYS = ("stay_id", "hadm_id", "subject_id")  # most specific first: an ICU stay, an admission, a subject
 SPLITS = ("train", "val", "test", "all")
@@ -118,6 +119,8 @@ def tsne_streams(
         raise MedmodalError(f"split must be one of {', '.join(SPLITS)}, got '{split}'", field="--split")
     if (truth is None) == (color_by is None):
         raise MedmodalError("give exactly one of --truth (simulated data) or --color-by (a cohort column)")
+    check_number(max_points, "--max-points", minimum=2, integer=True)
+    check_number(seed, "--seed", minimum=0, integer=True)
     dev = resolve_device(device)
     model, cfg, normalizer = load_run_model(run_dir, dev)
     cohort_dir = Path(cohort_dir or cfg["data"]["cohort"]["dir"])
@@ -181,15 +184,22 @@ def tsne_streams(
     }
 
 
-def report(run_dir: str | Path, **options: Any) -> Path:
-    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder; ``options`` as tsne_streams."""
+def report(run_dir: str | Path, *, overwrite: bool = False, **options: Any) -> Path:
+    """Write RUN_DIR/report/ (t-SNE figure + report.json) and return that folder; ``options`` as tsne_streams.
+
+    An existing RUN_DIR/report is replaced only with ``overwrite`` (docs/reliability.md)."""
     from medmodal.report.figures import tsne_pair
 
     run_dir = Path(run_dir)
+    if (options.get("truth") is None) == (options.get("color_by") is None):
+        raise MedmodalError("give exactly one of --truth (simulated data) or --color-by (a cohort column)")
+    inputs = {k: options.get(k) for k in ("cohort_dir", "store", "truth")}
+    where = {"overwrite": overwrite, "inputs": {"RUN_DIR": run_dir, **inputs}, "allow_inside": [run_dir], "flag": None}
+    check_output(run_dir / "report", "report", **where)  # before the t-SNE: a refusal comes at once
     t = tsne_streams(run_dir, **options)
     scores = t["result"]["confounder_decodability_auroc"]
     png = tsne_pair(t["causal"], t["biased"], t["color"], t["label"], t["title"], scores)
-    with atomic_dir(run_dir / "report") as tmp:
+    with atomic_dir(run_dir / "report", kind="report", **where) as tmp:
         (tmp / "tsne_causal_biased.png").write_bytes(png)
         write_json(tmp / "report.json", t["result"])
     return run_dir / "report"

@@ -22,8 +22,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import atomic_dir, write_json
-from medmodal.featurize.store import cohort_store_dir, compute_cohort_id, write_modality, write_samples
+from medmodal.common import write_json
+from medmodal.contracts import compute_cohort_id, sample_ids_digest
+from medmodal.featurize.store import cohort_store_dir, is_legacy_store, write_modality, write_samples
+from medmodal.outputs import atomic_dir, claim_dir
 
 MODALITIES = ("structured", "timeseries", "discharge_note", "cxr")
 KINDS = {"structured": "structured", "timeseries": "timeseries", "discharge_note": "text", "cxr": "image"}
@@ -126,11 +128,23 @@ def write_toy_cohort(
     mod_cols["n_observed"] = np.stack([present[m] for m in modalities], 1).sum(1).astype(np.int64)
 
     cohort_dir = Path(cohort_dir)
-    cid = compute_cohort_id("toy", "mortality", sample_ids)
+    # every generator argument changes the rows or columns, so all of them are in the identity
+    identity = {
+        "source": "toy",
+        "task": "mortality",
+        "n": n,
+        "seed": seed,
+        "multiclass": multiclass,
+        "signal": signal,
+        "modalities": list(modalities),
+        "sample_ids_sha256": sample_ids_digest(sample_ids),
+    }
+    cid = compute_cohort_id(identity)
     manifest = {
         "source": "toy",
         "task": "mortality",
         "cohort_id": cid,
+        "cohort_identity": identity,
         "dataset_version": "toy-1",
         "modalities": list(modalities),
         "modality_kinds": {m: KINDS[m] for m in modalities},
@@ -146,11 +160,12 @@ def write_toy_cohort(
         "medmodal_version": "toy",
         "seed": seed,
     }
-    with atomic_dir(cohort_dir) as tmp:
+    with atomic_dir(cohort_dir, kind="cohort", overwrite=True) as tmp:
         cohort.write_parquet(tmp / "cohort.parquet")
         pl.DataFrame(mod_cols).write_parquet(tmp / "modalities.parquet")
         write_json(tmp / "manifest.json", manifest)
 
+    claim_dir(store, "store", legacy=is_legacy_store, flag="store")
     d = cohort_store_dir(store, cohort_dir)
     write_samples(d, sample_ids)
     for m, (x, obs) in feats.items():

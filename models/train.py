@@ -41,8 +41,8 @@ import torch.distributed as dist
 from torch import nn
 
 import medmodal
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
-from medmodal.featurize.store import cohort_id as read_cohort_id
+from medmodal.common import MedmodalError, check_number, console, write_json
+from medmodal.contracts import cohort_id as read_cohort_id
 from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
 from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
@@ -54,9 +54,11 @@ from medmodal.models.evaluate import (
     print_summary,
     resolve_device,
     score,
+    warn_missing_metrics,
 )
 from medmodal.models.frameworks.label_losses import label_columns, masked_mean, output_probs, per_sample_ce
 from medmodal.models.metrics import point_metrics
+from medmodal.outputs import atomic_dir, check_output
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,40 @@ class TrainConfig:
     observed_indicators: bool = True
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
-            raise MedmodalError(f"need epochs >= 1, batch_size >= 1, lr > 0, patience >= 1 (got {self})")
+        # each bad value is one line naming its flag (--lr nan, --epochs -1, --n-boot -5, --train-arg grad_clip=inf)
+        for name, flag in _FLAGS.items():
+            bounds = _BOUNDS[name]
+            check_number(getattr(self, name), flag, **bounds)
         if self.class_weighting not in ("pos_weight", "none"):
-            raise MedmodalError(f"class_weighting must be 'pos_weight' or 'none', got '{self.class_weighting}'")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise MedmodalError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+            raise MedmodalError(
+                f"--train-arg class_weighting must be 'pos_weight' or 'none' (got {self.class_weighting!r})"
+            )
+        if not isinstance(self.amp, bool) or not isinstance(self.observed_indicators, bool):
+            raise MedmodalError("--train-arg amp / observed_indicators must be true or false")
+
+
+_FLAGS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "weight_decay": "--train-arg weight_decay",
+    "warmup_frac": "--train-arg warmup_frac",
+    "grad_clip": "--train-arg grad_clip",
+    "patience": "--patience",
+    "eval_batch_size": "--train-arg eval_batch_size",
+    "n_boot": "--n-boot",
+}
+_BOUNDS: dict[str, dict[str, Any]] = {
+    "epochs": {"minimum": 1, "integer": True},
+    "batch_size": {"minimum": 1, "integer": True},
+    "lr": {"above": 0},
+    "weight_decay": {"minimum": 0},
+    "warmup_frac": {"minimum": 0, "maximum": 0.99},
+    "grad_clip": {"above": 0},
+    "patience": {"minimum": 1, "integer": True},
+    "eval_batch_size": {"minimum": 1, "integer": True},
+    "n_boot": {"minimum": 0, "integer": True},
+}
 
 
 def parse_kv(items: list[str] | None, option: str = "--framework-arg") -> dict[str, Any]:
@@ -198,6 +228,24 @@ def validation_scores(model: Framework, data: CohortData, rows: torch.Tensor, cf
     return {"logits": logits, "val_loss": val_loss, "val_auroc": mean(aurocs), "val_auprc": mean(auprcs)}
 
 
+def warn_unusable_splits(data: CohortData) -> list[str]:
+    """Say, before training, which split of which task has no labelled samples or one class only: its metrics
+    will be null (metrics.json records why), and a one-class validation split selects on its loss instead."""
+    lines = []
+    for k, lab in enumerate(data.spec.labels):
+        for split in ("train", "val", "test"):
+            rows = data.split == split
+            lm = data.label_mask[:, k].cpu().numpy() & rows
+            y = data.labels[:, k].cpu().numpy()[lm]
+            if len(y) == 0:
+                lines.append(f"{lab.name}: no labelled {split} samples")
+            elif len(np.unique(y)) < 2:
+                lines.append(f"{lab.name}: the {split} split has one class only ({len(y)} samples, all {int(y[0])})")
+    for line in lines:
+        console.print(f"[yellow]warning:[/yellow] {line}; its metrics will be missing", soft_wrap=True)
+    return lines
+
+
 def _broadcast(values: list[float], env: DistEnv, device) -> list[float]:
     if env.world == 1:
         return values
@@ -224,21 +272,30 @@ def train(
     framework_args: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    threads: int | None = None,
     **options: Any,
 ) -> Path:
     """Train, select the best validation epoch, score and write RUN_DIR (``out``); returns ``out``.
 
     ``options`` are further ``TrainConfig`` fields (weight_decay, patience, class_weighting, n_boot, ...).
+    ``threads``: torch's CPU threads for this call. The same inputs and seed give the same bytes only at the same
+    thread count: reductions inside kernels (LayerNorm's backward, for one) split their sums by thread, and a
+    model that amplifies last-bit differences (muse's τ = 0.07 contrast) ends at another epoch
+    (docs/reliability.md). The count used is recorded in config.json.
     """
     out, cohort_dir, store = Path(out).absolute(), Path(cohort_dir).absolute(), Path(store).absolute()
     try:
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, **options)
     except TypeError as err:
         raise MedmodalError(f"unknown training option ({err})") from None
-    if out.exists() and not overwrite:
-        raise MedmodalError("already exists (pass --overwrite to replace it)", path=out)
-    BACKBONES.get(backbone), FRAMEWORKS.get(framework)  # fail on a typo before loading any data
+    check_number(seed, "--seed", minimum=0, integer=True)
+    if threads is not None:
+        check_number(threads, "--threads", minimum=1, integer=True)
     env = DistEnv.from_env()
+    inputs = {"the cohort": cohort_dir, "--store": store}
+    if env.main:  # fail before loading any data; only rank 0 writes
+        check_output(out, "run", overwrite=overwrite, inputs=inputs)
+    BACKBONES.get(backbone), FRAMEWORKS.get(framework)  # fail on a typo before loading any data
     dev = resolve_device(device)
     if env.world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", env.local_rank)
@@ -246,6 +303,9 @@ def train(
     own_group = env.world > 1 and not dist.is_initialized()
     if own_group:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     try:
         return _train(
             cohort_dir,
@@ -262,8 +322,10 @@ def train(
             backbone_args or {},
             framework_args or {},
             progress and env.main,
+            overwrite,
         )
     finally:
+        torch.set_num_threads(threads_before)
         if own_group:
             dist.destroy_process_group()
 
@@ -283,6 +345,7 @@ def _train(
     backbone_args,
     framework_args,
     show_progress,
+    overwrite,
 ) -> Path:
     t_start = time.time()
     seed_everything(seed)
@@ -296,6 +359,8 @@ def _train(
             path=cohort_dir / "cohort.parquet",
             field="split",
         )
+    if env.main:
+        warn_unusable_splits(data)
     if fits_on_device(data, dev):
         data.to(dev)
         train_rows, val_rows = train_rows.to(dev), val_rows.to(dev)
@@ -471,8 +536,11 @@ def _train(
         "seed": seed,
         "device": str(dev),
         "world_size": env.world,
+        "torch_threads": torch.get_num_threads(),  # a determinism input on the CPU (see train's docstring)
     }
-    with atomic_dir(out) as tmp:
+    warn_missing_metrics(metrics)
+    inputs = {"the cohort": cohort_dir, "--store": store}
+    with atomic_dir(out, kind="run", overwrite=overwrite, inputs=inputs) as tmp:
         save_weights(tmp, model.cpu(), data.normalizer)
         write_json(tmp / CONFIG, config)
         frame.write_parquet(tmp / "predictions.parquet")

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import medmodal
-from medmodal.common import MedmodalError, atomic_dir, console, write_json
+from medmodal.common import MedmodalError, console, write_json
+from medmodal.outputs import atomic_dir, check_output
 
 # one import line per simulated source (each registers itself in SIMULATORS)
 from medmodal.simulate import (
@@ -59,9 +60,7 @@ def simulate(
         raise MedmodalError(f"--seed must be >= 0, got {seed}")
     if not 32 <= int(image_size) <= 2048:
         raise MedmodalError(f"--image-size must be between 32 and 2048, got {image_size}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise MedmodalError("already exists (pass --overwrite to replace it)", path=out)
+    out = check_output(out, "simulation", overwrite=overwrite)  # before any work: a refusal comes at once
     cfg = SimConfig(
         subjects=int(subjects),
         seed=int(seed),
@@ -72,7 +71,8 @@ def simulate(
         release=release or (releases[0] if releases else ""),
     )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with atomic_dir(out, overwrite=True) as tmp, Progress(*columns, console=console, transient=True) as progress:
+    progress_bar = Progress(*columns, console=console, transient=True)
+    with atomic_dir(out, kind="simulation", overwrite=overwrite) as tmp, progress_bar as progress:
         task = progress.add_task(f"simulate {source} ({environment})", total=cfg.subjects)
         rows = fn(tmp, cfg, lambda n: progress.advance(task, n))
         write_json(

@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 
 from medmodal.cohort import TASKS, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
-from medmodal.featurize.store import compute_cohort_id
+from medmodal.contracts import compute_cohort_id, sample_ids_digest
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -89,7 +89,10 @@ def test_manifest_contract(built, task):
     cohort = pl.read_parquet(d / "cohort.parquet")
     spec = TASKS.get(task)
     assert man["source"] == "mimic_iv" and man["task"] == task
-    assert man["cohort_id"] == compute_cohort_id("mimic_iv", task, cohort["sample_id"].to_list())
+    assert man["cohort_id"] == compute_cohort_id(man["cohort_identity"]) and man["cohort_id"].startswith(
+        f"mimic_iv__{task}__"
+    )
+    assert man["cohort_identity"]["sample_ids_sha256"] == sample_ids_digest(cohort["sample_id"].to_list())
     assert man["modalities"] == [
         m for m in ("structured", "timeseries", "discharge_note", "radiology_note", "cxr") if m in spec.modalities
     ]

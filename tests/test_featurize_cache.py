@@ -203,9 +203,9 @@ def test_hard_kill_mid_run_then_resume(tmp_path, models):
         from medmodal.featurize import featurize_text
         from medmodal.featurize.text import TextEncoder
         real = TextEncoder._forward
-        def slow(self, w):
+        def slow(self, w, length):
             time.sleep(0.15)
-            return real(self, w)
+            return real(self, w, length)
         TextEncoder._forward = slow
         featurize_text({str(cohort)!r}, {str(store)!r}, model={str(bert)!r}, max_length=32, stride=8,
                        batch_size=1, chunk_size=1, shard_size=1)

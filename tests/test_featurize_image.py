@@ -193,16 +193,20 @@ def test_featurize_images_skips_bad_files_and_pools_per_sample(tmp_path, weights
     np.testing.assert_allclose(cxr["x"][1].numpy(), b1, atol=1e-5)
 
     # second run: all cached (the worker-free path gives the same vectors); latest = a2 (study at 04:00)
-    again = featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0, pooling="latest")
+    again = featurize_image(
+        cohort, store, model=MODEL, weights=weights, num_workers=0, pooling="latest", overwrite=True
+    )
     assert (again["cxr"].computed, again["cxr"].reused) == (0, 3)
     _, feats2 = load_cohort_features(store, cohort)
     np.testing.assert_allclose(feats2["cxr"]["x"][0].numpy(), a2, atol=1e-5)
 
     # other weights -> another fingerprint: recomputed; a replaced file -> only that item recomputed
     other = tiny.make_tiny_timm(tmp_path / "other.safetensors", name=MODEL, seed=1)
-    assert featurize_image(cohort, store, model=MODEL, weights=other, num_workers=0)["cxr"].computed == 3
+    assert (
+        featurize_image(cohort, store, model=MODEL, weights=other, num_workers=0, overwrite=True)["cxr"].computed == 3
+    )
     Image.fromarray(np.zeros((50, 50), np.uint8)).save(imgs / "b1.jpg")
-    edited = featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0)
+    edited = featurize_image(cohort, store, model=MODEL, weights=weights, num_workers=0, overwrite=True)
     assert (edited["cxr"].computed, edited["cxr"].reused) == (1, 2)
 
 

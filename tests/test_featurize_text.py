@@ -99,7 +99,7 @@ def test_shapes_row_order_masks_and_pooling(cohort, tmp_path, bert):
 
     # latest = the note with the later charttime (a1 at 05:00, a2 at 02:00), from the cache: nothing recomputed
     latest = tmp_path / "store_latest"
-    _run(cohort, store, bert, pooling="latest")
+    _run(cohort, store, bert, pooling="latest", overwrite=True)  # another pooling replaces the modality
     _, feats2 = load_cohort_features(store, cohort)
     np.testing.assert_allclose(feats2["discharge_note"]["x"][0].numpy(), a1, atol=1e-5)
     assert feats2["discharge_note"]["manifest"]["counts"]["computed"] == 0
@@ -134,12 +134,12 @@ def test_cache_reuse_and_invalidation(cohort, tmp_path, bert):
     _, second = load_cohort_features(store, cohort)
     assert torch.equal(first["discharge_note"]["x"], second["discharge_note"]["x"])
 
-    # preprocessing change -> another fingerprint, everything recomputed
-    changed = _run(cohort, store, bert, max_length=24)
+    # preprocessing change -> another fingerprint, everything recomputed (replacing the modality: --overwrite)
+    changed = _run(cohort, store, bert, max_length=24, overwrite=True)
     assert changed["discharge_note"].computed == 4 and changed["discharge_note"].reused == 0
     # a different checkpoint (other weights, same name and config) -> recomputed, and the vectors differ
     other = tiny.make_tiny_bert(tmp_path / "bert_other" / bert.name, TINY / "vocab.txt", seed=1)
-    res = _run(cohort, store, other)
+    res = _run(cohort, store, other, overwrite=True)
     assert res["discharge_note"].computed == 4
     _, third = load_cohort_features(store, cohort)
     assert not torch.allclose(third["discharge_note"]["x"][0], first["discharge_note"]["x"][0])
@@ -150,7 +150,7 @@ def test_cache_reuse_and_invalidation(cohort, tmp_path, bert):
         pl.when(pl.col("note_id") == "b1").then(pl.lit(SENTENCES[7])).otherwise(pl.col("text")).alias("text")
     )
     notes.write_parquet(cohort / "notes.parquet")
-    edited = _run(cohort, store, bert)
+    edited = _run(cohort, store, bert, overwrite=True)
     assert (edited["discharge_note"].computed, edited["discharge_note"].reused) == (1, 3)
 
 
@@ -159,11 +159,11 @@ def test_resume_after_a_crash_recomputes_only_unfinished_chunks(cohort, tmp_path
     calls = {"n": 0}
     real = TextEncoder._forward
 
-    def dying(self, windows):
+    def dying(self, windows, length):
         calls["n"] += 1
         if calls["n"] > 1:
             raise RuntimeError("simulated crash (CUDA error, OOM kill, ...)")
-        return real(self, windows)
+        return real(self, windows, length)
 
     monkeypatch.setattr(TextEncoder, "_forward", dying)
     # chunk_size 1: each note is its own chunk, so the crash happens after one finished note
@@ -189,7 +189,7 @@ def test_note_text_never_reaches_logs_errors_or_files(cohort, tmp_path, bert, ca
     store = tmp_path / "store"
     _run(cohort, store, bert)
     # a failing encoder must not leak text through its error either
-    monkeypatch.setattr(TextEncoder, "_forward", lambda self, w: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(TextEncoder, "_forward", lambda self, w, n: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError) as err:
         _run(cohort, tmp_path / "store2", bert)
     out = capsys.readouterr()

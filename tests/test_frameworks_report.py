@@ -70,6 +70,7 @@ def test_report_from_cohort_column_via_cli(runs):
             "100",
             "--iterations",
             "250",
+            "--overwrite",  # the module's first test wrote this run's report
         ],
     )
     assert res.exit_code == 0, res.output
@@ -82,13 +83,15 @@ def test_report_errors_are_one_line(runs, tmp_path):
         report(runs["erm"], color_by="gender", split="all")
     with pytest.raises(MedmodalError, match="exactly one of"):
         report(runs["dfd"])
+    with pytest.raises(MedmodalError, match="already exists"):
+        report(runs["dfd"], truth=runs["truth"])  # an earlier test's report is kept without --overwrite
     with pytest.raises(MedmodalError, match="field 'nope'"):
-        report(runs["dfd"], truth=runs["truth"], confounder="nope")
+        report(runs["dfd"], truth=runs["truth"], confounder="nope", overwrite=True)
     partial = tmp_path / "partial.parquet"
     pl.read_parquet(runs["truth"]).head(20).write_parquet(partial)
     with pytest.raises(MedmodalError, match="have no truth row"):
-        report(runs["dfd"], truth=partial)
-    res = CliRunner().invoke(app, ["report", str(runs["dfd"]), "--color-by", "nope"])
+        report(runs["dfd"], truth=partial, overwrite=True)
+    res = CliRunner().invoke(app, ["report", str(runs["dfd"]), "--color-by", "nope", "--overwrite"])
     assert res.exit_code == 1 and "field 'nope'" in res.output
     assert not (runs["erm"] / "report").exists()  # nothing half-written on failure
 

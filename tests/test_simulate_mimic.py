@@ -217,7 +217,7 @@ def test_same_seed_same_bytes(tmp_path):
     assert _digest(c)["hosp/patients.csv.gz"] != da["hosp/patients.csv.gz"]
     # switching pixels off leaves every table untouched (only Rows/Columns follow --image-size)
     dd = _digest(d, skip=("cxr/files", "simulation.json", "cxr/mimic-cxr-2.0.0-metadata"))
-    assert dd == {k: v for k, v in da.items() if k in dd} and len(dd) == 16
+    assert dd == {k: v for k, v in da.items() if k in dd} and len(dd) == 17  # 16 tables + the output marker
 
 
 def test_bad_arguments_fail_with_one_line(tmp_path):
@@ -231,8 +231,13 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         simulate("mimic_iv", tmp_path / "x", subjects=5, seed=0, p_c=1.5)
     assert not (tmp_path / "x").exists()
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "mine.txt").write_text("not medmodal's")
+    with pytest.raises(MedmodalError, match="not a medmodal output"):
+        simulate("eicu", tmp_path / "exists", subjects=5, seed=0, overwrite=True)
+    assert (tmp_path / "exists" / "mine.txt").is_file()
+    done = simulate("eicu", tmp_path / "done", subjects=5, seed=0)
     with pytest.raises(MedmodalError, match="already exists"):
-        simulate("eicu", tmp_path / "exists", subjects=5, seed=0)
+        simulate("eicu", done, subjects=5, seed=0)
 
 
 def test_cli_simulate(tmp_path):

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from medmodal.cohort import build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
-from medmodal.featurize.store import compute_cohort_id
+from medmodal.contracts import compute_cohort_id, sample_ids_digest
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "adni_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -54,7 +54,10 @@ def test_manifest_contract(built, task):
     man = json.loads((d / "manifest.json").read_text())
     cohort = pl.read_parquet(d / "cohort.parquet")
     assert man["source"] == "adni" and man["task"] == task
-    assert man["cohort_id"] == compute_cohort_id("adni", task, cohort["sample_id"].to_list())
+    assert man["cohort_id"] == compute_cohort_id(man["cohort_identity"]) and man["cohort_id"].startswith(
+        f"adni__{task}__"
+    )
+    assert man["cohort_identity"]["sample_ids_sha256"] == sample_ids_digest(cohort["sample_id"].to_list())
     assert man["modalities"] == MODALITIES
     assert set(man["modality_kinds"].values()) == {"structured"}
     assert man["subgroups"] == ["gender", "age_group", "race", "apoe4"] and set(man["subgroups"]) <= set(cohort.columns)

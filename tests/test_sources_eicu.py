@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 from medmodal.cohort import TASKS, audit_cohort_dir, build_cohort, tasks_for
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
-from medmodal.featurize.store import compute_cohort_id
+from medmodal.contracts import compute_cohort_id, sample_ids_digest
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "eicu_fixture"
 EXPECTED = FIXTURE / "expected"
@@ -58,7 +58,10 @@ def test_manifest_contract(built, task):
     cohort = pl.read_parquet(d / "cohort.parquet")
     spec = TASKS.get(task)
     assert man["source"] == "eicu" and man["task"] == task
-    assert man["cohort_id"] == compute_cohort_id("eicu", task, cohort["sample_id"].to_list())
+    assert man["cohort_id"] == compute_cohort_id(man["cohort_identity"]) and man["cohort_id"].startswith(
+        f"eicu__{task}__"
+    )
+    assert man["cohort_identity"]["sample_ids_sha256"] == sample_ids_digest(cohort["sample_id"].to_list())
     assert man["modalities"] == MODALITIES
     assert man["modality_kinds"] == {
         "demographics": "structured",
