@@ -331,6 +331,8 @@ def markdown(summary: dict[str, Any]) -> str:
         for c in cfg["c_outcome"]:
             for sc in scorings:
                 erm = _pick(rows, c, sc, "erm", "selected")
+                if erm is None:  # a strength not scored (a partial summary)
+                    continue
                 cells = [_pick(rows, c, sc, m, "selected") for m in others]
                 lines.append(
                     f"| {c:g} | {sc} | {erm['vs_erm']['auprc']['a']:.3f} | "
