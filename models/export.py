@@ -65,7 +65,7 @@ def _cohort_of(folder: Path) -> tuple[Path, str]:
 
 def export_predictions(folder: str | Path, out: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """Write ``folder``'s predictions as meds-evaluation inputs under ``out`` (default FOLDER/meds); return it."""
-    from medmodal.featurize.store import cohort_id, read_cohort_manifest
+    from medmodal.contracts import cohort_id_of, read_cohort_manifest
 
     folder = Path(folder)
     out = Path(out) if out is not None else folder / "meds"
@@ -139,7 +139,7 @@ def export_predictions(folder: str | Path, out: str | Path | None = None, *, ove
                 "from": str(folder.resolve()),
                 "kind": kind,
                 "cohort_dir": str(cohort_dir.resolve()),
-                "cohort_id": cohort_id(cohort_dir),
+                "cohort_id": cohort_id_of(man, cohort_dir),
                 "threshold": THRESHOLD,
                 "labels": written,
                 "skipped_multiclass": skipped,

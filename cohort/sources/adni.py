@@ -129,11 +129,10 @@ class ADNI(Source):
         "modality_visit",
         "structured_feature_list",
         "structured_features",
-        "timeseries_out",
-        "notes_out",
-        "images_out",
         "modality_last",
-    )
+    )  # no timeseries_out / notes_out / images_out: visits are months apart (the longitudinal signal is in the
+    # per-visit samples), ADNIMERGE has no free text, and MRI / PET enter as the derived measures it carries (the
+    # scans are separate LONI downloads); the builder writes those tables empty
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         """ROOT itself; a dated LONI export is used when no plain ADNIMERGE.csv(.gz) is there."""

@@ -269,10 +269,9 @@ class EICU(Source):
         "structured_feature_list",
         "structured_features",
         "timeseries_out",
-        "notes_out",
-        "images_out",
         "modality_last",
-    )
+    )  # no notes_out / images_out: eICU's note table holds structured note fields (notepath / notevalue), not free
+    # text, and eICU has no images; the builder writes those tables empty
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         return {"eicu": Path(raw)}
