@@ -256,7 +256,9 @@ def pattern_code(has: Sequence[bool]) -> int:
 
 def pattern_codes(has: np.ndarray) -> np.ndarray:
     """Int64 [N] codes of a bool [N, M] presence matrix (columns in manifest.modalities order)."""
-    has = np.asarray(has, dtype=bool).reshape(len(has), -1)
+    has = np.asarray(has, dtype=bool)
+    if has.ndim != 2:
+        raise ValueError(f"presence must be [N, M], got shape {has.shape}")
     return has.astype(np.int64) @ np.asarray(pattern_weights(has.shape[1]), dtype=np.int64)
 
 
