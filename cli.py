@@ -1,6 +1,6 @@
 """The `medmodal` command line: thin typer commands, each calling one library function.
 
-Sub-apps follow ../shared/DESIGN.md: cohort, featurize, train, evaluate, simulate, benchmark, report.
+Sub-apps, one per stage: cohort, featurize, train, evaluate, simulate, benchmark, report.
 Every command catches MedmodalError, prints its one line to stderr and exits 1; every command prints where it
 wrote its outputs. The library never imports this module.
 """

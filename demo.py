@@ -70,7 +70,7 @@ def simulated_models(cfg: DemoConfig) -> Table:
     )
     cohort = build_cohort("mimic_iv", raw, cfg.task, root / "cohort", seed=cfg.seed, overwrite=cfg.overwrite)
     console.print(format_report(cohort))
-    bert = tiny.make_tiny_bert(root / "encoders" / "tiny_bert", tiny.TINY_BERT_VOCAB)
+    bert = tiny.make_tiny_bert(root / "encoders" / "tiny_bert")
     timm_weights = tiny.make_tiny_timm(root / "encoders" / "test_convnext.safetensors", name="test_convnext")
     featurize_all(
         cohort,

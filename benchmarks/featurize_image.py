@@ -28,8 +28,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from medmodal.contracts import write_cohort
+from medmodal.devices import autocast
 from medmodal.featurize import featurize_image, load_cohort_features, tiny
-from medmodal.featurize.base import autocast
 from medmodal.featurize.decode import decode_image
 from medmodal.featurize.image import ImageConfig, ImageEncoder
 
@@ -84,7 +85,7 @@ def main() -> int:
     files, source = image_files(tmp)
     paths = [str(files[i % len(files)]) for i in range(args.n_images)]
     ids = [f"s{i:06d}" for i in range(len(paths))]
-    cohort = tiny.write_cohort(
+    cohort = write_cohort(
         tmp / "cohort",
         sample_ids=ids,
         splits=["train"] * len(ids),

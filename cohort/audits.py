@@ -20,7 +20,6 @@ Checks:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,15 @@ import duckdb
 
 from medmodal.cohort.runner import scrub
 from medmodal.common import MedmodalError
+from medmodal.contracts import SPLITS, n_observed_sql, pattern_sql, read_cohort_manifest
 
 
 def _q(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
 def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalError:
@@ -89,8 +93,8 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
         check(
             "split_values",
             cohort_path,
-            "rows with a split other than train/val/test",
-            "SELECT sample_id AS example FROM cohort WHERE split IS NULL OR split NOT IN ('train', 'val', 'test')",
+            f"rows with a split other than {'/'.join(SPLITS)}",
+            f"SELECT sample_id AS example FROM cohort WHERE split IS NULL OR split NOT IN {_in_list(SPLITS)}",
         )
 
         # Notes: one modality per note_type (<type>_note); a type the task does not allow is a leak too.
@@ -168,8 +172,7 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
                       WHERE m."{m}_time" > c.prediction_time
                             + to_microseconds(CAST({grace[m]} * 3600e6 AS BIGINT))""",
             )
-        bits = " + ".join(f'CAST("has_{m}" AS BIGINT) * {1 << i}' for i, m in enumerate(modalities)) or "0"
-        count = " + ".join(f'CAST("has_{m}" AS BIGINT)' for m in modalities) or "0"
+        bits, count = pattern_sql(modalities), n_observed_sql(modalities)
         consistent = " AND ".join(f'("has_{m}" = ("{m}_time" IS NOT NULL))' for m in modalities) or "TRUE"
         check(
             "mask_consistency",
@@ -188,7 +191,4 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
 
 def audit_cohort_dir(cohort_dir: str | Path) -> list[str]:
     """Re-run the audits on an existing cohort directory (as ``medmodal cohort report`` could)."""
-    path = Path(cohort_dir) / "manifest.json"
-    if not path.is_file():
-        raise MedmodalError("not a cohort directory (manifest.json missing)", path=cohort_dir)
-    return run_audits(cohort_dir, json.loads(path.read_text()))
+    return run_audits(cohort_dir, read_cohort_manifest(cohort_dir))

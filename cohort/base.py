@@ -14,9 +14,9 @@ The relations a source's SQL must leave behind for the generic builder (``cohort
                        Boolean ``incl_<step>`` per inclusion step; columns starting with ``_`` stay internal.
 ``structured_features`` (sample_id, feature, value) long form; ``structured_feature_list`` (position, feature,
                        modality) fixes the columns of structured.parquet and their order.
-``timeseries_out``     (sample_id, hour, variable, value) hourly means, hour 0 = first hour of the window.
-``notes_out``          (sample_id, note_id, note_type, charttime, text) allowed notes only.
-``images_out``         (sample_id, dicom_id, study_id, view, study_time, path) allowed images only.
+``<table>_out``        per modality kind the source offers, the rows of that kind's item table, allowed items only
+                       (``timeseries_out``, ``notes_out``, ``images_out``; columns: ``medmodal.contracts.schema``).
+                       A kind without its relation gets an empty table.
 ``modality_last``      (sample_id, modality, last_time): one row per sample that has the modality.
 =====================  ==========================================================================================
 
@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from medmodal.common import MedmodalError, Registry
+from medmodal.contracts import MODALITY_KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = REPO_ROOT / "sql"
 COMMON_SQL = (SQL_ROOT / "common" / "macros.sql",)  # run before every source's own SQL
-
-MODALITY_KINDS = ("structured", "timeseries", "text", "image")
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,12 @@ def _is_number(text: str) -> bool:
 @dataclass(frozen=True)
 class ModalitySpec:
     name: str  # e.g. "discharge_note"; the has_<name> / <name>_time columns of modalities.parquet
-    kind: str  # one of MODALITY_KINDS
+    kind: str  # a registered modality kind (medmodal.contracts.MODALITY_KINDS)
     needs: tuple[str, ...] = ()  # views it is built from; all absent -> reported as unavailable
 
     def __post_init__(self) -> None:
         if self.kind not in MODALITY_KINDS:
-            raise ValueError(f"modality {self.name}: kind must be one of {MODALITY_KINDS}")
+            raise ValueError(f"modality {self.name}: kind must be one of {', '.join(MODALITY_KINDS)}")
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,22 @@ from medmodal.cohort.preflight import run_preflight
 from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
 from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
 from medmodal.cohort.splits import FRACTIONS, assign_splits
-from medmodal.common import MedmodalError, console, file_fingerprint, write_json
-from medmodal.contracts import cohort_identity, compute_cohort_id, write_marker
+from medmodal.common import MedmodalError, console, file_fingerprint
+from medmodal.contracts import (
+    ATTRITION,
+    COHORT,
+    IMAGES,
+    MODALITY_KINDS,
+    cohort_column_order,
+    cohort_files,
+    cohort_identity,
+    cohort_sample_ids,
+    compute_cohort_id,
+    structured_table,
+    write_cohort_manifest,
+    write_marker,
+)
 from medmodal.outputs import atomic_dir, check_output, work_dir
-
-OUTPUT_FILES = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
 
 
 def build_cohort(
@@ -161,7 +172,7 @@ def _build_one(
         shutil.rmtree(db_dir, ignore_errors=True)
     manifest["created_at"] = started.isoformat(timespec="seconds")
     manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
-    write_json(tmp / "manifest.json", manifest)
+    write_cohort_manifest(tmp, manifest)
     write_marker(tmp, "cohort")
     n = manifest["row_counts"]["cohort"]
     console.print(f"[green]cohort[/green] {src.name}/{spec.name}: {n} samples -> {final}")
@@ -289,15 +300,11 @@ def _build(
         if imported is not None:
             manifest["imported_labels"] = imported.provenance()
         # identity once every field that shapes the rows is in (imported labels too): medmodal.contracts
-        manifest["cohort_identity"] = cohort_identity(manifest, _sample_ids(tmp))
+        manifest["cohort_identity"] = cohort_identity(manifest, cohort_sample_ids(tmp))
         manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
         manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)  # errors name the final output
         progress.advance(bar)
     return manifest
-
-
-def _sample_ids(folder: Path) -> list[str]:
-    return pl.read_parquet(folder / "cohort.parquet", columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -338,11 +345,7 @@ def _make_cohort(
     if (untimed := exclude_untimed(con, cols, conds, rows)) is not None:
         data_quality.append(untimed)
     _refuse_empty(rows, src, located)
-    attrition = pl.DataFrame(
-        rows,
-        schema={"step": pl.Utf8, "description": pl.Utf8, "n_subjects": pl.Int64, "n_samples": pl.Int64},
-        orient="row",
-    )
+    attrition = pl.DataFrame(rows, schema=ATTRITION.polars_schema(), orient="row")
     where = " AND ".join(conds) or "TRUE"
     subjects = [
         r[0]
@@ -414,18 +417,33 @@ def _copy(con, located: list[Located], select: str, path: Path) -> None:
 def _write_outputs(
     con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame, located: list[Located], tmp: Path
 ) -> dict[str, list[str]]:
+    """Every Parquet file of the cohort directory, each from its contract (``medmodal.contracts.schema``)."""
     label_names = [lab.name for lab in spec.labels]
     public = [c for c in _columns(con, "cohort") if not c.startswith("_")]
-    order = [c for c in public if c not in label_names and c != "split"]
-    # Contract order: ids and times first, then labels and split, then the descriptive extras.
-    front = [c for c in order if c in ("sample_id", "subject_id") or c.endswith(("_id", "_time"))]
-    rest = [c for c in order if c not in front]
-    cols = front + label_names + ["split"] + rest
-    quoted = ", ".join(f'"{c}"' for c in cols)
-    _copy(con, located, f"SELECT {quoted} FROM cohort ORDER BY sample_id", tmp / "cohort.parquet")
+    quoted = ", ".join(f'"{c}"' for c in cohort_column_order(public, label_names))
+    _copy(con, located, f"SELECT {quoted} FROM cohort ORDER BY sample_id", tmp / COHORT.file)
 
     _copy(con, located, modalities_sql(modalities), tmp / "modalities.parquet")
 
+    groups: dict[str, list[str]] = {}
+    task_kinds = {src.modality(m).kind for m in modalities}
+    relations = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for kind in MODALITY_KINDS.values():
+        if kind.wide:
+            groups = _write_structured(con, located, modalities, tmp / kind.table.file)
+            continue
+        # Rows belong to the task's modalities of this kind, whatever their names (MIMIC-IV: timeseries); a source
+        # whose SQL leaves no relation for the kind (eICU and ADNI have no notes or images) gets the empty table.
+        relation = kind.source_relation if kind.source_relation in relations else None
+        where = "TRUE" if kind.name in task_kinds else "FALSE"
+        _copy(con, located, kind.table.select_sql(relation, where), tmp / kind.table.file)
+    attrition.write_parquet(tmp / ATTRITION.file)
+    return groups
+
+
+def _write_structured(con, located: list[Located], modalities: list[str], path: Path) -> dict[str, list[str]]:
+    """structured.parquet: the ``structured_features`` long form pivoted to the columns ``structured_feature_list``
+    fixes, in its order; returns the feature groups (modality -> columns) for the manifest."""
     features = con.execute(
         "SELECT feature, modality FROM structured_feature_list ORDER BY position, feature"
     ).fetchall()
@@ -438,7 +456,8 @@ def _write_outputs(
         # PIVOT with an explicit IN list: one grouped pass (~30x faster than one FILTER aggregate per column, which
         # took seconds for eICU's ~200 features on the demo); columns come out exactly as listed, NULL if unseen.
         names = ", ".join("'" + f.replace("'", "''") + "'" for f in wanted)
-        casts = ", ".join(f'CAST(p."{f}" AS DOUBLE) AS "{f}"' for f in wanted)
+        table = structured_table(wanted)
+        casts = ", ".join(f'CAST(p."{c.name}" AS {c.type}) AS "{c.name}"' for c in table.columns[1:])
         select = f"""
             WITH p AS (
                 PIVOT (SELECT c.sample_id, f.feature, f.value
@@ -448,38 +467,7 @@ def _write_outputs(
             SELECT p.sample_id, {casts} FROM p ORDER BY p.sample_id"""
     else:
         select = "SELECT sample_id FROM cohort ORDER BY sample_id"
-    _copy(con, located, select, tmp / "structured.parquet")
-
-    # Timeseries rows belong to the task's timeseries-kind modality, whatever its name (MIMIC-IV: timeseries).
-    ts_where = "TRUE" if any(src.modality(m).kind == "timeseries" for m in modalities) else "FALSE"
-    _copy(
-        con,
-        located,
-        f"""
-        SELECT sample_id, CAST(hour AS INTEGER) AS hour, CAST(variable AS VARCHAR) AS variable,
-               CAST(value AS DOUBLE) AS value
-        FROM timeseries_out WHERE {ts_where} ORDER BY sample_id, hour, variable""",
-        tmp / "timeseries.parquet",
-    )
-    _copy(
-        con,
-        located,
-        """
-        SELECT sample_id, CAST(note_id AS VARCHAR) AS note_id, CAST(note_type AS VARCHAR) AS note_type,
-               CAST(charttime AS TIMESTAMP) AS charttime, CAST(text AS VARCHAR) AS text
-        FROM notes_out ORDER BY sample_id, charttime, note_id""",
-        tmp / "notes.parquet",
-    )
-    _copy(
-        con,
-        located,
-        """
-        SELECT sample_id, CAST(dicom_id AS VARCHAR) AS dicom_id, study_id, CAST(view AS VARCHAR) AS view,
-               CAST(study_time AS TIMESTAMP) AS study_time, CAST(path AS VARCHAR) AS path
-        FROM images_out ORDER BY sample_id, study_time, dicom_id""",
-        tmp / "images.parquet",
-    )
-    attrition.write_parquet(tmp / "attrition.parquet")
+    _copy(con, located, select, path)
     return groups
 
 
@@ -503,7 +491,7 @@ def _manifest(
     sql_files: Sequence[Path],
 ) -> dict[str, Any]:
     row_counts = {
-        name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in OUTPUT_FILES
+        name: pl.scan_parquet(tmp / f"{name}.parquet").select(pl.len()).collect().item() for name in cohort_files()
     }
     label_counts = {
         lab.name: {
@@ -514,7 +502,7 @@ def _manifest(
         }
         for lab in spec.labels
     }
-    images = pl.read_parquet(tmp / "images.parquet", columns=["path"])["path"].to_list()
+    images = pl.read_parquet(tmp / IMAGES.file, columns=["path"])["path"].to_list()
     missing_images = sum(1 for p in images if not os.path.exists(p))
     if missing_images:
         console.print(

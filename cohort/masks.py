@@ -1,22 +1,14 @@
-"""Modality masks and the missingness-pattern code (docs/contracts.md §1).
+"""modalities.parquet from the builder's ``modality_last`` relation (docs/contracts.md §1).
 
-pattern = Σ_i has_<m_i> · 2^i over ``manifest.modalities`` in order, so bit i is modality i: with MIMIC-IV's
-(structured, timeseries, discharge_note, radiology_note, cxr) a sample with structured + cxr has pattern
-1 + 16 = 17. ``n_observed`` is the number of set bits.
+The pattern code itself (bit i = modality i of ``manifest.modalities``) is the contracts' (``pattern_sql``,
+``pattern_code``, ``pattern_modalities`` in ``medmodal.contracts``); this module only writes it from SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def pattern_code(has: Sequence[bool]) -> int:
-    return sum(1 << i for i, h in enumerate(has) if h)
-
-
-def pattern_modalities(pattern: int, modalities: Sequence[str]) -> list[str]:
-    """The modality names present in a pattern code (inverse of ``pattern_code``)."""
-    return [m for i, m in enumerate(modalities) if pattern >> i & 1]
+from medmodal.contracts import n_observed_sql, pattern_sql
 
 
 def modalities_sql(modalities: Sequence[str]) -> str:
@@ -26,15 +18,13 @@ def modalities_sql(modalities: Sequence[str]) -> str:
         q = m.replace("'", "''")
         cols.append(f"count(ml.modality) FILTER (WHERE ml.modality = '{q}') > 0 AS \"has_{m}\"")
         cols.append(f"max(ml.last_time) FILTER (WHERE ml.modality = '{q}') AS \"{m}_time\"")
-    has = [f'CAST("has_{m}" AS BIGINT)' for m in modalities]
-    pattern = " + ".join(f"{h} * {1 << i}" for i, h in enumerate(has)) or "0"
-    observed = " + ".join(has) or "0"
     return f"""
         WITH wide AS (
             SELECT c.sample_id, {", ".join(cols)}
             FROM cohort AS c LEFT JOIN modality_last AS ml USING (sample_id)
             GROUP BY c.sample_id
         )
-        SELECT *, CAST({pattern} AS BIGINT) AS pattern, CAST({observed} AS BIGINT) AS n_observed
+        SELECT *, CAST({pattern_sql(modalities)} AS BIGINT) AS pattern,
+               CAST({n_observed_sql(modalities)} AS BIGINT) AS n_observed
         FROM wide ORDER BY sample_id
     """

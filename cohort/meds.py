@@ -106,7 +106,7 @@ def _label_table(cohort: pl.DataFrame, lab: dict[str, Any], subject_ids: pl.Seri
 
 def export_meds(cohort_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``cohort_dir``'s labels, splits and provenance as MEDS files under ``out``; return ``out``."""
-    from medmodal.featurize.store import cohort_id, read_cohort_manifest
+    from medmodal.contracts import cohort_id_of, read_cohort_manifest
 
     d, out = Path(cohort_dir), Path(out)
     man = read_cohort_manifest(d)
@@ -136,7 +136,7 @@ def export_meds(cohort_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
     manifest_path = d / "manifest.json"
     provenance: dict[str, Any] = {
         "cohort_dir": str(d.resolve()),
-        "cohort_id": cohort_id(d),
+        "cohort_id": cohort_id_of(man, d),
         "manifest_sha256": sha256_file(manifest_path),
         "source": man.get("source"),
         "task": man.get("task"),

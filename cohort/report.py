@@ -15,8 +15,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from medmodal.cohort.masks import pattern_modalities
 from medmodal.common import MedmodalError
+from medmodal.contracts import pattern_modalities
 
 
 def _read(cohort_dir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:

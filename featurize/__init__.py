@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medmodal.common import MedmodalError, console
-from medmodal.contracts import MARKER
+from medmodal.contracts import MARKER, CohortDir, check_store_root, is_legacy_store, load_cohort_features
 from medmodal.featurize import image as _image  # noqa: F401  (kind: image)
 
 # one import line per featurizer module: each registers itself in FEATURIZERS
@@ -26,8 +26,6 @@ from medmodal.featurize import structured as _structured  # noqa: F401  (kinds: 
 from medmodal.featurize import text as _text  # noqa: F401  (kind: text)
 from medmodal.featurize.base import FEATURIZERS, POOLINGS, ModalityFeatures, ModalitySummary, write_outputs
 from medmodal.featurize.image import DEFAULT_IMAGE_MODEL, ImageConfig
-from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import check_store_root, is_legacy_store, load_cohort_features
 from medmodal.featurize.structured import StructuredConfig, TimeseriesConfig
 from medmodal.featurize.text import DEFAULT_TEXT_MODEL, TextConfig
 from medmodal.outputs import claim_dir, sweep_tree
@@ -68,7 +66,7 @@ def featurize(
     with other settings. ``store`` must be a feature store (or a new or empty folder) outside the cohort.
     """
     check_store_root(store)
-    cohort = CohortInputs.open(cohort_dir)
+    cohort = CohortDir.open(cohort_dir, masks=True)
     created = not Path(store).exists()
     store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
     if swept := sweep_tree(store, depth=3):  # shards, index and tensor temporaries of killed runs
@@ -83,7 +81,7 @@ def featurize(
         raise
 
 
-def _featurize(cohort: CohortInputs, store: Path, kinds, modalities, configs, overwrite) -> dict[str, ModalitySummary]:
+def _featurize(cohort: CohortDir, store: Path, kinds, modalities, configs, overwrite) -> dict[str, ModalitySummary]:
     wanted_kinds = None if kinds is None else set(kinds)
     wanted_mods = None if modalities is None else set(modalities)
     if wanted_mods is not None and (unknown := wanted_mods - set(cohort.modalities)):

@@ -28,10 +28,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from medmodal.common import MedmodalError, Registry, console
-from medmodal.contracts import feature_fingerprint, first_difference, read_marker, write_marker
+from medmodal.contracts import (
+    CohortDir,
+    feature_fingerprint,
+    first_difference,
+    read_marker,
+    write_marker,
+    write_modality,
+    write_samples,
+)
 from medmodal.featurize.cache import EmbeddingCache
-from medmodal.featurize.inputs import CohortInputs
-from medmodal.featurize.store import write_modality, write_samples
 from medmodal.outputs import atomic_dir
 
 log = logging.getLogger("medmodal.featurize")
@@ -69,7 +75,7 @@ class ModalitySummary:
 
 
 def write_outputs(
-    cohort: CohortInputs, store: str | Path, results: dict[str, ModalityFeatures], *, overwrite: bool = False
+    cohort: CohortDir, store: str | Path, results: dict[str, ModalityFeatures], *, overwrite: bool = False
 ) -> dict[str, ModalitySummary]:
     """Write samples.parquet and every modality's tensors + manifest into the cohort's store folder at once.
 
@@ -141,29 +147,6 @@ def skip_empty_modalities(parts: dict[str, Any], what: str) -> dict[str, Any]:
                 f"{m}: no {what} for any sample with has_{m}; not featurized (nothing to embed)", soft_wrap=True
             )
     return kept
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MedmodalError(f"device '{device}' requested but CUDA is not available (use --device cpu or auto)")
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` = bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 # ---------------------------------------------------------------------------------------------------- pooling
@@ -293,7 +276,7 @@ def embed_items(
 def assemble_items(
     modality: str,
     kind: str,
-    cohort: CohortInputs,
+    cohort: CohortDir,
     rows: np.ndarray,
     item_ids: list[str],
     emb: ItemEmbeddings,

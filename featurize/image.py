@@ -24,17 +24,15 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, sha256_file
+from medmodal.devices import autocast, resolve_device, resolve_precision
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
     EncodedBatch,
     ModalityFeatures,
     assemble_items,
-    autocast,
     embed_items,
     progress_bar,
-    resolve_device,
-    resolve_precision,
     skip_empty_modalities,
 )
 from medmodal.featurize.cache import FileHashMemo, item_key
@@ -369,7 +367,7 @@ class ImageFeaturizer:
     def run(self, cohort, modalities: list[str], store: str | Path, cfg: ImageConfig) -> dict[str, ModalityFeatures]:
         if not modalities:
             return {}
-        images = cohort.table("images", ["dicom_id", "study_time", "path"])
+        images = cohort.items("image")
         parts = {}
         for m in modalities:
             # one image table feeds every image modality; a sample without the modality is never embedded

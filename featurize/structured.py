@@ -25,8 +25,8 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, console
+from medmodal.contracts import CohortDir
 from medmodal.featurize.base import FEATURIZERS, ModalityFeatures
-from medmodal.featurize.inputs import CohortInputs
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,15 @@ class TimeseriesConfig:
             raise MedmodalError(f"align must be end or start (got {self.align!r})", field="align")
 
 
-def window_end_hours(cohort: CohortInputs) -> np.ndarray | None:
+def window_end_hours(cohort: CohortDir) -> np.ndarray | None:
     """Per sample, the hour index of the prediction time on the timeseries clock (hour 0 = window start):
     ceil((prediction_time - window_start_time) / 1 h), with index_time when the cohort has no window_start_time.
     None when cohort.parquet has neither clock column."""
-    cols = pl.read_parquet_schema(cohort.dir / "cohort.parquet")
+    cols = cohort.frame.columns
     start = "window_start_time" if "window_start_time" in cols else "index_time" if "index_time" in cols else None
     if start is None or "prediction_time" not in cols:
         return None
-    df = pl.read_parquet(cohort.dir / "cohort.parquet", columns=[start, "prediction_time"])
+    df = cohort.frame
     minutes = (df["prediction_time"] - df[start]).dt.total_minutes().to_numpy().astype(np.float64)
     return np.ceil(minutes / 60.0)  # NaN where either time is null
 
@@ -134,7 +134,7 @@ class StructuredFeaturizer:
     Config = StructuredConfig
 
     def run(
-        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: StructuredConfig
+        self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: StructuredConfig
     ) -> dict[str, ModalityFeatures]:
         if not modalities:
             return {}
@@ -202,12 +202,12 @@ class TimeseriesFeaturizer:
     Config = TimeseriesConfig
 
     def run(
-        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TimeseriesConfig
+        self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: TimeseriesConfig
     ) -> dict[str, ModalityFeatures]:
         if not modalities:
             return {}
         path = cohort.dir / "timeseries.parquet"
-        ts = cohort.table("timeseries", ["hour", "variable", "value"])
+        ts = cohort.items("timeseries")
         if ts["hour"].null_count() or (ts.height and ts["hour"].min() < 0):
             raise MedmodalError(
                 "hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour"

@@ -28,20 +28,18 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, sha256_file
+from medmodal.contracts import CohortDir
+from medmodal.devices import autocast, resolve_device, resolve_precision
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
     EncodedBatch,
     ModalityFeatures,
     assemble_items,
-    autocast,
     embed_items,
-    resolve_device,
-    resolve_precision,
     skip_empty_modalities,
 )
 from medmodal.featurize.cache import content_sha256, item_key
-from medmodal.featurize.inputs import CohortInputs
 
 DEFAULT_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 TEXT_ENCODER_CODE = "text-v2"  # fingerprinted: bump when the windowing / padding / pooling code changes
@@ -265,7 +263,7 @@ class TextFeaturizer:
     Config = TextConfig
 
     def run(
-        self, cohort: CohortInputs, modalities: list[str], store: str | Path, cfg: TextConfig
+        self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: TextConfig
     ) -> dict[str, ModalityFeatures]:
         wanted = [m for m in modalities if cfg.note_types is None or m.removesuffix("_note") in cfg.note_types]
         for m in wanted:
@@ -275,7 +273,7 @@ class TextFeaturizer:
                 )
         if not wanted:
             return {}
-        notes = cohort.table("notes", ["note_id", "note_type", "charttime", "text"])
+        notes = cohort.items("text")
         parts = {}
         for m in wanted:
             part = notes.filter(pl.col("note_type") == m.removesuffix("_note"))

@@ -1,9 +1,9 @@
 """A cohort's feature store as tensors: loaded once, normalised once, batched by tensor indexing.
 
-The model layer reads only the cohort directory (labels, splits, subgroups; docs/contracts.md §1) and the feature
-store through ``featurize.store.load_cohort_features`` (§2). Everything is materialised as dense tensors —
-x[m] (N, D_m) or (N, T, V), mask (N, M), labels (N, K), label_mask (N, K), pattern (N) — so a training step is
-one ``tensor[rows]`` per field: no Dataset, no collate, no per-sample Python.
+The model layer reads only the cohort directory (labels, splits, subgroups; docs/contracts.md §1, opened once as a
+``contracts.CohortDir``) and the feature store through ``contracts.load_cohort_features`` (§2). Everything is
+materialised as dense tensors — x[m] (N, D_m) or (N, T, V), mask (N, M), labels (N, K), label_mask (N, K),
+pattern (N) — so a training step is one ``tensor[rows]`` per field: no Dataset, no collate, no per-sample Python.
 
 Inputs are standardised with statistics of the *training* split only (observed entries of samples that have
 the modality), clipped to ±10 SD, and unobserved entries set to 0 (the training mean). Where the store records
@@ -15,7 +15,6 @@ evaluation, including on another cohort.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,10 @@ import torch
 from torch import Tensor
 
 from medmodal.common import MedmodalError, console
-from medmodal.contracts import feature_fingerprint, read_cohort_manifest
-from medmodal.featurize.store import load_cohort_features
+from medmodal.contracts import CohortDir, feature_fingerprint, load_cohort_features
 from medmodal.models.base import Batch, DataSpec, LabelSpec, ModalitySpec
 from medmodal.models.encoders import pattern_from_mask
 
-SPLITS = ("train", "val", "test")
 CLIP_SD = 10.0  # standardised inputs beyond ±10 SD are unit errors or extreme outliers; cap their leverage
 
 
@@ -80,8 +77,7 @@ class Normalizer:
 class CohortData:
     """One cohort's inputs, labels and bookkeeping, in cohort row order."""
 
-    cohort_dir: Path
-    manifest: dict[str, Any]
+    cohort: CohortDir  # the opened cohort directory: manifest, cohort.parquet rows, id
     spec: DataSpec
     sample_ids: list[str]
     split: np.ndarray  # (N,) str
@@ -98,6 +94,18 @@ class CohortData:
     @property
     def n(self) -> int:
         return len(self.sample_ids)
+
+    @property
+    def cohort_dir(self) -> Path:
+        return self.cohort.dir
+
+    @property
+    def cohort_id(self) -> str:
+        return self.cohort.cohort_id
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.cohort.manifest
 
     @property
     def device(self) -> torch.device:
@@ -153,54 +161,27 @@ def to_device(batch: Batch, device) -> Batch:
     return out
 
 
-def label_specs(manifest: dict[str, Any], tasks: list[str] | None, manifest_path: Path) -> tuple[LabelSpec, ...]:
-    entries = manifest.get("labels")
-    if not isinstance(entries, list) or not entries:
-        raise MedmodalError("no labels listed", path=manifest_path, field="labels")
-    by_name: dict[str, LabelSpec] = {}
-    for e in entries:
-        if not isinstance(e, dict) or "name" not in e:
-            raise MedmodalError("each label needs a 'name'", path=manifest_path, field="labels")
-        kind = e.get("kind", "binary")
-        classes = tuple(str(c) for c in e.get("classes") or ())
-        if kind == "binary":
-            by_name[e["name"]] = LabelSpec(e["name"], "binary", 2, classes)
-        elif kind == "multiclass":
-            if len(classes) < 2:
-                raise MedmodalError(
-                    f"multiclass label '{e['name']}' needs >= 2 classes", path=manifest_path, field="labels"
-                )
-            by_name[e["name"]] = LabelSpec(e["name"], "multiclass", len(classes), classes)
-        else:
-            raise MedmodalError(f"label '{e['name']}' has unknown kind '{kind}'", path=manifest_path, field="labels")
+def label_specs(cohort: CohortDir, tasks: list[str] | None) -> tuple[LabelSpec, ...]:
+    """The model's labels: the cohort's (checked by CohortDir), or the ``tasks`` among them, in that order."""
+    by_name = {lab.name: LabelSpec(lab.name, lab.kind, lab.n_classes, lab.classes) for lab in cohort.labels}
     names = list(by_name) if not tasks else list(tasks)
     unknown = [t for t in names if t not in by_name]
     if unknown:
         raise MedmodalError(
-            f"unknown task(s) {', '.join(unknown)} (have: {', '.join(by_name)})", path=manifest_path, field="labels"
+            f"unknown task(s) {', '.join(unknown)} (have: {', '.join(by_name)})",
+            path=cohort.manifest_path,
+            field="labels",
         )
     return tuple(by_name[t] for t in names)
 
 
-def _label_tensors(cohort: pl.DataFrame, labels: tuple[LabelSpec, ...], path: Path) -> tuple[Tensor, Tensor]:
+def _label_tensors(cohort: pl.DataFrame, labels: tuple[LabelSpec, ...]) -> tuple[Tensor, Tensor]:
+    """(labels, label_mask) [N, K]: the values CohortDir checked, 0 where a label is undefined."""
     ys, ms = [], []
     for lab in labels:
-        if lab.name not in cohort.columns:
-            raise MedmodalError("label column missing", path=path, field=lab.name)
         col = cohort[lab.name]
-        if not col.dtype.is_numeric():
-            raise MedmodalError(f"label must be numeric, got {col.dtype}", path=path, field=lab.name)
         defined = col.is_not_null().to_numpy()
-        v = col.cast(pl.Float64).fill_null(0.0).to_numpy()
-        allowed = {0.0, 1.0} if lab.kind == "binary" else set(map(float, range(lab.n_classes)))
-        bad = defined & ~np.isin(v, list(allowed))
-        if bad.any():
-            raise MedmodalError(
-                f"value {v[bad][0]} outside {sorted(allowed)} (row {int(np.flatnonzero(bad)[0])})",
-                path=path,
-                field=lab.name,
-            )
-        ys.append(np.where(defined, v, 0.0))
+        ys.append(np.where(defined, col.cast(pl.Float64).fill_null(0.0).to_numpy(), 0.0))
         ms.append(defined)
     return (torch.from_numpy(np.stack(ys, 1).astype(np.float32)), torch.from_numpy(np.stack(ms, 1)))
 
@@ -212,7 +193,7 @@ def feature_fingerprints(manifests: dict[str, dict[str, Any]]) -> dict[str, dict
 
 
 def load_cohort(
-    cohort_dir: str | Path,
+    cohort_dir: str | Path | CohortDir,
     store: str | Path,
     *,
     tasks: list[str] | None = None,
@@ -229,25 +210,12 @@ def load_cohort(
     ``normalizer``, ``expect`` (its DataSpec) and ``indicators``: modalities are aligned to it, a modality this
     store lacks becomes all-missing (a site without chest X-rays), and a dimension mismatch is an error.
     ``subgroups``: cohort.parquet columns kept for stratified metrics (default: the manifest's ``subgroups``).
+    ``cohort_dir``: the folder, or a ``CohortDir`` the caller already opened (nothing is read twice).
     """
-    cohort_dir = Path(cohort_dir)
-    manifest = read_cohort_manifest(cohort_dir)
-    man_path, cohort_path = cohort_dir / "manifest.json", cohort_dir / "cohort.parquet"
-    if not cohort_path.is_file():
-        raise MedmodalError("missing", path=cohort_path)
-    try:
-        cohort = pl.read_parquet(cohort_path)
-    except Exception as err:
-        raise MedmodalError(f"unreadable parquet ({type(err).__name__})", path=cohort_path) from None
-    for col in ("sample_id", "split"):
-        if col not in cohort.columns:
-            raise MedmodalError("column missing", path=cohort_path, field=col)
-    split = cohort["split"].cast(pl.Utf8).fill_null("").to_numpy().astype(str)
-    bad = ~np.isin(split, SPLITS)
-    if bad.any():
-        raise MedmodalError(f"value '{split[bad][0]}' not in {list(SPLITS)}", path=cohort_path, field="split")
-
-    labels = label_specs(manifest, tasks or ([l.name for l in expect.labels] if expect else None), man_path)
+    cohort = CohortDir.open(cohort_dir)
+    manifest, cohort_path, man_path = cohort.manifest, cohort.dir / "cohort.parquet", cohort.manifest_path
+    split = cohort.split
+    labels = label_specs(cohort, tasks or ([l.name for l in expect.labels] if expect else None))
     if expect is not None:
         for got, want in zip(labels, expect.labels):
             if got.kind != want.kind or got.n_classes != want.n_classes:
@@ -257,9 +225,9 @@ def load_cohort(
                     path=man_path,
                     field="labels",
                 )
-    y, y_mask = _label_tensors(cohort, labels, cohort_path)
+    y, y_mask = _label_tensors(cohort.frame, labels)
 
-    sample_ids, feats = load_cohort_features(store, cohort_dir)
+    sample_ids, feats = load_cohort_features(store, cohort)
     kinds = manifest.get("modality_kinds", {})
     order = [m for m in manifest.get("modalities", []) if m in feats] + sorted(
         m for m in feats if m not in manifest.get("modalities", [])
@@ -336,17 +304,16 @@ def load_cohort(
     mask = torch.stack([masks[s.name] for s in specs], dim=1)  # (N, M)
 
     if subgroups is not None:
-        absent = [c for c in subgroups if c not in cohort.columns]
+        absent = [c for c in subgroups if c not in cohort.frame.columns]
         if absent:
             raise MedmodalError("subgroup column missing", path=cohort_path, field=absent[0])
         subgroup_cols = list(subgroups)
     else:
-        subgroup_cols = [c for c in manifest.get("subgroups", []) if c in cohort.columns]
-    groups = cohort.select([pl.col(c).cast(pl.Utf8).fill_null("missing") for c in subgroup_cols])
+        subgroup_cols = [c for c in manifest.get("subgroups", []) if c in cohort.frame.columns]
+    groups = cohort.frame.select([pl.col(c).cast(pl.Utf8).fill_null("missing") for c in subgroup_cols])
     spec = DataSpec(tuple(specs), labels)
     return CohortData(
-        cohort_dir=cohort_dir,
-        manifest=manifest,
+        cohort=cohort,
         spec=spec,
         sample_ids=sample_ids,
         split=split,
@@ -382,7 +349,3 @@ def fits_on_device(data: CohortData, device: torch.device, fraction: float = 0.5
         return True
     free, _ = torch.cuda.mem_get_info(device)
     return data.nbytes() <= fraction * free
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return max(1, math.ceil(n / batch_size))

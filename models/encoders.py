@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from medmodal.contracts import pattern_weights
 from medmodal.models.base import Batch, DataSpec, ModalitySpec
 
 
@@ -78,5 +79,5 @@ def encode_modalities(encoders: nn.ModuleDict, batch: Batch, spec: DataSpec) -> 
 
 def pattern_from_mask(mask: Tensor) -> Tensor:
     """Missingness pattern code Σ_i mask_i · 2^i (the cohort contract's ``pattern``), long [B]."""
-    weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
+    weights = torch.tensor(pattern_weights(mask.shape[1]), dtype=torch.long, device=mask.device)
     return (mask.long() * weights).sum(dim=1)

@@ -18,7 +18,6 @@ train and val get point estimates (they are for diagnosing over-fitting, not for
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, check_number, console, write_json
-from medmodal.contracts import check_feature_fingerprints
-from medmodal.contracts import cohort_id as read_cohort_id
-from medmodal.featurize.store import cohort_store_dir
+from medmodal.contracts import SPLITS, CohortDir, check_feature_fingerprints, cohort_store_dir
+from medmodal.devices import autocast, resolve_device
 from medmodal.models.base import DataSpec, Framework
 from medmodal.models.checkpoint import load_run_model
 from medmodal.models.data import CohortData, feature_fingerprints, load_cohort
@@ -38,26 +36,6 @@ from medmodal.models.metrics import grouped_metrics, metrics_with_ci
 from medmodal.outputs import atomic_dir, check_output
 
 REPORT_SPLITS = ("test",)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MedmodalError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)", field="--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedmodalError("CUDA requested but not available", field="--device")
-    return dev
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no loss scaling needed; fp16 on GPUs without bf16); a no-op on the CPU."""
-    if device.type != "cuda" or not enabled:
-        return torch.autocast("cpu", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 @torch.no_grad()
@@ -77,7 +55,7 @@ def predict_logits(
     device = device or next(model.parameters()).device
     out = []
     for batch in data.iter_batches(rows, batch_size, device):
-        with autocast(torch.device(device), amp):
+        with autocast(torch.device(device), "auto" if amp else "fp32"):
             z = model(batch)["logits"] if raw else model.predict(batch)
         out.append(z.float().cpu())
     model.train(was_training)
@@ -115,7 +93,7 @@ def score(
     frame: pl.DataFrame,
     data: CohortData,
     *,
-    splits: tuple[str, ...] = ("train", "val", "test"),
+    splits: tuple[str, ...] = SPLITS,
     report_splits: tuple[str, ...] = REPORT_SPLITS,
     subgroups: list[str] | None = None,
     n_boot: int = 1000,
@@ -157,15 +135,6 @@ def score(
                 per_split[split] = {"overall": metrics_with_ci(y_np[sel], p_np[sel], n_boot=0)}
         out[lab.name] = per_split
     return {"tasks": out, "bootstrap": {"n_boot": n_boot, "seed": seed, "interval": "percentile 95%"}}
-
-
-def primary_summary(metrics: dict[str, Any], split: str = "test") -> dict[str, Any]:
-    """{task: {metric: value}} of one split's overall row, for console tables."""
-    out = {}
-    for task, per_split in metrics["tasks"].items():
-        o = per_split.get(split, {}).get("overall", {})
-        out[task] = {m: o[m]["value"] for m in ("auroc", "auprc", "brier", "ece") if m in o}
-    return out
 
 
 def print_summary(metrics: dict[str, Any], split: str = "test", title: str = "") -> None:
@@ -216,7 +185,8 @@ def evaluate(
     train_cohort = cfg["data"]["cohort"]
     given = cohort_dir is not None
     cohort_dir = Path(cohort_dir or train_cohort["dir"])
-    cid = read_cohort_id(cohort_dir)
+    cohort = CohortDir.open(cohort_dir)
+    cid = cohort.cohort_id
     if not given and cid != train_cohort["cohort_id"]:
         raise MedmodalError(
             f"is no longer the cohort this run was trained on (its cohort_id is {cid}, the run recorded "
@@ -229,19 +199,19 @@ def evaluate(
     inputs = {"RUN_DIR": run_dir, "--cohort": cohort_dir, "--store": store}
     check_output(out, "evaluation", overwrite=overwrite, inputs=inputs, allow_inside=[run_dir])
     data = load_cohort(
-        cohort_dir, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"], subgroups=subgroups
+        cohort, store, normalizer=normalizer, expect=spec, indicators=cfg["data"]["indicators"], subgroups=subgroups
     )
     # an external cohort's store is z-scored on its own train split: only its normalisation may differ
     check_feature_fingerprints(
         cfg["data"].get("feature_fingerprints", {}),
         feature_fingerprints(data.feature_manifests),
-        store=cohort_store_dir(store, cohort_dir),
+        store=cohort_store_dir(store, cohort),
         ignore=("normalisation",) if external else (),
     )
     tc = cfg["train"]
     logits = predict_all(model, data, batch_size=tc["eval_batch_size"], device=dev, amp=tc["amp"])
     frame = prediction_frame(data, logits)
-    splits = ("train", "val", "test", "all") if external else ("train", "val", "test")
+    splits = (*SPLITS, "all") if external else SPLITS
     report = ("test", "all") if external else REPORT_SPLITS
     metrics = score(
         frame,
@@ -275,7 +245,3 @@ def warn_missing_metrics(metrics: dict[str, Any], splits: tuple[str, ...] = REPO
     for line in lines:
         console.print(f"[yellow]warning:[/yellow] {line}", soft_wrap=True)
     return lines
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "metrics.json").read_text())

@@ -65,7 +65,7 @@ def _cohort_of(folder: Path) -> tuple[Path, str]:
 
 def export_predictions(folder: str | Path, out: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """Write ``folder``'s predictions as meds-evaluation inputs under ``out`` (default FOLDER/meds); return it."""
-    from medmodal.featurize.store import cohort_id, read_cohort_manifest
+    from medmodal.contracts import CohortDir
 
     folder = Path(folder)
     out = Path(out) if out is not None else folder / "meds"
@@ -73,11 +73,12 @@ def export_predictions(folder: str | Path, out: str | Path | None = None, *, ove
     if not preds_path.is_file():
         raise MedmodalError("missing (no predictions to export)", path=preds_path)
     cohort_dir, kind = _cohort_of(folder)
-    man = read_cohort_manifest(cohort_dir)
-    cohort_path = cohort_dir / "cohort.parquet"
-    if not cohort_path.is_file():
-        raise MedmodalError("missing (the cohort these predictions were made on)", path=cohort_path)
-    cohort = pl.read_parquet(cohort_path, columns=["sample_id", "subject_id", "prediction_time"])
+    opened = CohortDir.open(cohort_dir)
+    man, cohort_path = opened.manifest, opened.dir / "cohort.parquet"
+    missing = [c for c in ("subject_id", "prediction_time") if c not in opened.frame.columns]
+    if missing:
+        raise MedmodalError("required column missing", path=cohort_path, field=missing[0])
+    cohort = opened.frame.select("sample_id", "subject_id", "prediction_time")
     preds = pl.read_parquet(preds_path)
     if out.exists():
         if not (out / MARKER).is_file():
@@ -139,7 +140,7 @@ def export_predictions(folder: str | Path, out: str | Path | None = None, *, ove
                 "from": str(folder.resolve()),
                 "kind": kind,
                 "cohort_dir": str(cohort_dir.resolve()),
-                "cohort_id": cohort_id(cohort_dir),
+                "cohort_id": opened.cohort_id,
                 "threshold": THRESHOLD,
                 "labels": written,
                 "skipped_multiclass": skipped,

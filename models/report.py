@@ -24,13 +24,14 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, check_number, console, write_json
+from medmodal.contracts import SPLITS as COHORT_SPLITS
+from medmodal.devices import resolve_device
 from medmodal.models.checkpoint import load_run_model
 from medmodal.models.data import load_cohort
-from medmodal.models.evaluate import resolve_device
 from medmodal.outputs import atomic_dir, check_output
 
 JOIN_KEYS = ("stay_id", "hadm_id", "subject_id")  # most specific first: an ICU stay, an admission, a subject
-SPLITS = ("train", "val", "test", "all")
+SPLITS = (*COHORT_SPLITS, "all")  # "all": every sample of an external cohort
 
 
 def _features(model, data, rows: torch.Tensor, device, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +129,7 @@ def tsne_streams(
     data = load_cohort(
         cohort_dir, store, normalizer=normalizer, expect=model.spec, indicators=cfg["data"]["indicators"]
     )
-    cohort = pl.read_parquet(cohort_dir / "cohort.parquet")
+    cohort = data.cohort.frame
     if truth is not None:
         color_all, key = confounder_from_truth(truth, cohort, confounder)
         label, source = confounder, f"{Path(truth).name} joined on {key}"

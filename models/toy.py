@@ -22,9 +22,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmodal.common import write_json
-from medmodal.contracts import compute_cohort_id, sample_ids_digest
-from medmodal.featurize.store import cohort_store_dir, is_legacy_store, write_modality, write_samples
+from medmodal.contracts import (
+    CohortDir,
+    is_legacy_store,
+    sample_ids_digest,
+    write_cohort,
+    write_modality,
+    write_samples,
+)
 from medmodal.outputs import atomic_dir, claim_dir
 
 MODALITIES = ("structured", "timeseries", "discharge_note", "cxr")
@@ -96,36 +101,17 @@ def write_toy_cohort(
     base = datetime(2150, 1, 1)
     index_time = [base + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 365, n)]
     pred_time = [t + timedelta(hours=24) for t in index_time]
-    cols = {
-        "sample_id": sample_ids,
-        "subject_id": subject.astype(np.int64),
-        "hadm_id": np.arange(n, dtype=np.int64) + 100000,
-        "index_time": index_time,
-        "prediction_time": pred_time,
-        "mortality": y_mort.astype(np.int8),
-        "readmission_30d": pl.Series([int(v) if d else None for v, d in zip(y_readm, readm_defined)], dtype=pl.Int8),
-        "gender": np.where(rng.random(n) < 0.5, "F", "M"),
-        "split": split,
+    labels = {
+        "mortality": y_mort.astype(np.int8).tolist(),
+        "readmission_30d": [int(v) if d else None for v, d in zip(y_readm, readm_defined)],
     }
-    labels = [
+    label_specs = [
         {"name": "mortality", "kind": "binary", "classes": [0, 1]},
         {"name": "readmission_30d", "kind": "binary", "classes": [0, 1]},
     ]
     if multiclass:
-        cols["diagnosis_3class"] = y_dx.astype(np.int8)
-        labels.append({"name": "diagnosis_3class", "kind": "multiclass", "classes": ["CN", "MCI", "AD"]})
-    cohort = pl.DataFrame(cols).with_columns(pl.col("index_time", "prediction_time").cast(pl.Datetime("us")))
-
-    mod_cols: dict[str, object] = {"sample_id": sample_ids}
-    pattern = np.zeros(n, dtype=np.int64)
-    for i, m in enumerate(modalities):
-        mod_cols[f"has_{m}"] = present[m]
-        mod_cols[f"{m}_time"] = pl.Series(
-            [t if p else None for t, p in zip(pred_time, present[m])], dtype=pl.Datetime("us")
-        )
-        pattern += present[m].astype(np.int64) << i
-    mod_cols["pattern"] = pattern
-    mod_cols["n_observed"] = np.stack([present[m] for m in modalities], 1).sum(1).astype(np.int64)
+        labels["diagnosis_3class"] = y_dx.tolist()
+        label_specs.append({"name": "diagnosis_3class", "kind": "multiclass", "classes": ["CN", "MCI", "AD"]})
 
     cohort_dir = Path(cohort_dir)
     # every generator argument changes the rows or columns, so all of them are in the identity
@@ -139,34 +125,41 @@ def write_toy_cohort(
         "modalities": list(modalities),
         "sample_ids_sha256": sample_ids_digest(sample_ids),
     }
-    cid = compute_cohort_id(identity)
-    manifest = {
-        "source": "toy",
-        "task": "mortality",
-        "cohort_id": cid,
-        "cohort_identity": identity,
-        "dataset_version": "toy-1",
-        "modalities": list(modalities),
-        "modality_kinds": {m: KINDS[m] for m in modalities},
-        "feature_groups": {"structured": [f"f{i}" for i in range(10)]} if "structured" in modalities else {},
-        "labels": labels,
-        "subgroups": ["gender"],
-        "prediction_time_rule": "index_time + 24h",
-        "split_seed": seed,
-        "row_counts": {"cohort": n},
-        "raw_files": {},
-        "sql_hashes": {},
-        "created_at": "2150-01-01T00:00:00",
-        "medmodal_version": "toy",
-        "seed": seed,
-    }
     with atomic_dir(cohort_dir, kind="cohort", overwrite=True) as tmp:
-        cohort.write_parquet(tmp / "cohort.parquet")
-        pl.DataFrame(mod_cols).write_parquet(tmp / "modalities.parquet")
-        write_json(tmp / "manifest.json", manifest)
+        cohort = write_cohort(
+            tmp,
+            sample_ids=sample_ids,
+            splits=split.tolist(),
+            modalities={m: KINDS[m] for m in modalities},
+            has={m: present[m] for m in modalities},
+            labels=labels,
+            label_specs=label_specs,
+            columns={
+                "subject_id": subject.astype(np.int64),
+                "hadm_id": np.arange(n, dtype=np.int64) + 100000,
+                "index_time": pl.Series(index_time, dtype=pl.Datetime("us")),
+                "prediction_time": pl.Series(pred_time, dtype=pl.Datetime("us")),
+                "gender": np.where(rng.random(n) < 0.5, "F", "M"),
+            },
+            feature_groups={"structured": [f"f{i}" for i in range(10)]} if "structured" in modalities else {},
+            subgroups=["gender"],
+            source="toy",
+            task="mortality",
+            identity=identity,
+            manifest={
+                "dataset_version": "toy-1",
+                "prediction_time_rule": "index_time + 24h",
+                "split_seed": seed,
+                "raw_files": {},
+                "sql_hashes": {},
+                "medmodal_version": "toy",
+                "seed": seed,
+            },
+        )
+        opened = CohortDir.open(cohort)
 
     claim_dir(store, "store", legacy=is_legacy_store, flag="store")
-    d = cohort_store_dir(store, cohort_dir)
+    d = Path(store) / "cohorts" / opened.cohort_id
     write_samples(d, sample_ids)
     for m, (x, obs) in feats.items():
         keep = present[m].reshape(-1, *([1] * (x.ndim - 1)))

@@ -42,17 +42,15 @@ from torch import nn
 
 import medmodal
 from medmodal.common import MedmodalError, check_number, console, write_json
-from medmodal.contracts import cohort_id as read_cohort_id
+from medmodal.devices import autocast, resolve_device
 from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
 from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
 from medmodal.models.evaluate import (
-    autocast,
     predict_all,
     predict_logits,
     prediction_frame,
     print_summary,
-    resolve_device,
     score,
     warn_missing_metrics,
 )
@@ -438,7 +436,7 @@ def _train(
             for s in range(steps):
                 idx = perm[s * rank_bs : (s + 1) * rank_bs]  # every rank has the same number of steps
                 batch = data.batch(train_rows[idx], idx, dev)
-                with autocast(dev, cfg.amp):
+                with autocast(dev, "auto" if cfg.amp else "fp32"):
                     loss, parts = step_module(batch, global_step / total)
                 if not torch.isfinite(loss):
                     raise MedmodalError(nonfinite_loss_message(model, framework, loss, parts, batch, epoch, s))
@@ -524,7 +522,7 @@ def _train(
             "store": str(store),
             "cohort": {
                 "dir": str(cohort_dir),
-                "cohort_id": read_cohort_id(cohort_dir),
+                "cohort_id": data.cohort_id,
                 "source": data.manifest.get("source"),
                 "task": data.manifest.get("task"),
             },

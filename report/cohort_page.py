@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from medmodal.cohort.masks import pattern_modalities
 from medmodal.common import MedmodalError
+from medmodal.contracts import SPLITS, pattern_modalities
 from medmodal.report import figures
 from medmodal.report.curves import independence_test, wilson, wilson_series
 from medmodal.report.html import Details, Facts, Heading, Image, Page, Section, Table, Text, interval, num
 
-SPLITS = ("train", "val", "test")
 MAX_PATTERNS_DRAWN = 24  # an UpSet chart wider than this is unreadable; the table lists every pattern
 
 

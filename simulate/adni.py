@@ -1,4 +1,4 @@
-"""Simulated ADNIMERGE.csv: one row per (RID, VISCODE) in the 116-column schema of ../shared/data/adni-schema.
+"""Simulated ADNIMERGE.csv: one row per (RID, VISCODE) in ADNIMERGE's 116-column schema.
 
 The SCM with ADNI's meaning of U and C:
 
@@ -29,8 +29,8 @@ A_CONVERSION_24M = -0.9  # ~35 % of MCI subjects convert within 24 months at the
 B_PET, B_CSF = 0.3, -0.3
 VISITS = (("bl", 0), ("m06", 6), ("m12", 12), ("m18", 18), ("m24", 24), ("m36", 36), ("m48", 48))
 
-# The 116 columns in ADNIMERGE order (kept here so the package needs no shared data at run time; a test
-# checks them against ../shared/data/adni-schema/ADNIMERGE_columns.json).
+# The 116 columns in ADNIMERGE order (kept here so the package needs no schema file at run time;
+# tests/test_simulate_eicu_adni.py checks them against the published column list when it is at hand).
 COLUMNS = (
     "RID",
     "COLPROT",

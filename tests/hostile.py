@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from medmodal.contracts import write_cohort
 from medmodal.featurize import tiny
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -251,7 +252,7 @@ def dev_zero_without_root(ctx: Ctx) -> Run:
 
 
 def tiny_cohort(ctx: Ctx, **kw) -> Path:
-    return tiny.write_cohort(ctx.tmp / "cohort", **kw)
+    return write_cohort(ctx.tmp / "cohort", **kw)
 
 
 def featurize_structured(make: Callable[[Ctx], Path], store_is_file: bool = False) -> Callable[[Ctx], Run]:
@@ -290,7 +291,7 @@ def store_is_a_file(cohort: Path, store: Path) -> None:
 
 def garbage_text_model(ctx: Ctx) -> Run:
     cohort = ctx.cohort()
-    model = tiny.make_tiny_bert(ctx.tmp / "bert", tiny.TINY_BERT_VOCAB)
+    model = tiny.make_tiny_bert(ctx.tmp / "bert")
     (model / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage}" * 8)
     store = ctx.tmp / "store"
     return Run(

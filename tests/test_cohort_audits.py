@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from medmodal.cohort import TASKS, audit_cohort_dir, build_cohort
-from medmodal.cohort.masks import pattern_code, pattern_modalities
 from medmodal.cohort.splits import assign_splits, split_of
 from medmodal.common import MedmodalError
+from medmodal.contracts import pattern_code, pattern_modalities
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
 

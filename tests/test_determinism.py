@@ -22,14 +22,13 @@ import torch
 from safetensors.torch import load_file
 
 from medmodal.cohort import build_cohort
+from medmodal.contracts import load_cohort_features, write_cohort
 from medmodal.featurize import featurize_all, featurize_structured, featurize_text, tiny
-from medmodal.featurize.store import load_cohort_features
 from medmodal.featurize.text import TextConfig, TextEncoder
 from medmodal.models.toy import write_toy_cohort
 from medmodal.models.train import train
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
-TINY = Path(__file__).resolve().parent / "data" / "tiny_bert"
 # wall-clock times; "mtime": a raw file's modification time, recorded beside its hash (a re-simulated raw file is
 # rewritten with the same bytes but a new mtime; the cohort id ignores it)
 VOLATILE = {"created_at", "build_seconds", "seconds", "mtime"}
@@ -81,7 +80,7 @@ def assert_same(a: dict[str, str], b: dict[str, str]) -> None:
 
 def test_build_featurize_twice_fixture(tmp_path, one_torch_thread):
     """Fast: the MIMIC-IV fixture built and featurized (structured, timeseries, notes) twice."""
-    bert = tiny.make_tiny_bert(tmp_path / "bert", TINY / "vocab.txt")
+    bert = tiny.make_tiny_bert(tmp_path / "bert")
 
     def pipeline(base: Path) -> None:
         cohort = build_cohort("mimic_iv", FIXTURE, "in_hospital_mortality_24h", base / "cohort")
@@ -121,7 +120,7 @@ def test_timeseries_statistics_are_identical_across_runs(tmp_path):
             "value": rng.normal(100.0, 30.0, rows) * rng.random(rows),
         }
     )
-    cohort = tiny.write_cohort(
+    cohort = write_cohort(
         tmp_path / "cohort",
         sample_ids=ids,
         splits=["train"] * 200 + ["val"] * 50 + ["test"] * 50,
@@ -140,7 +139,7 @@ def test_timeseries_statistics_are_identical_across_runs(tmp_path):
 def test_text_vectors_do_not_depend_on_the_cache(tmp_path, one_torch_thread):
     """A note gets the same vector bit for bit whether it was embedded alone or next to longer notes (a warm
     cache changes which notes share a chunk, hence a batch): each window is padded to its own length bucket."""
-    bert = tiny.make_tiny_bert(tmp_path / "bert", TINY / "vocab.txt", max_positions=128)
+    bert = tiny.make_tiny_bert(tmp_path / "bert", max_positions=128)
     enc = TextEncoder(TextConfig(model=str(bert), max_length=128, stride=16, batch_size=4, device="cpu"))
     short = "patient admitted with chest pain, ruled out, discharged home"
     base = " ".join([short] * 3)
@@ -160,7 +159,7 @@ def test_simulate_build_featurize_train_twice(tmp_path):
     from medmodal.simulate import simulate
 
     encoders = tmp_path / "encoders"
-    bert = tiny.make_tiny_bert(encoders / "bert", tiny.TINY_BERT_VOCAB)
+    bert = tiny.make_tiny_bert(encoders / "bert")
     weights = tiny.make_tiny_timm(encoders / "timm.safetensors", name="test_convnext")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

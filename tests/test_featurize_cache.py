@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medmodal.cli import app
+from medmodal.contracts import write_cohort
 from medmodal.featurize import load_cohort_features, tiny
 from medmodal.featurize.cache import EmbeddingCache, item_key
 
-TINY = Path(__file__).parent / "data" / "tiny_bert"
 DESC = {"kind": "test", "model": "toy", "preprocessing": {"n": 1}}
 
 
@@ -88,9 +88,7 @@ def test_lookup_of_many_keys_is_a_join_not_a_loop(tmp_path):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    return tiny.make_tiny_bert(d / "bert", TINY / "vocab.txt"), tiny.make_tiny_timm(
-        d / "net.safetensors", name="test_convnext"
-    )
+    return tiny.make_tiny_bert(d / "bert"), tiny.make_tiny_timm(d / "net.safetensors", name="test_convnext")
 
 
 def _full_cohort(root: Path) -> Path:
@@ -98,8 +96,8 @@ def _full_cohort(root: Path) -> Path:
 
     (root / "img").mkdir(parents=True)
     Image.fromarray(np.full((40, 40), 90, np.uint8)).save(root / "img" / "p.png")
-    lines = (TINY / "fixture_text.txt").read_text().splitlines()[1:]
-    return tiny.write_cohort(
+    lines = tiny.fixture_sentences()
+    return write_cohort(
         root,
         sample_ids=["s1", "s2", "s3"],
         splits=["train", "val", "test"],
@@ -178,7 +176,7 @@ def test_cli_featurize_all_then_errors(tmp_path, models):
 def test_hard_kill_mid_run_then_resume(tmp_path, models):
     """SIGKILL a real run between shards; the rerun reuses every finished shard and finishes the rest."""
     bert, _ = models
-    lines = (TINY / "fixture_text.txt").read_text().splitlines()[1:]
+    lines = tiny.fixture_sentences()
     n = 40
     notes = pl.DataFrame(
         {
@@ -189,7 +187,7 @@ def test_hard_kill_mid_run_then_resume(tmp_path, models):
             "text": [" ".join(lines[i % 10 : i % 10 + 6]) for i in range(n)],
         }
     )
-    cohort = tiny.write_cohort(
+    cohort = write_cohort(
         tmp_path / "c",
         sample_ids=list(notes["sample_id"]),
         splits=["train"] * n,

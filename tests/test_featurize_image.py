@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from medmodal.common import MedmodalError
+from medmodal.contracts import write_cohort
 from medmodal.featurize import featurize_image, load_cohort_features, tiny
 from medmodal.featurize.decode import ImageDecodeError, decode_image, dicom_to_uint8
 from medmodal.featurize.image import ImageConfig, ImageEncoder, build_timm_model
@@ -156,7 +157,7 @@ def _cohort(root: Path) -> Path:
             ],
         }
     )
-    return tiny.write_cohort(
+    return write_cohort(
         root,
         sample_ids=list("abcde"),
         splits=["train"] * 3 + ["val", "test"],

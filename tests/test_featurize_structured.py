@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from medmodal.common import MedmodalError
-from medmodal.featurize import featurize_structured, load_cohort_features, tiny
+from medmodal.contracts import write_cohort
+from medmodal.featurize import featurize_structured, load_cohort_features
 
 
 def _cohort(root, hr_c=10_000.0):
@@ -38,7 +39,7 @@ def _cohort(root, hr_c=10_000.0):
             "value": [100.0, 120.0, 140.0, 130.0, 999.0, 5000.0, 2.0, 90.0, 88.0],
         }
     )
-    return tiny.write_cohort(
+    return write_cohort(
         root,
         sample_ids=list("abcde"),
         splits=["train", "train", "val", "test", "test"],
@@ -122,7 +123,7 @@ def test_timeseries_end_alignment_keeps_the_hours_before_prediction(tmp_path):
             "value": [100.0, 110.0, 130.0, 120.0, 999.0],
         }
     )
-    c = tiny.write_cohort(
+    c = write_cohort(
         tmp_path / "c",
         sample_ids=["a", "b"],
         splits=["train", "train"],

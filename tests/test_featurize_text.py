@@ -1,4 +1,4 @@
-"""Text featurizer: a tiny random BERT built from tests/data/tiny_bert, on hand-made cohorts in the contract schema.
+"""Text featurizer: the tiny random BERT (featurize/tiny_bert), on hand-made cohorts in the contract schema.
 
 Subjects of the fixture cohort and the edge case each one exists for:
   a  two discharge notes at different times (pooling: mean vs latest) + one radiology note
@@ -11,7 +11,10 @@ Subjects of the fixture cohort and the edge case each one exists for:
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,17 +24,41 @@ import pytest
 import torch
 
 from medmodal.common import MedmodalError
+from medmodal.contracts import write_cohort
 from medmodal.featurize import featurize_text, load_cohort_features, tiny
 from medmodal.featurize.text import TextConfig, TextEncoder
 
-TINY = Path(__file__).parent / "data" / "tiny_bert"
 MARKER = "zebracorn"  # spelled from the character pieces of the vocabulary: tokenizes fine, appears nowhere else
-SENTENCES = (TINY / "fixture_text.txt").read_text().splitlines()[1:]
+SENTENCES = tiny.fixture_sentences()
+SIMULATOR_TEXT = Path(__file__).resolve().parents[1] / "simulate" / "text.py"
+
+
+def vocab_source_lines() -> list[str]:
+    """What the tiny vocabulary is built from: the fixture sentences, and every word of the simulator's note
+    templates (the string literals of simulate/text.py that are not docstrings), so that simulated notes tokenize
+    into words (short windows in the demo) rather than into characters."""
+    tree = ast.parse(SIMULATOR_TEXT.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    literals = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    ]
+    texts = [re.sub(r"\{[a-z_]*\}", " ", text.lower()) for text in literals]  # str.format placeholders
+    words = sorted({w for text in texts for w in re.findall(r"[a-z]+|[^\sa-z0-9]", text)})
+    return [*SENTENCES, " ".join(words)]
 
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> Path:
-    return tiny.make_tiny_bert(tmp_path_factory.mktemp("bert"), TINY / "vocab.txt", seed=0)
+    return tiny.make_tiny_bert(tmp_path_factory.mktemp("bert"), seed=0)
 
 
 def _cohort(root: Path) -> Path:
@@ -52,7 +79,7 @@ def _cohort(root: Path) -> Path:
             ],
         }
     )
-    return tiny.write_cohort(
+    return write_cohort(
         root,
         sample_ids=["f", "e", "d", "c", "b", "a"],  # written sorted: the row order is a..f
         splits=["train", "train", "val", "test", "train", "train"],
@@ -138,7 +165,7 @@ def test_cache_reuse_and_invalidation(cohort, tmp_path, bert):
     changed = _run(cohort, store, bert, max_length=24, overwrite=True)
     assert changed["discharge_note"].computed == 4 and changed["discharge_note"].reused == 0
     # a different checkpoint (other weights, same name and config) -> recomputed, and the vectors differ
-    other = tiny.make_tiny_bert(tmp_path / "bert_other" / bert.name, TINY / "vocab.txt", seed=1)
+    other = tiny.make_tiny_bert(tmp_path / "bert_other" / bert.name, seed=1)
     res = _run(cohort, store, other, overwrite=True)
     assert res["discharge_note"].computed == 4
     _, third = load_cohort_features(store, cohort)
@@ -229,7 +256,7 @@ def test_a_note_shared_by_two_samples_is_computed_once(tmp_path, bert):
             "text": [SENTENCES[6]] * 2,
         }
     )
-    c = tiny.write_cohort(
+    c = write_cohort(
         tmp_path / "c",
         sample_ids=["x", "y"],
         splits=["train", "test"],
@@ -243,9 +270,42 @@ def test_a_note_shared_by_two_samples_is_computed_once(tmp_path, bert):
     assert torch.equal(feats["radiology_note"]["x"][0], feats["radiology_note"]["x"][1])
 
 
-def test_committed_vocab_is_the_one_built_from_the_fixture_text():
-    built = tiny.build_wordpiece_vocab(SENTENCES)
-    assert (TINY / "vocab.txt").read_text().splitlines() == built
+def test_committed_vocab_is_the_one_built_from_the_fixture_text_and_the_simulator():
+    built = tiny.build_wordpiece_vocab(vocab_source_lines())
+    assert tiny.TINY_BERT_VOCAB.read_text().splitlines() == built, (
+        "rebuild it: python tests/test_featurize_text.py --write-vocab"
+    )
+
+
+def test_the_tiny_tokenizer_uses_its_vocabulary(bert):
+    """Every fixture and simulator word is one token (no [UNK]), unknown words fall back to characters, and the
+    saved tokenizer holds the whole vocabulary (transformers 5 once silently kept only the special tokens)."""
+    from transformers import AutoTokenizer
+
+    from medmodal.simulate.text import COURSE
+
+    tok = AutoTokenizer.from_pretrained(bert)
+    vocab = tiny.TINY_BERT_VOCAB.read_text().splitlines()
+    assert tok.vocab_size == len(vocab) > 500
+    for template in [*SENTENCES, *(style for pair in COURSE.values() for style in pair)]:
+        text = re.sub(r"\{[a-z_]*\}", " ", template)
+        pieces = tok.tokenize(text)
+        assert "[UNK]" not in pieces, text
+        words = re.findall(r"[a-z]+", text.lower())
+        assert sum(not p.startswith("##") for p in pieces if p.isalpha()) == len(words)  # whole words, not chars
+    assert tok.tokenize("zebracorn") == ["z", "##e", "##b", "##r", "##a", "##c", "##o", "##r", "##n"]
+    ids = tok("patient admitted with fever")["input_ids"]
+    assert ids[0] == vocab.index("[CLS]") and ids[-1] == vocab.index("[SEP]") and len(ids) == 6
+
+
+def test_same_length_notes_with_other_words_embed_differently(bert):
+    """With every word [UNK], two notes of equal length embedded identically; now the words matter."""
+    enc = TextEncoder(TextConfig(model=str(bert), max_length=32, stride=8, device="cpu"))
+    one, two, again = enc.embed(
+        ["patient admitted with fever", "lungs are clear bilaterally", "patient admitted with fever"]
+    )
+    assert not np.allclose(one, two, atol=1e-4)
+    np.testing.assert_allclose(one, again, atol=1e-6)
 
 
 def test_note_types_restricts_the_modalities(cohort, tmp_path, bert):
@@ -274,3 +334,7 @@ def test_every_registered_featurizer_and_pooling_policy():
         assert out.shape == (4, 2) and np.all(out[[1, 3]] == 0) and np.allclose(out[2], [5, 5])
     np.testing.assert_allclose(POOLINGS.get("mean")(vecs, rows, 4)[0], [2.0, 1.0])
     np.testing.assert_allclose(POOLINGS.get("latest")(vecs, rows, 4)[0], [3.0, 2.0])
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write-vocab"]:
+    tiny.TINY_BERT_VOCAB.write_text("\n".join(tiny.build_wordpiece_vocab(vocab_source_lines())) + "\n")

@@ -34,7 +34,6 @@ from medmodal.common import OWNER_TAG
 from medmodal.contracts import MARKER, write_marker
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
-TINY = Path(__file__).resolve().parent / "data" / "tiny_bert"
 CANARY = "CANARYNOTE4417"
 TEMP_MARKS = (".tmp-", ".old-", ".medmodal-work-")
 
@@ -56,7 +55,7 @@ def template(tmp_path_factory, one_torch_thread) -> Path:
     notes.write_text(notes.read_text().replace("ruled out", f"ruled out {CANARY}"))
     build_cohort("mimic_iv", raw, "readmission_30d", root / "cohort")
     featurize_structured(root / "cohort", root / "store")
-    bert = tiny.make_tiny_bert(root / "bert", TINY / "vocab.txt")
+    bert = tiny.make_tiny_bert(root / "bert")
     featurize_text(root / "cohort", root / "store", model=str(bert), max_length=32, stride=8)
     simulate("mimic_iv", root / "sim", subjects=20, seed=3, images=False)
     toy_cohort, toy_store = root / "toy" / "cohort", root / "toy" / "store"

@@ -89,7 +89,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     return {
         "root": root,
         "raw": raw,
-        "bert": tiny.make_tiny_bert(root / "bert", tiny.TINY_BERT_VOCAB),
+        "bert": tiny.make_tiny_bert(root / "bert"),
         "weights": tiny.make_tiny_timm(root / "timm.safetensors", name="test_convnext"),
     }
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medmodal.common import MedmodalError
-from medmodal.featurize.store import cohort_store_dir, write_samples
+from medmodal.contracts import cohort_store_dir, write_samples
 from medmodal.models.data import load_cohort, pos_weight
 from medmodal.models.toy import write_toy_cohort
 

@@ -4,7 +4,6 @@ each backbone. Slow (~1 min on 2 cores, most of it simulating), so excluded from
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,6 @@ from medmodal.models.base import BACKBONES
 from medmodal.models.train import train
 from medmodal.simulate import simulate
 
-TINY_BERT_VOCAB = Path(__file__).parent / "data" / "tiny_bert" / "vocab.txt"
-
 
 @pytest.fixture(scope="module")
 def featurized(tmp_path_factory):
@@ -26,7 +23,7 @@ def featurized(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     raw = simulate("mimic_iv", root / "raw", subjects=600, seed=21, image_size=32)
     cohort = build_cohort("mimic_iv", raw, "readmission_30d", root / "cohort", threads=1)
-    bert = tiny.make_tiny_bert(root / "bert", TINY_BERT_VOCAB)
+    bert = tiny.make_tiny_bert(root / "bert")
     timm_weights = tiny.make_tiny_timm(root / "timm" / "test_convnext.safetensors", name="test_convnext")
     featurize_all(
         cohort,

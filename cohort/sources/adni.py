@@ -5,8 +5,8 @@ must satisfy (the visit key, the DX spellings and censored CSF values the SQL pa
 them) and reads the export date. Layout: ``--raw ROOT`` holding
 ``ADNIMERGE.csv`` (or ``.csv.gz``); the LONI download's dated name ``ADNIMERGE_<date>.csv`` is found too (the
 newest by name when several are there). One row per visit (RID + VISCODE); the subject is RID. Visit time is
-EXAMDATE, a real calendar date. Schema: ../shared/data/adni-schema (116 columns; selected here by name, so the
-column order of an export does not matter). Missing values are empty fields.
+EXAMDATE, a real calendar date. Schema: ADNIMERGE's 116 columns (``simulate/adni.py`` lists them; selected here
+by name, so the column order of an export does not matter). Missing values are empty fields.
 """
 
 from __future__ import annotations
@@ -129,11 +129,10 @@ class ADNI(Source):
         "modality_visit",
         "structured_feature_list",
         "structured_features",
-        "timeseries_out",
-        "notes_out",
-        "images_out",
         "modality_last",
-    )
+    )  # no timeseries_out / notes_out / images_out: visits are months apart (the longitudinal signal is in the
+    # per-visit samples), ADNIMERGE has no free text, and MRI / PET enter as the derived measures it carries (the
+    # scans are separate LONI downloads); the builder writes those tables empty
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         """ROOT itself; a dated LONI export is used when no plain ADNIMERGE.csv(.gz) is there."""

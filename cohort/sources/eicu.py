@@ -9,7 +9,7 @@ subject is ``uniquepid``, a string such as ``002-34851``.
 eICU has no calendar: every event is a minute offset from the unit admission of its stay. The synthetic clock
 that turns offsets into the contract's timestamps is defined in ``sql/eicu/macros.sql`` and docs/tasks.md.
 
-``lab`` and ``vitalPeriodic`` are optional because the open demo (../shared/data/eicu-crd-demo-2.0.1) lacks them;
+``lab`` and ``vitalPeriodic`` are optional because the open eICU-CRD demo 2.0.1 lacks them;
 without them the ``labs`` modality is marked missing and ``vitals`` comes from ``vitalAperiodic`` alone, both
 printed and recorded in the manifest (``absent_files``). ``nurseCharting`` is not used.
 """
@@ -269,10 +269,9 @@ class EICU(Source):
         "structured_feature_list",
         "structured_features",
         "timeseries_out",
-        "notes_out",
-        "images_out",
         "modality_last",
-    )
+    )  # no notes_out / images_out: eICU's note table holds structured note fields (notepath / notevalue), not free
+    # text, and eICU has no images; the builder writes those tables empty
 
     def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
         return {"eicu": Path(raw)}

@@ -1,7 +1,7 @@
-"""Per-cohort assembled tensors of the feature store (docs/contracts.md §2).
+"""The feature store's layout: per-cohort tensors, written by featurize, read by models (docs/contracts.md §2).
 
-The content-addressed item cache lives beside this (``featurize/cache.py``); this module only writes and reads
-the assembled, cohort-ordered tensors that the model layer loads in one read per modality.
+The content-addressed item cache beside them is featurize's own (``featurize/cache.py``); this module only writes
+and reads the assembled, cohort-ordered tensors that the model layer loads in one read per modality.
 
 Layout::
 
@@ -15,24 +15,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import torch
-from safetensors.torch import load_file, save_file
 
 from medmodal.common import OWNER_TAG, MedmodalError, atomic_file, write_json
-from medmodal.contracts import check_path_part, cohort_id, cohort_sample_ids, read_cohort_manifest
+from medmodal.contracts.cohort_dir import CohortDir, cohort_id, cohort_sample_ids
+from medmodal.contracts.markers import check_path_part
 
-__all__ = [  # the cohort readers live in medmodal.contracts; re-exported for callers written before the move
-    "cohort_id",
-    "cohort_sample_ids",
-    "cohort_store_dir",
-    "load_cohort_features",
-    "read_cohort_manifest",
-    "write_modality",
-    "write_samples",
-]
+if TYPE_CHECKING:  # torch is imported where tensors are read or written, so the cohort stage never loads it
+    import torch
+
+SAMPLES = "samples.parquet"
 
 
 def check_store_root(store: str | Path) -> Path:
@@ -43,9 +37,10 @@ def check_store_root(store: str | Path) -> Path:
     return store
 
 
-def cohort_store_dir(store: str | Path, cohort_dir: str | Path) -> Path:
-    """``STORE/cohorts/<cohort_id>``; the id is checked to be one safe folder name (medmodal.contracts)."""
-    return Path(store) / "cohorts" / cohort_id(cohort_dir)
+def cohort_store_dir(store: str | Path, cohort: str | Path | CohortDir) -> Path:
+    """``STORE/cohorts/<cohort_id>``; the id is checked to be one safe folder name (``cohort_id_of``)."""
+    cid = cohort.cohort_id if isinstance(cohort, CohortDir) else cohort_id(cohort)
+    return Path(store) / "cohorts" / cid
 
 
 def is_legacy_store(folder: Path) -> bool:
@@ -55,7 +50,7 @@ def is_legacy_store(folder: Path) -> bool:
 
 def write_samples(out_dir: Path, sample_ids: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out_dir / "samples.parquet") as fh:
+    with atomic_file(out_dir / SAMPLES) as fh:
         pl.DataFrame({"sample_id": sample_ids}, schema={"sample_id": pl.Utf8}).write_parquet(fh)
 
 
@@ -68,6 +63,9 @@ def write_modality(
     observed: torch.Tensor | None = None,
 ) -> None:
     """Write one modality's [N, ...] tensor, its [N] mask and its manifest, each atomically."""
+    import torch
+    from safetensors.torch import save_file
+
     if mask.dtype != torch.bool or mask.ndim != 1 or mask.shape[0] != x.shape[0]:
         raise ValueError(f"{modality}: mask must be bool [N] matching x {tuple(x.shape)}")
     tensors = {"x": x.contiguous(), "mask": mask.contiguous()}
@@ -89,15 +87,18 @@ def write_modality(
 
 
 def load_cohort_features(
-    store: str | Path, cohort_dir: str | Path, modalities: list[str] | None = None
+    store: str | Path, cohort: str | Path | CohortDir, modalities: list[str] | None = None
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Return (sample_ids in cohort row order, {modality: {"x", "mask", ["observed"], "manifest"}}).
 
     Only modalities that have been featurized are returned; ``modalities`` restricts and orders them.
-    The row order is checked against the cohort so a stale store never silently misaligns labels.
+    The row order is checked against the cohort so a stale store never silently misaligns labels. ``cohort``:
+    an opened :class:`CohortDir` (nothing re-read), or its folder.
     """
-    d = cohort_store_dir(check_store_root(store), cohort_dir)
-    samples_path = d / "samples.parquet"
+    from safetensors.torch import load_file
+
+    d = cohort_store_dir(check_store_root(store), cohort)
+    samples_path = d / SAMPLES
     if not samples_path.is_file():
         raise MedmodalError(
             "no features for this cohort in the store (run `medmodal featurize all COHORT_DIR --store STORE`)",
@@ -107,7 +108,8 @@ def load_cohort_features(
         sample_ids = pl.read_parquet(samples_path)["sample_id"].to_list()
     except Exception as err:  # truncated or foreign file: a one-line error, never a polars traceback
         raise MedmodalError(f"unreadable Parquet ({type(err).__name__}); re-run featurize", path=samples_path) from None
-    if sample_ids != cohort_sample_ids(cohort_dir):
+    expected = cohort.sample_ids if isinstance(cohort, CohortDir) else cohort_sample_ids(cohort)
+    if sample_ids != expected:
         raise MedmodalError("row order differs from the cohort's cohort.parquet; re-run featurize", path=samples_path)
     available = sorted(p.stem for p in d.glob("*.safetensors"))
     wanted = available if modalities is None else modalities

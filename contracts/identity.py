@@ -1,17 +1,9 @@
-"""Contracts between stages, below every stage: output kinds and their markers, cohort identity, manifests.
+"""Cohort identity and feature fingerprints.
 
-Every stage (cohort, featurize, models, simulate) reads the previous stage's output through this module and
-nothing here imports a stage, so the rules are written once (docs/contracts.md, docs/reliability.md):
-
-- **Output markers.** Every folder a command writes carries ``.medmodal.json`` naming its *kind* (a cohort
-  directory, a feature store, a run directory, ...). A command replaces an existing folder only when the marker
-  says it is the same kind of medmodal output and the user passed ``--overwrite`` (``medmodal.outputs``).
 - **Cohort identity.** ``cohort_id`` = ``<source>__<task>__<12 hex>`` where the hex digest covers everything that
   changes a cohort's rows or columns: its sample ids, the split seed and fractions, the dataset release, the task
   and its parameters, the SQL file hashes, the raw file fingerprints and the cohort output format. The feature
   store files a cohort's tensors under this id, so two different cohorts never share a store slot.
-- **Ids used as path parts** (the cohort id names a store folder and an evaluation folder) are checked: a
-  manifest can never make a command write outside its root.
 - **Feature fingerprints.** What a run records about each modality it was trained on, and the one recursive
   comparison ``evaluate`` applies to the store it is given.
 """
@@ -20,78 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from medmodal.common import MedmodalError
-
-# ---------------------------------------------------------------------------------------------------- markers
-MARKER = ".medmodal.json"
-MARKER_FORMAT = 1
-
-# kind -> what it is, as error messages name it. A new command that writes a folder adds its kind here.
-OUTPUT_KINDS: dict[str, str] = {
-    "cohort": "cohort directory (medmodal cohort build)",
-    "cohort_set": "folder of cohorts (medmodal cohort build --task all)",
-    "store": "feature store (medmodal featurize)",
-    "store_cohort": "cohort's tensors inside a feature store (medmodal featurize)",
-    "run": "run directory (medmodal train)",
-    "evaluation": "evaluation output (medmodal evaluate)",
-    "report": "report (medmodal report)",
-    "simulation": "simulated dataset (medmodal simulate)",
-    "benchmark": "benchmark output (medmodal benchmark)",
-    "meds_export": "MEDS export (medmodal export meds)",
-    "prediction_export": "prediction export (medmodal export predictions / evaluate --export meds)",
-    "demo": "demo output (medmodal demo)",
-    "work": "temporary work folder of an interrupted medmodal command",
-}
-
-
-def describe_kind(kind: str) -> str:
-    return OUTPUT_KINDS.get(kind, f"'{kind}' output")
-
-
-def marker_payload(kind: str) -> dict[str, Any]:
-    """The marker's content: no timestamp and no process id, so identical runs write identical bytes."""
-    if kind not in OUTPUT_KINDS:
-        raise ValueError(f"unknown output kind '{kind}' (add it to contracts.OUTPUT_KINDS)")
-    return {"format": MARKER_FORMAT, "kind": kind, "written_by": "medmodal"}
-
-
-def write_marker(folder: str | Path, kind: str) -> None:
-    text = json.dumps(marker_payload(kind), indent=2, sort_keys=True) + "\n"
-    (Path(folder) / MARKER).write_text(text)
-
-
-def read_marker(folder: str | Path) -> str | None:
-    """The kind recorded in ``folder``'s marker; None when there is no readable medmodal marker."""
-    path = Path(folder) / MARKER
-    try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("written_by") != "medmodal" or not isinstance(data.get("kind"), str):
-        return None
-    return data["kind"]
-
-
-# ---------------------------------------------------------------------------------------------------- path parts
-_PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
-
-
-def check_path_part(value: Any, *, path: str | Path | None = None, field: str | None = None) -> str:
-    """``value`` if it can name one folder (letters, digits, ``_ . -``; no separator, no ``..``); else one line."""
-    text = str(value) if isinstance(value, (str, int)) else None
-    if text is None or not _PATH_PART.fullmatch(text) or ".." in text:
-        shown = repr(value)[:80]
-        raise MedmodalError(
-            f"{shown} cannot name a folder (letters, digits, '_', '.', '-' only, no '..')", path=path, field=field
-        )
-    return text
-
+from medmodal.contracts.markers import check_path_part
 
 # ---------------------------------------------------------------------------------------------------- identity
 # Bump when the cohort builder's code changes what a cohort directory holds for the same inputs (columns,
@@ -144,57 +69,6 @@ def compute_cohort_id(identity: dict[str, Any]) -> str:
     task = check_path_part(identity.get("task"), field="task")
     digest = hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
     return f"{source}__{task}__{digest}"
-
-
-# ---------------------------------------------------------------------------------------------------- manifests
-def read_cohort_manifest(cohort_dir: str | Path) -> dict[str, Any]:
-    d = Path(cohort_dir)
-    path = d / "manifest.json"
-    if not path.is_file():
-        raise MedmodalError("not a cohort directory (manifest.json missing)", path=d)
-    try:
-        man = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MedmodalError(f"unreadable JSON ({err.msg} at line {err.lineno})", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise MedmodalError(f"unreadable ({type(err).__name__})", path=path) from None
-    if not isinstance(man, dict):
-        raise MedmodalError("must hold a JSON object", path=path)
-    return man
-
-
-def cohort_sample_ids(cohort_dir: str | Path) -> list[str]:
-    import polars as pl
-
-    path = Path(cohort_dir) / "cohort.parquet"
-    if not path.is_file():
-        raise MedmodalError("missing", path=path)
-    return pl.read_parquet(path, columns=["sample_id"])["sample_id"].cast(pl.Utf8).to_list()
-
-
-def cohort_id(cohort_dir: str | Path) -> str:
-    """The manifest's cohort_id, checked: a safe folder name, and the hash of the identity it records.
-
-    A manifest from before identities covered content (no ``cohort_identity``) gets the old id recomputed from
-    its sample ids, so stores featurized then are still found.
-    """
-    man = read_cohort_manifest(cohort_dir)
-    path = Path(cohort_dir) / "manifest.json"
-    identity = man.get("cohort_identity")
-    if isinstance(identity, dict):
-        expected = compute_cohort_id(identity)
-        if man.get("cohort_id") != expected:
-            raise MedmodalError(
-                f"does not match the cohort_identity the manifest records ({expected}); was it edited by hand?",
-                path=path,
-                field="cohort_id",
-            )
-        return expected
-    if man.get("cohort_id"):
-        return check_path_part(man["cohort_id"], path=path, field="cohort_id")
-    source = check_path_part(man.get("source"), path=path, field="source")
-    task = check_path_part(man.get("task"), path=path, field="task")
-    return f"{source}__{task}__{sample_ids_digest(cohort_sample_ids(cohort_dir))[:12]}"
 
 
 # ---------------------------------------------------------------------------------------------------- fingerprints
