@@ -23,7 +23,7 @@ from rich.table import Table
 import medmodal.models.backbones  # noqa: F401  (fill the registry)
 from medmodal.cohort import build_cohort, format_report, tasks_for
 from medmodal.common import console
-from medmodal.featurize import featurize_all, tiny
+from medmodal.featurize import ImageConfig, TextConfig, featurize_all, tiny
 from medmodal.models.base import BACKBONES
 from medmodal.models.train import train
 from medmodal.outputs import claim_dir
@@ -75,12 +75,10 @@ def simulated_models(cfg: DemoConfig) -> Table:
     featurize_all(
         cohort,
         root / "store",
-        text_model=str(bert),
-        image_model="test_convnext",
-        image_weights=timm_weights,
-        device="auto",
-        max_length=128,
-        stride=32,
+        configs=[
+            TextConfig(model=str(bert), max_length=128, stride=32),
+            ImageConfig(model="test_convnext", weights=str(timm_weights)),
+        ],
         overwrite=cfg.overwrite,
     )
 
@@ -100,7 +98,7 @@ def simulated_models(cfg: DemoConfig) -> Table:
             lr=3e-3,
             seed=cfg.seed,
             overwrite=cfg.overwrite,
-            backbone_args={"hidden": 64},
+            backbone_config={"hidden": 64},
         )
         seconds = time.perf_counter() - t0
         metrics = json.loads((run / "metrics.json").read_text())

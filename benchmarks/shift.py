@@ -167,7 +167,7 @@ def data_cell(work: Path, cfg: ShiftConfig, c: float, world: int, env: str) -> s
     import torch
 
     from medmodal.cohort import build_cohort
-    from medmodal.featurize import featurize_all
+    from medmodal.featurize import ImageConfig, TextConfig, featurize_all
     from medmodal.models.data import load_cohort
     from medmodal.simulate import simulate
 
@@ -196,13 +196,10 @@ def data_cell(work: Path, cfg: ShiftConfig, c: float, world: int, env: str) -> s
         featurize_all(
             d / "cohort",
             d / "store",
-            text_model=text_model,
-            image_model="test_convnext",
-            image_weights=image_weights,
-            device="cpu",
-            max_length=128,
-            stride=32,
-            num_workers=0,
+            configs=[
+                TextConfig(model=text_model, device="cpu", max_length=128, stride=32),
+                ImageConfig(model="test_convnext", weights=str(image_weights), device="cpu", num_workers=0),
+            ],
         )
         data = load_cohort(d / "cohort", d / "store")
     with atomic_file(d / "labels.npz") as fh:
@@ -267,8 +264,8 @@ def run_cell(
             run,
             backbone=cfg.backbone,
             framework=method,
-            framework_args=fw_args,
-            backbone_args={"hidden": cfg.hidden},
+            framework_config=fw_args,
+            backbone_config={"hidden": cfg.hidden},
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
             lr=cfg.lr,

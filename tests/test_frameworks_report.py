@@ -22,7 +22,7 @@ FAST = {
     "lr": 3e-3,
     "n_boot": 0,
     "progress": False,
-    "backbone_args": {"hidden": 16},
+    "backbone_config": {"hidden": 16},
     "epochs": 2,
     "seed": 0,
 }

@@ -23,7 +23,7 @@ FAST = {
     "lr": 3e-3,
     "n_boot": 0,
     "progress": False,
-    "backbone_args": {"hidden": 32},
+    "backbone_config": {"hidden": 32},
     "epochs": 10,
     "seed": 0,
 }
@@ -97,7 +97,7 @@ def test_every_framework_trains_when_the_last_batch_holds_one_sample(toy, tmp_pa
         tmp_path / framework,
         backbone="late_fusion",
         framework=framework,
-        **(FAST | {"epochs": 2, "batch_size": n_train - 1, "backbone_args": {"hidden": 16}}),
+        **(FAST | {"epochs": 2, "batch_size": n_train - 1, "backbone_config": {"hidden": 16}}),
     )
     history = json.loads((run / "metrics.json").read_text())["training"]["history"]
     assert len(history) == 2 and all(math.isfinite(h["train_loss"]) for h in history)
