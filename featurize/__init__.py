@@ -159,8 +159,10 @@ def kind_configs(
 ) -> list[Any]:
     """One config per kind: featurizer ``featurizers[kind]`` (default: the kind's default) with the ``options``
     that are its fields. An option that no chosen featurizer has is an error naming it (``spelled[name]``: how
-    the user wrote it), as is a featurizer of another kind. ``text``: option values are command-line text."""
+    the user wrote it), as is a featurizer of another kind. A key ``kind.field`` is for that kind only; a plain
+    ``field`` for every chosen featurizer that has it. ``text``: option values are command-line text."""
     options, spelled = dict(options or {}), dict(spelled or {})
+    used: set[str] = set()
     kinds = list(kinds)
     if unknown := [k for k in featurizers or {} if k not in kinds]:
         raise MedmodalError(f"no modality kind '{unknown[0]}' here (kinds: {', '.join(kinds)})")
@@ -173,11 +175,17 @@ def kind_configs(
                 f"featurizer '{name}' embeds {cls.kind}, not {kind} (featurizers of {kind}: "
                 f"{', '.join(featurizers_of(kind)) or 'none'})"
             )
-        mine = {k: v for k, v in options.items() if k in cls.config_class.__dataclass_fields__}
-        said = {k: spelled[k] for k in mine if k in spelled}
+        fields = cls.config_class.__dataclass_fields__
+        mine, said = {}, {}
+        for key, value in options.items():
+            field = key.removeprefix(f"{kind}.")
+            if "." not in field and field in fields:
+                mine[field] = value
+                used.add(key)
+                if key in spelled:
+                    said[field] = spelled[key]
         configs.append(make_config(cls.config_class, mine, what=f"featurizer '{name}'", text=text, spelled=said))
-    fields = {f for name in names for f in FEATURIZERS.get(name).config_class.__dataclass_fields__}
-    if unused := [k for k in options if k not in fields]:
+    if unused := [k for k in options if k not in used]:
         raise MedmodalError(f"{spelled.get(unused[0], unused[0])} is not an option of {', '.join(names)}")
     return configs
 

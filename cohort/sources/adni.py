@@ -12,6 +12,7 @@ column order of an export does not matter). Missing values are empty fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ class ADNI(Source):
         "modality_last",
     )
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
         """ROOT itself; a dated LONI export is used when no plain ADNIMERGE.csv(.gz) is there."""
         raw = Path(raw)
         if resolve_file(raw, ADNIMERGE.stem) is None and raw.is_dir():

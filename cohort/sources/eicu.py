@@ -17,6 +17,7 @@ printed and recorded in the manifest (``absent_files``). ``nurseCharting`` is no
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,7 @@ class EICU(Source):
         "modality_last",
     )
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
         return {"eicu": Path(raw)}
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:
