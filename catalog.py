@@ -23,9 +23,8 @@ WHAT = ("sources", "tasks", "featurizers", "backbones", "frameworks")
 def registry(what: str) -> Registry:
     """The registry called ``what``; importing its package fills it."""
     if what in ("sources", "tasks"):
-        from medmodal.cohort.base import SOURCES, TASKS
-
         import medmodal.cohort  # noqa: F401
+        from medmodal.cohort.base import SOURCES, TASKS
 
         return SOURCES if what == "sources" else TASKS
     if what == "featurizers":

@@ -16,6 +16,7 @@ or the one featurizer of a new modality kind) is one module plus one import line
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def kind_configs(
                 f"featurizer '{name}' embeds {cls.kind}, not {kind} (featurizers of {kind}: "
                 f"{', '.join(featurizers_of(kind)) or 'none'})"
             )
-        fields = cls.config_class.__dataclass_fields__
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
         mine, said = {}, {}
         for key, value in options.items():
             field = key.removeprefix(f"{kind}.")

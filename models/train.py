@@ -65,17 +65,19 @@ from medmodal.outputs import atomic_dir, check_output
 class TrainConfig:
     """How ``train`` trains: every option of ``medmodal train`` (and ``--train-arg``) is a field here."""
 
-    epochs: int = option(30, "maximum epochs (early stopping may end sooner)", minimum=1)
+    epochs: int = option(30, "upper bound on epochs; early stopping usually ends sooner", minimum=1)
     batch_size: int = option(256, "global batch size (split across torchrun ranks)", minimum=1)
-    lr: float = option(1e-3, "peak learning rate of AdamW", above=0)
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and norms)", minimum=0)
-    warmup_frac: float = option(0.05, "fraction of all steps spent warming up linearly from 0", minimum=0, maximum=0.99)
-    grad_clip: float = option(1.0, "max global L2 norm of the gradient", above=0)
+    lr: float = option(1e-3, "AdamW learning rate after warm-up", above=0)
+    weight_decay: float = option(0.01, "AdamW weight decay; none on biases and norm weights", minimum=0)
+    warmup_frac: float = option(
+        0.05, "share of the steps warming up linearly from 0, then cosine decay to 0", minimum=0, maximum=0.99
+    )
+    grad_clip: float = option(1.0, "gradient clipping: max global L2 norm", above=0)
     patience: int = option(5, "epochs without a better validation AUPRC before stopping", minimum=1)
     class_weighting: Literal["pos_weight", "none"] = option(
-        "pos_weight", "weight positives by n_neg / n_pos of the train split, or not"
+        "pos_weight", "pos_weight: n_neg / n_pos per binary label from the train split (raises recall, inflates risks)"
     )
-    amp: bool = option(True, "autocast on CUDA (ignored on the CPU)")
+    amp: bool = option(True, "bf16 autocast on CUDA (fp16 + GradScaler without bf16); no-op on the CPU")
     eval_batch_size: int = option(1024, "batch size of validation and prediction", minimum=1)
     n_boot: int = option(1000, "bootstrap resamples for the test intervals", minimum=0)
     observed_indicators: bool = option(True, "give the model the observed masks of structured/timeseries inputs")

@@ -259,9 +259,7 @@ def test_every_registered_featurizer_and_pooling_policy():
     """Registry contract: a frozen Config with defaults and a run method; pooling policies keep row semantics."""
     import dataclasses
 
-    from medmodal.featurize import FEATURIZERS, POOLINGS
-
-    from medmodal.featurize import default_featurizer
+    from medmodal.featurize import FEATURIZERS, POOLINGS, default_featurizer
 
     kinds = {FEATURIZERS.get(name).kind for name in FEATURIZERS}
     assert {"text", "image", "structured", "timeseries"} <= kinds
