@@ -1,21 +1,25 @@
-"""What is registered, and every option each entry takes: ``medmodal list`` and the generated tables in docs/.
+"""What is registered, and every option each entry takes: the CLI's derived flags, ``medmodal list`` and the
+generated tables in docs/.
 
-Both read the registries (``SOURCES``, ``TASKS``, ``FEATURIZERS``, ``BACKBONES``, ``FRAMEWORKS``) and the typed
-configs they carry (``medmodal.options``), so neither a listing nor a docs table can drift from the code. The docs
-tables sit between ``<!-- generated: KEY -->`` and ``<!-- end generated -->`` lines; ``python -m medmodal.catalog``
-rewrites them and ``tests/test_registries.py`` fails when one differs from what this module renders.
+All three read the registries (``SOURCES``, ``TASKS``, ``FEATURIZERS``, ``BACKBONES``, ``FRAMEWORKS``) and the
+typed configs they carry (``medmodal.options``), so neither a flag, a listing nor a docs table can drift from the
+code. :class:`Flag` describes a command-line option without typer (cli.py binds it); the docs tables sit between
+``<!-- generated: KEY -->`` and ``<!-- end generated -->`` lines, ``python -m medmodal.catalog`` rewrites them
+and ``tests/test_registries.py`` fails when one differs from what this module renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medmodal.common import MedmodalError, Registry
-from medmodal.options import describe
+from medmodal.options import Option, describe, options_of
 
 WHAT = ("sources", "tasks", "featurizers", "backbones", "frameworks")
 
@@ -87,6 +91,115 @@ def _root_flag(module: str) -> str:
     from medmodal.cohort.base import root_flag
 
     return root_flag(module)
+
+
+def rich_table(title: str, rows: list[dict[str, str]]) -> Any:
+    """``rows`` as a rich table (``medmodal list``)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in rows[0] if rows else ["name"]:
+        table.add_column(col, overflow="fold", no_wrap=col in ("name", "option"))
+    for row in rows:
+        table.add_row(*row.values())
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- CLI flags
+@dataclass(frozen=True)
+class Flag:
+    """One command-line option derived from a registry: its names, and where its value goes (``key``: a config
+    field, ``"kind.field"``, ``("featurizer", kind)``, a source's root module)."""
+
+    key: Any
+    names: tuple[str, ...]  # errors name the first
+    help: str
+    default: str  # as --help shows it
+    option: Option | None = None  # the config field that types the value (None: plain text, a path, an int)
+    type: str = "text"  # "text" | "bool" | "path" | "int"
+    panel: str | None = None
+
+    @property
+    def param(self) -> str:
+        """A Python identifier for the parameter."""
+        return "o_" + re.sub(r"\W", "_", str(self.key))
+
+
+def config_flags(cls: type, *, panel: str | None = None) -> list[Flag]:
+    """``--<field>`` for every field of config ``cls`` (a bool: ``--<field>/--no-<field>``)."""
+    return [_field_flag(o, o.name, (o.flag,), panel) for o in options_of(cls)]
+
+
+def _field_flag(opt: Option, key: Any, names: tuple[str, ...], panel: str | None) -> Flag:
+    kind = "bool" if opt.base is bool else "text"
+    return Flag(key, names, opt.help, opt.default_text(), opt, kind, panel)
+
+
+def featurize_commands() -> dict[str, list[str]]:
+    """``medmodal featurize <command>`` -> the modality kinds it writes (a featurizer's ``command``, else its
+    kind: a new kind's featurizer brings its own command)."""
+    from medmodal.featurize.base import FEATURIZERS, command_of
+
+    commands: dict[str, list[str]] = {}
+    for name, cls in FEATURIZERS.items():
+        kinds = commands.setdefault(command_of(name), [])
+        if cls.kind not in kinds:
+            kinds.append(cls.kind)
+    return dict(sorted(commands.items()))
+
+
+def featurize_flags(kinds: list[str], *, prefix_all: bool) -> list[Flag]:
+    """The flags of a featurize command over ``kinds``: ``--featurizer`` (``--<kind>-featurizer`` for several
+    kinds), then every config field of every featurizer of those kinds. A field is ``--<field>`` when one kind
+    has it, or when it is ``shared`` (``--device``: then for all); else ``--<kind>-<field>``. ``prefix_all``
+    (`featurize all`) gives every unshared field its ``--<kind>-<field>`` name as well, so a flag keeps its name
+    whatever else gets registered."""
+    from medmodal.featurize.base import FEATURIZERS, default_featurizer, featurizers_of
+
+    out, fields = [], {}  # fields: name -> {kind: Option}
+    for kind in kinds:
+        names = featurizers_of(kind)
+        flag = "--featurizer" if len(kinds) == 1 else f"--{kind}-featurizer"
+        text = f"{kind} featurizer: {' | '.join(names)} (`medmodal list featurizers`)"
+        out.append(Flag(("featurizer", kind), (flag,), text, default_featurizer(kind)))
+        for name in [default_featurizer(kind), *names]:
+            for opt in options_of(FEATURIZERS.get(name).config_class):
+                fields.setdefault(opt.name, {}).setdefault(kind, opt)
+    for field, by_kind in fields.items():
+        opt, dashed = next(iter(by_kind.values())), field.replace("_", "-")
+        if opt.shared or (len(by_kind) == 1 and not prefix_all):
+            panel = f"{' and '.join(by_kind) if len(by_kind) < 3 else 'every'} featurizer options"
+            out.append(_field_flag(opt, field, (f"--{dashed}",), panel))
+            continue
+        for kind, kopt in by_kind.items():
+            names = ((f"--{dashed}",) if len(by_kind) == 1 else ()) + (f"--{kind}-{dashed}",)
+            out.append(_field_flag(kopt, f"{kind}.{field}", names, f"{kind} featurizer options"))
+    return out
+
+
+def root_flags() -> list[Flag]:
+    """``--<module>-root`` for every extra root a registered source declares (``Source.extra_roots``)."""
+    from medmodal.cohort.base import root_flag
+
+    declared: dict[str, list[tuple[str, str]]] = {}
+    for name, src in registry("sources").items():
+        for module, what in src.extra_roots.items():
+            declared.setdefault(module, []).append((name, what))
+    return [
+        Flag(module, (root_flag(module),), f"{uses[0][1]} [{', '.join(n for n, _ in uses)}]", "", type="path")
+        for module, uses in sorted(declared.items())
+    ]
+
+
+def default_flag(fn: Any, name: str, help: str) -> Flag:
+    """``--<name>`` for keyword ``name`` of library function ``fn``, whose default is the one place it is stated."""
+    default = inspect.signature(fn).parameters[name].default
+    return Flag(name, ("--" + name.replace("_", "-"),), help, str(default), type="int")
+
+
+def spelled(flags: Iterable[Flag]) -> dict[Any, str]:
+    """key -> the flag a user most likely typed (its first name), for error messages."""
+    return {f.key: f.names[0] for f in flags}
 
 
 # ---------------------------------------------------------------------------------------------------- docs tables

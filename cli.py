@@ -68,35 +68,6 @@ def friendly(fn: Callable) -> Callable:
 
 
 # ---------------------------------------------------------------------------------------------- cohort
-def _root_options() -> dict[str, tuple[Any, tuple[Any, Any]]]:
-    """``--<module>-root`` for every extra root a registered source declares (``Source.extra_roots``)."""
-    from medmodal.cohort import SOURCES
-    from medmodal.cohort.base import root_flag
-
-    declared: dict[str, list[tuple[str, str]]] = {}
-    for name, src in SOURCES.items():
-        for module, what in src.extra_roots.items():
-            declared.setdefault(module, []).append((name, what))
-    return {
-        f"root__{module}": (
-            module,
-            (
-                Path | None,
-                typer.Option(None, root_flag(module), help=f"{uses[0][1]} [{', '.join(n for n, _ in uses)}]"),
-            ),
-        )
-        for module, uses in sorted(declared.items())
-    }
-
-
-def _seed_option() -> dict[str, tuple[Any, tuple[Any, Any]]]:
-    from medmodal.cohort.build import build_cohort
-
-    default = inspect.signature(build_cohort).parameters["seed"].default  # the one place it is stated
-    help_ = "Split seed (subject-level 70/10/20, shared by all tasks)."
-    return {"seed": ("seed", (int | None, typer.Option(None, "--seed", help=help_, show_default=str(default))))}
-
-
 @friendly
 def cohort_build(
     source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv (see `medmodal cohort tasks`)."),
@@ -133,14 +104,15 @@ def cohort_build(
     derived: dict | None = None,
 ) -> None:
     """Build a leakage-safe cohort directory from raw files (a task's SQL, or a MEDS label file)."""
-    derived = dict(derived or {})
+    from medmodal.cohort import build_cohort
+
+    roots = dict(derived or {})
     options = {
         "memory_limit": memory_limit,
         "threads": threads,
-        **{k: derived.pop(k) for k in ("seed",) if k in derived},
+        **({"seed": roots.pop("seed")} if "seed" in roots else {}),
     }
-    options["roots"] = derived
-    from medmodal.cohort import build_cohort
+    options["roots"] = roots
 
     if labels is not None:
         from medmodal.cohort.meds_import import build_from_labels
@@ -240,14 +212,10 @@ def simulate_cmd(
     release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
+    from medmodal.options import parse_assignments
     from medmodal.simulate import simulate
 
-    pairs = {}
-    for item in strength:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise MedmodalError(f"--strength expects KEY=VALUE, got '{item}'")
-        pairs[key.strip()] = value.strip()
+    pairs = {key: value.strip() for key, value in parse_assignments(strength, "--strength").items()}
     path = simulate(
         source,
         out,
@@ -264,45 +232,35 @@ def simulate_cmd(
 
 
 # ---------------------------------------------------------------------------------------------- derived options
-# A registry entry's config fields become typer options here; the values arrive as text and are typed by the
-# field (medmodal.options.parse_value), so `--max-length x` and `--backbone-arg hidden=x` fail the same way.
-def _typer_option(opt: Any, flags: list[str], *, panel: str | None = None) -> tuple[Any, Any]:
-    """(annotation, typer option) for config field ``opt``: text typed later, or a --flag/--no-flag pair."""
-    if opt.base is bool:
-        pairs = [f"{f}/--no-{f[2:]}" for f in flags]
-        return bool | None, typer.Option(
-            None, *pairs, help=opt.help, show_default=opt.default_text(), rich_help_panel=panel
-        )
-    metavar = "[" + "|".join(map(str, opt.choices)) + "]" if opt.choices else opt.type_name().split(" ")[0].upper()
-    info = typer.Option(
-        None, *flags, help=opt.help, show_default=opt.default_text(), metavar=metavar, rich_help_panel=panel
-    )
-    return str | None, info
+# A registry entry's config fields become typer options here (medmodal.catalog says which, under which names);
+# the values arrive as text and are typed by the field (medmodal.options), so `--max-length x` and
+# `--backbone-arg hidden=x` fail the same way.
+_TYPES = {"bool": bool | None, "path": Path | None, "int": int | None, "text": str | None}
 
 
-def _text_option(*flags: str, help: str, show_default: Any = False) -> tuple[Any, Any]:
-    return str | None, typer.Option(None, *flags, help=help, show_default=show_default)
+def _typer(flag: Any) -> Any:
+    names = [f"{n}/--no-{n[2:]}" for n in flag.names] if flag.type == "bool" else list(flag.names)
+    opt, metavar = flag.option, None
+    if opt is not None and flag.type != "bool":
+        metavar = "[" + "|".join(map(str, opt.choices)) + "]" if opt.choices else opt.type_name().split(" ")[0].upper()
+    shown = flag.default or False
+    return typer.Option(None, *names, help=flag.help, show_default=shown, metavar=metavar, rich_help_panel=flag.panel)
 
 
-def _with_options(fn: Callable, extra: dict[str, tuple[Any, tuple[Any, Any]]]) -> Callable:
-    """``fn`` exposed to typer with its own parameters plus ``extra`` ({name: (key, (annotation, option))}); the
-    given ones reach ``fn`` as ``derived={key: value}``."""
+def _with_flags(fn: Callable, flags: list[Any]) -> Callable:
+    """``fn`` exposed to typer with its own parameters plus ``flags`` (medmodal.catalog.Flag); the ones given
+    reach ``fn`` as ``derived={flag.key: value}``."""
     own = [p for p in inspect.signature(fn).parameters.values() if p.name != "derived"]
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = own + [inspect.Parameter(n, kw, default=o, annotation=a) for n, (_k, (a, o)) in extra.items()]
+    kw, by_param = inspect.Parameter.KEYWORD_ONLY, {f.param: f for f in flags}
+    extra = [inspect.Parameter(f.param, kw, default=_typer(f), annotation=_TYPES[f.type]) for f in flags]
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        derived = {extra[n][0]: kwargs.pop(n) for n in list(kwargs) if n in extra}
-        return fn(**kwargs, derived={k: v for k, v in derived.items() if v is not None})
+        given = {by_param[n].key: kwargs.pop(n) for n in list(kwargs) if n in by_param}
+        return fn(**kwargs, derived={k: v for k, v in given.items() if v is not None})
 
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
     return wrapper
-
-
-def _spelled(extra: dict[str, tuple[Any, Any]]) -> dict[Any, str]:
-    """key -> the flag a user most likely typed (the first one listed)."""
-    return {key: info.param_decls[0].split("/")[0] for key, (_a, info) in extra.values()}
 
 
 # ---------------------------------------------------------------------------------------------- featurize
@@ -322,48 +280,10 @@ def _wrote(summaries: dict) -> None:
     console.print(f"wrote {', '.join(dirs) or 'nothing (no modality of this kind in the cohort)'}")
 
 
-def _featurize_options(kinds: list[str], *, prefix_all: bool) -> dict[str, tuple[Any, Any]]:
-    """Flags of the featurizers of ``kinds``: ``--<kind>-featurizer``, then every config field of every featurizer
-    of those kinds. A field is ``--<field>`` when it is unambiguous among the kinds (or ``shared``, like
-    ``--device``, which then applies to all), else ``--<kind>-<field>``; ``prefix_all`` (`featurize all`) gives
-    every unshared field its ``--<kind>-<field>`` name too, so a flag never changes with what else is registered."""
-    from medmodal.featurize import FEATURIZERS, default_featurizer, featurizers_of
-    from medmodal.options import options_of
+def _featurize_command(kinds: list[str], flags: list[Any]) -> Callable:
+    from medmodal.catalog import spelled
 
-    fields: dict[str, dict[str, Any]] = {}  # field -> {kind: Option}
-    extra: dict[str, tuple[Any, Any]] = {}
-    for kind in kinds:
-        names = featurizers_of(kind)
-        flag = "--featurizer" if len(kinds) == 1 else f"--{kind}-featurizer"
-        help_ = f"{kind} featurizer: {' | '.join(names)} (`medmodal list featurizers`)"
-        extra[f"featurizer__{kind}"] = (
-            ("featurizer", kind),
-            _text_option(flag, help=help_, show_default=default_featurizer(kind)),
-        )
-        for name in [default_featurizer(kind), *names]:
-            for opt in options_of(FEATURIZERS.get(name).config_class):
-                fields.setdefault(opt.name, {}).setdefault(kind, opt)
-    for field, by_kind in fields.items():
-        opt = next(iter(by_kind.values()))
-        dashed = field.replace("_", "-")
-        if opt.shared or (len(by_kind) == 1 and not prefix_all):
-            extra[f"o__{field}"] = (field, _typer_option(opt, [f"--{dashed}"], panel=_panel(by_kind)))
-            continue
-        for kind, kopt in by_kind.items():
-            flags = [f"--{kind}-{dashed}"] + ([f"--{dashed}"] if len(by_kind) == 1 else [])
-            extra[f"o__{kind}__{field}"] = (
-                f"{kind}.{field}",
-                _typer_option(kopt, flags[::-1], panel=_panel({kind: 0})),
-            )
-    return extra
-
-
-def _panel(by_kind: dict[str, Any]) -> str:
-    return f"{' and '.join(by_kind) if len(by_kind) < 3 else 'every'} featurizer options"
-
-
-def _featurize_command(kinds: list[str], extra: dict[str, tuple[Any, Any]], *, modalities: bool = False) -> Callable:
-    spelled = _spelled(extra)
+    said = spelled(flags)
 
     @friendly
     def run(
@@ -374,39 +294,28 @@ def _featurize_command(kinds: list[str], extra: dict[str, tuple[Any, Any]], *, m
     ) -> None:
         from medmodal.featurize import featurize, kind_configs
 
-        derived = dict(derived or {})
-        chosen = {key[1]: derived.pop(key) for key in list(derived) if isinstance(key, tuple)}
-        mods = _csv(derived.pop("modalities", None))
-        configs = kind_configs(kinds, derived, chosen, text=True, spelled=spelled)
+        options = dict(derived or {})
+        chosen = {key[1]: options.pop(key) for key in list(options) if isinstance(key, tuple)}
+        mods = _csv(options.pop("modalities", None))
+        configs = kind_configs(kinds, options, chosen, text=True, spelled=said)
         _wrote(featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite))
 
-    if modalities:
-        extra = {
-            "modalities": ("modalities", _text_option("--modalities", help="Comma list of modalities (default: all).")),
-            **extra,
-        }
-    return _with_options(run, extra)
+    return _with_flags(run, flags)
 
 
 def _add_featurize(app: typer.Typer) -> None:
-    from medmodal.catalog import description
+    from medmodal.catalog import Flag, description, featurize_commands, featurize_flags
     from medmodal.featurize import FEATURIZERS, default_featurizer
-    from medmodal.featurize.base import command_of
 
     sub = typer.Typer(no_args_is_help=True, help="Embed notes, images and structured data into the feature store.")
-    commands: dict[str, list[str]] = {}
-    for name, cls in FEATURIZERS.items():
-        kinds = commands.setdefault(command_of(name), [])
-        if cls.kind not in kinds:
-            kinds.append(cls.kind)
+    commands = featurize_commands()
     every = sorted({k for kinds in commands.values() for k in kinds})
-    all_help = "Featurize every modality of the cohort, each kind through its featurizer (default or chosen)."
-    sub.command("all", help=all_help)(
-        _featurize_command(every, _featurize_options(every, prefix_all=True), modalities=True)
-    )
-    for command, kinds in sorted(commands.items()):
+    mods = Flag("modalities", ("--modalities",), "Comma list of modalities.", "all in the manifest")
+    text = "Featurize every modality of the cohort, each kind through its featurizer (default or chosen)."
+    sub.command("all", help=text)(_featurize_command(every, [mods, *featurize_flags(every, prefix_all=True)]))
+    for command, kinds in commands.items():
         text = " ".join(description(FEATURIZERS.get(default_featurizer(k))) for k in kinds)
-        sub.command(command, help=text)(_featurize_command(kinds, _featurize_options(kinds, prefix_all=False)))
+        sub.command(command, help=text)(_featurize_command(kinds, featurize_flags(kinds, prefix_all=False)))
     app.add_typer(sub, name="featurize")
 
 
@@ -414,14 +323,12 @@ def _add_featurize(app: typer.Typer) -> None:
 
 
 def _train_command() -> Callable:
+    from medmodal.catalog import config_flags, spelled
     from medmodal.models.base import BACKBONES, FRAMEWORKS
     from medmodal.models.train import TrainConfig
-    from medmodal.options import options_of
 
-    extra = {
-        f"o__{o.name}": (o.name, _typer_option(o, [o.flag], panel="training options")) for o in options_of(TrainConfig)
-    }
-    spelled = _spelled(extra)
+    flags = config_flags(TrainConfig, panel="training options")
+    said_flags = spelled(flags)
 
     @friendly
     def train_cmd(
@@ -454,7 +361,7 @@ def _train_command() -> Callable:
         from medmodal.models.train import train
         from medmodal.options import config_for, make_config, parse_assignments
 
-        values, said = dict(derived or {}), dict(spelled)
+        values, said = dict(derived or {}), dict(said_flags)
         for key, value in parse_assignments(train_arg, "--train-arg").items():
             values[key], said[key] = value, f"--train-arg {key}"
         cfg = make_config(TrainConfig, values, what="training", text=True, spelled=said)
@@ -484,7 +391,7 @@ def _train_command() -> Callable:
         if int(os.environ.get("RANK", "0")) == 0:
             console.print(f"wrote {run_dir}")
 
-    return _with_options(train_cmd, extra)
+    return _with_flags(train_cmd, flags)
 
 
 # ---------------------------------------------------------------------------------------------- list
@@ -496,26 +403,16 @@ def list_cmd(
     name: str | None = typer.Argument(None, help="One entry: its options with type, default and meaning."),
 ) -> None:
     """List what is registered, or one entry's options (the same tables as docs/)."""
-    from rich.table import Table
-
     from medmodal import catalog
-
-    def table(title: str, rows: list[dict[str, str]]) -> Table:
-        t = Table(title=title, title_justify="left")
-        for col in rows[0] if rows else ["name"]:
-            t.add_column(col, overflow="fold", no_wrap=col in ("name", "option"))
-        for row in rows:
-            t.add_row(*row.values())
-        return t
 
     if name is not None:
         if what is None:
             raise MedmodalError("give what NAME is (e.g. `medmodal list backbones muse`)")
         rows = catalog.options(what, name)
-        out_console.print(table(f"{what[:-1]} {name}: options", rows) if rows else f"{what[:-1]} {name}: no options")
+        out_console.print(catalog.rich_table(f"{what[:-1]} {name}: options", rows) if rows else f"{name}: no options")
         return
     for w in catalog.WHAT if what is None else (what,):
-        out_console.print(table(w, catalog.summary(w)))
+        out_console.print(catalog.rich_table(w, catalog.summary(w)))
 
 
 # ---------------------------------------------------------------------------------- evaluate, export, report, demo
@@ -715,9 +612,12 @@ def build_app(only: str | None = None) -> typer.Typer:
 
     if want("cohort"):
         cohort = typer.Typer(no_args_is_help=True, help="Build and inspect leakage-safe cohorts from raw files.")
-        roots = _root_options()
-        cohort.command("build")(_with_options(cohort_build, {**roots, **_seed_option()}))
-        cohort.command("validate")(_with_options(cohort_validate, roots))
+        from medmodal.catalog import default_flag, root_flags
+        from medmodal.cohort.build import build_cohort
+
+        seed = default_flag(build_cohort, "seed", "Split seed (subject-level 70/10/20, shared by all tasks).")
+        cohort.command("build")(_with_flags(cohort_build, [*root_flags(), seed]))
+        cohort.command("validate")(_with_flags(cohort_validate, root_flags()))
         cohort.command("report")(cohort_report)
         cohort.command("tasks")(cohort_tasks)
         app.add_typer(cohort, name="cohort")
