@@ -116,7 +116,7 @@ class Flag:
     help: str
     default: str  # as --help shows it
     option: Option | None = None  # the config field that types the value (None: plain text, a path, an int)
-    type: str = "text"  # "text" | "bool" | "path" | "int"
+    type: str = "text"  # "text" | "bool" | "path" | "int" | "float"
     panel: str | None = None
 
     @property
@@ -194,7 +194,8 @@ def root_flags() -> list[Flag]:
 def default_flag(fn: Any, name: str, help: str) -> Flag:
     """``--<name>`` for keyword ``name`` of library function ``fn``, whose default is the one place it is stated."""
     default = inspect.signature(fn).parameters[name].default
-    return Flag(name, ("--" + name.replace("_", "-"),), help, str(default), type="int")
+    kind = {int: "int", float: "float"}.get(type(default), "text")
+    return Flag(name, ("--" + name.replace("_", "-"),), help, str(default), type=kind)
 
 
 def spelled(flags: Iterable[Flag]) -> dict[Any, str]:

@@ -198,34 +198,34 @@ def simulate_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory: raw files in the real layout + truth.parquet."),
     subjects: int = typer.Option(1000, "--subjects", help="Number of subjects (patients / participants)."),
     seed: int = typer.Option(0, "--seed", help="Same seed and arguments give byte-identical files."),
-    environment: str = typer.Option(
-        "train", "--environment", help="train | shifted | outcome_shift | order_shift | decoupled."
-    ),
     strength: list[str] = typer.Option(
         [], "--strength", help="KEY=VALUE override of a causal strength, repeatable (docs/simulator.md)."
     ),
-    image_size: int = typer.Option(256, "--image-size", help="Edge of the square CXR films in pixels."),
     no_images: bool = typer.Option(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
     overwrite: bool = _OVERWRITE,
     release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
+    derived: dict | None = None,
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
-    from medmodal.options import parse_assignments
     from medmodal.simulate import simulate
 
-    pairs = {key: value.strip() for key, value in parse_assignments(strength, "--strength").items()}
+    pairs = {}
+    for item in strength:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MedmodalError(f"--strength expects KEY=VALUE, got '{item}'")
+        pairs[key.strip()] = value.strip()
     path = simulate(
         source,
         out,
         subjects=subjects,
         seed=seed,
-        environment=environment,
         images=not no_images,
-        image_size=image_size,
         overwrite=overwrite,
         release=release,
+        **(derived or {}),
         **pairs,
     )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
@@ -235,7 +235,7 @@ def simulate_cmd(
 # A registry entry's config fields become typer options here (medmodal.catalog says which, under which names);
 # the values arrive as text and are typed by the field (medmodal.options), so `--max-length x` and
 # `--backbone-arg hidden=x` fail the same way.
-_TYPES = {"bool": bool | None, "path": Path | None, "int": int | None, "text": str | None}
+_TYPES = {"bool": bool | None, "path": Path | None, "int": int | None, "float": float | None, "text": str | None}
 
 
 def _typer(flag: Any) -> Any:
@@ -425,17 +425,19 @@ def evaluate_cmd(
     store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
     out: Path | None = typer.Option(None, "--out", help="Output directory (default RUN_DIR/eval/<cohort_id>)."),
     subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
-    n_boot: int | None = typer.Option(None, "--n-boot"),
-    device: str = typer.Option("auto", "--device"),
+    n_boot: int | None = typer.Option(None, "--n-boot", help="Bootstrap resamples (default: the run's)."),
     overwrite: bool = _OVERWRITE,
     export: str | None = typer.Option(None, "--export", help="meds: also write OUT/meds/ for meds-evaluation."),
+    derived: dict | None = None,
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
     from medmodal.models.evaluate import evaluate
 
     if export not in (None, "meds"):
         raise MedmodalError(f"unknown export format '{export}' (known: meds)", field="--export")
-    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device, overwrite=overwrite)
+    where = evaluate(
+        run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, overwrite=overwrite, **(derived or {})
+    )
     console.print(f"wrote {where}")
     if export == "meds":
         from medmodal.models.export import export_predictions
@@ -580,17 +582,21 @@ def benchmark_shift_cmd(
 
 
 @friendly
-def demo(
-    out: Path = typer.Option(Path("demo_out"), help="Where the demo writes its cohorts, features and runs."),
-    subjects: int = typer.Option(2000, help="Simulated MIMIC-IV subjects."),
-    seed: int = typer.Option(0, help="Seed of the simulator, the splits and training."),
-    epochs: int = typer.Option(20, help="Training epochs per backbone."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo output in OUT."),
-) -> None:
+def demo(derived: dict | None = None) -> None:
     """Run the main job end to end: real MIMIC-IV demo cohorts, then simulate -> build -> featurize -> train."""
+    from medmodal.catalog import spelled
     from medmodal.demo import DemoConfig, run_demo
+    from medmodal.options import make_config
 
-    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs, overwrite=overwrite))
+    said = spelled(_demo_flags())
+    run_demo(make_config(DemoConfig, derived, what="the demo", text=True, spelled=said))
+
+
+def _demo_flags() -> list[Any]:
+    from medmodal.catalog import config_flags
+    from medmodal.demo import DemoConfig
+
+    return config_flags(DemoConfig)
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -622,13 +628,23 @@ def build_app(only: str | None = None) -> typer.Typer:
         cohort.command("tasks")(cohort_tasks)
         app.add_typer(cohort, name="cohort")
     if want("simulate"):
-        app.command("simulate")(simulate_cmd)
+        from medmodal.catalog import default_flag
+        from medmodal.simulate import simulate
+
+        environments = "train | shifted | outcome_shift | order_shift | decoupled."
+        sim = [default_flag(simulate, "environment", environments)]
+        sim.append(default_flag(simulate, "image_size", "Edge of the square CXR films in pixels."))
+        app.command("simulate")(_with_flags(simulate_cmd, sim))
     if want("featurize"):
         _add_featurize(app)
     if want("train"):
         app.command("train")(_train_command())
     if want("evaluate"):
-        app.command("evaluate")(evaluate_cmd)
+        from medmodal.catalog import default_flag
+        from medmodal.models.evaluate import evaluate
+
+        device = default_flag(evaluate, "device", "auto | cpu | cuda | cuda:N")
+        app.command("evaluate")(_with_flags(evaluate_cmd, [device]))
     if want("export"):
         export = typer.Typer(
             no_args_is_help=True, help="Write cohorts and predictions in the MEDS formats (docs/ecosystem.md)."
@@ -643,7 +659,7 @@ def build_app(only: str | None = None) -> typer.Typer:
         bench.command("shift")(benchmark_shift_cmd)
         app.add_typer(bench, name="benchmark")
     if want("demo"):
-        app.command("demo")(demo)
+        app.command("demo")(_with_flags(demo, _demo_flags()))
     if want("list"):
         app.command("list")(list_cmd)
     return app

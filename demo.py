@@ -26,6 +26,7 @@ from medmodal.common import console
 from medmodal.featurize import ImageConfig, TextConfig, featurize_all, tiny
 from medmodal.models.base import BACKBONES
 from medmodal.models.train import train
+from medmodal.options import option, validate
 from medmodal.outputs import claim_dir
 from medmodal.simulate import simulate
 
@@ -35,16 +36,22 @@ MIMIC_DEMO = REPO / "data" / "mimic-iv-demo-2.2"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out: Path = Path("demo_out")
-    subjects: int = 2000  # simulated subjects: enough test positives for intervals narrower than ±0.1
-    seed: int = 0
-    task: str = "readmission_30d"
-    epochs: int = 20
-    image_size: int = 64  # the tiny image encoder gains nothing from 256 px; keeps the demo in minutes
-    overwrite: bool = False  # replace an earlier demo output (each part is replaced only if it is the demo's own)
-    # torch CPU threads for the whole demo: the numbers depend on the thread count (muse most: its test AUROC
-    # moves by ~0.02 between 1 and 2 threads), so a fixed count gives the same table on every machine
-    threads: int = 2
+    out: Path = option(Path("demo_out"), "where the demo writes its cohorts, features and runs")
+    # enough test positives for intervals narrower than ±0.1
+    subjects: int = option(2000, "simulated MIMIC-IV subjects", minimum=1)
+    seed: int = option(0, "seed of the simulator, the splits and training", minimum=0)
+    task: str = option("readmission_30d", "the MIMIC-IV task of the simulated part")
+    epochs: int = option(20, "training epochs per backbone", minimum=1)
+    # the tiny image encoder gains nothing from 256 px; keeps the demo in minutes
+    image_size: int = option(64, "edge of the simulated CXR films in pixels", minimum=32)
+    # each part is replaced only if it is the demo's own
+    overwrite: bool = option(False, "replace an earlier demo output in OUT")
+    # the numbers depend on the thread count (muse most: its test AUROC moves by ~0.02 between 1 and 2 threads),
+    # so a fixed count gives the same table on every machine
+    threads: int = option(2, "torch CPU threads for the whole demo", minimum=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def real_cohorts(cfg: DemoConfig) -> Path:
