@@ -1,35 +1,28 @@
 """The `medmodal` command line: thin typer commands, each calling one library function.
 
-Sub-apps, one per stage: cohort, featurize, train, evaluate, simulate, benchmark, report.
+Sub-apps, one per stage: cohort, featurize, train, evaluate, simulate, benchmark, report, plus `list`.
 Every command catches MedmodalError, prints its one line to stderr and exits 1; every command prints where it
 wrote its outputs. The library never imports this module.
+
+Options that a registry entry declares are not written here: the featurize commands' flags are the fields of the
+registered featurizers' configs, train's are TrainConfig's, the extra-root flags of `cohort build` are the
+sources' ``extra_roots`` (medmodal.options). ``build_app`` reads the registries each time it is called, and
+``main`` builds only the command group it is asked for, so `medmodal cohort ...` never imports torch.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from medmodal.common import MedmodalError, console, out_console
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-cohort_app = typer.Typer(no_args_is_help=True, help="Build and inspect leakage-safe cohorts from raw files.")
-featurize_app = typer.Typer(
-    no_args_is_help=True, help="Embed notes, images and structured data into the feature store."
-)
-benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables.")
-export_app = typer.Typer(
-    no_args_is_help=True, help="Write cohorts and predictions in the MEDS formats (docs/ecosystem.md)."
-)
-app.add_typer(cohort_app, name="cohort")
-app.add_typer(export_app, name="export")
-app.add_typer(featurize_app, name="featurize")
-app.add_typer(benchmark_app, name="benchmark")
-
 
 # the same flag on every command that writes: an existing output is replaced only when it is the same kind of
 # medmodal output (its .medmodal.json marker says so) and this flag is given (docs/reliability.md)
@@ -75,9 +68,6 @@ def friendly(fn: Callable) -> Callable:
 
 
 # ---------------------------------------------------------------------------------------------- cohort
-
-
-@cohort_app.command("build")
 @friendly
 def cohort_build(
     source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv (see `medmodal cohort tasks`)."),
@@ -105,18 +95,24 @@ def cohort_build(
     value_column: str | None = typer.Option(
         None, "--value-column", help="With --labels: boolean_value | integer_value | categorical_value."
     ),
-    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
-    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
     memory_limit: str | None = typer.Option(
         None, "--memory-limit", help="DuckDB memory limit, e.g. 12GB (default: half the RAM)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
-    seed: int = typer.Option(0, "--seed", help="Split seed (subject-level 70/10/20, shared by all tasks)."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
     overwrite: bool = _OVERWRITE,
+    derived: dict | None = None,
 ) -> None:
     """Build a leakage-safe cohort directory from raw files (a task's SQL, or a MEDS label file)."""
     from medmodal.cohort import build_cohort
+
+    roots = dict(derived or {})
+    options = {
+        "memory_limit": memory_limit,
+        "threads": threads,
+        **({"seed": roots.pop("seed")} if "seed" in roots else {}),
+    }
+    options["roots"] = roots
 
     if labels is not None:
         from medmodal.cohort.meds_import import build_from_labels
@@ -131,13 +127,9 @@ def cohort_build(
             splits=splits,
             window_hours=window_hours,
             modalities=_csv(modalities),
-            note_root=note_root,
-            cxr_root=cxr_root,
-            memory_limit=memory_limit,
-            threads=threads,
-            seed=seed,
             dataset_version=dataset_version,
             overwrite=overwrite,
+            **options,
         )
         console.print(f"wrote {path}")
         return
@@ -147,32 +139,18 @@ def cohort_build(
             raise MedmodalError("only applies with --labels", field=flag)
     if task is None:
         raise MedmodalError("give --task (see `medmodal cohort tasks`) or --labels", field="--task")
-    path = build_cohort(
-        source,
-        raw,
-        task,
-        out,
-        note_root=note_root,
-        cxr_root=cxr_root,
-        memory_limit=memory_limit,
-        threads=threads,
-        seed=seed,
-        dataset_version=dataset_version,
-        overwrite=overwrite,
-    )
+    path = build_cohort(source, raw, task, out, dataset_version=dataset_version, overwrite=overwrite, **options)
     console.print(f"wrote {path}")
 
 
-@cohort_app.command("validate")
 @friendly
 def cohort_validate(
     source: str = typer.Argument(..., help="Dataset source, e.g. mimic_iv or eicu."),
     raw: Path = typer.Option(..., "--raw", help="Raw data root, as for `cohort build`."),
-    note_root: Path | None = typer.Option(None, "--note-root", help="MIMIC-IV-Note folder (default RAW/note)."),
-    cxr_root: Path | None = typer.Option(None, "--cxr-root", help="MIMIC-CXR-JPG folder (default RAW/cxr)."),
     checksums: bool = typer.Option(False, "--checksums", help="Also verify each project's SHA256SUMS.txt."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),
     threads: int | None = typer.Option(None, "--threads", help="DuckDB threads for the row counts (default: all)."),
+    derived: dict | None = None,
 ) -> None:
     """Check a download against its release: files, gzip, headers, row counts, dictionaries (exit 1 if a needed
     table is wrong)."""
@@ -181,8 +159,7 @@ def cohort_validate(
     report = validate_raw(
         source,
         raw,
-        note_root=note_root,
-        cxr_root=cxr_root,
+        roots=derived or {},
         checksums=checksums,
         dataset_version=dataset_version,
         threads=threads,
@@ -192,7 +169,6 @@ def cohort_validate(
         raise typer.Exit(1)
 
 
-@cohort_app.command("report")
 @friendly
 def cohort_report(
     cohort_dir: Path = typer.Argument(..., help="A cohort directory (or a folder of them, as --task all writes)."),
@@ -205,7 +181,6 @@ def cohort_report(
         out_console.print(format_report(d))
 
 
-@cohort_app.command("tasks")
 @friendly
 def cohort_tasks() -> None:
     """List the sources and the tasks each supports."""
@@ -217,25 +192,21 @@ def cohort_tasks() -> None:
 # ---------------------------------------------------------------------------------------------- simulate
 
 
-@app.command("simulate")
 @friendly
 def simulate_cmd(
     source: str = typer.Argument(..., help="mimic_iv | eicu | adni"),
     out: Path = typer.Option(..., "--out", help="Output directory: raw files in the real layout + truth.parquet."),
     subjects: int = typer.Option(1000, "--subjects", help="Number of subjects (patients / participants)."),
     seed: int = typer.Option(0, "--seed", help="Same seed and arguments give byte-identical files."),
-    environment: str = typer.Option(
-        "train", "--environment", help="train | shifted | outcome_shift | order_shift | decoupled."
-    ),
     strength: list[str] = typer.Option(
         [], "--strength", help="KEY=VALUE override of a causal strength, repeatable (docs/simulator.md)."
     ),
-    image_size: int = typer.Option(256, "--image-size", help="Edge of the square CXR films in pixels."),
     no_images: bool = typer.Option(
         False, "--no-images", help="Write CXR metadata, labels and reports but no pixel files."
     ),
     overwrite: bool = _OVERWRITE,
     release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
+    derived: dict | None = None,
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
     from medmodal.simulate import simulate
@@ -251,14 +222,45 @@ def simulate_cmd(
         out,
         subjects=subjects,
         seed=seed,
-        environment=environment,
         images=not no_images,
-        image_size=image_size,
         overwrite=overwrite,
         release=release,
+        **(derived or {}),
         **pairs,
     )
     console.print(f"wrote {path} (truth in {path / 'truth.parquet'})")
+
+
+# ---------------------------------------------------------------------------------------------- derived options
+# A registry entry's config fields become typer options here (medmodal.catalog says which, under which names);
+# the values arrive as text and are typed by the field (medmodal.options), so `--max-length x` and
+# `--backbone-arg hidden=x` fail the same way.
+_TYPES = {"bool": bool | None, "path": Path | None, "int": int | None, "float": float | None, "text": str | None}
+
+
+def _typer(flag: Any) -> Any:
+    names = [f"{n}/--no-{n[2:]}" for n in flag.names] if flag.type == "bool" else list(flag.names)
+    opt, metavar = flag.option, None
+    if opt is not None and flag.type != "bool":
+        metavar = "[" + "|".join(map(str, opt.choices)) + "]" if opt.choices else opt.type_name().split(" ")[0].upper()
+    shown = flag.default or False
+    return typer.Option(None, *names, help=flag.help, show_default=shown, metavar=metavar, rich_help_panel=flag.panel)
+
+
+def _with_flags(fn: Callable, flags: list[Any]) -> Callable:
+    """``fn`` exposed to typer with its own parameters plus ``flags`` (medmodal.catalog.Flag); the ones given
+    reach ``fn`` as ``derived={flag.key: value}``."""
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "derived"]
+    kw, by_param = inspect.Parameter.KEYWORD_ONLY, {f.param: f for f in flags}
+    extra = [inspect.Parameter(f.param, kw, default=_typer(f), annotation=_TYPES[f.type]) for f in flags]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {by_param[n].key: kwargs.pop(n) for n in list(kwargs) if n in by_param}
+        return fn(**kwargs, derived={k: v for k, v in given.items() if v is not None})
+
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------- featurize
@@ -267,8 +269,6 @@ _STORE = typer.Option(..., "--store", help="Feature store root (cache/ and cohor
 _REPLACE = typer.Option(
     False, "--overwrite", help="Replace modalities the store holds for this cohort with other encoder settings."
 )
-_DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda[:N].")
-_PRECISION = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.")
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -280,223 +280,144 @@ def _wrote(summaries: dict) -> None:
     console.print(f"wrote {', '.join(dirs) or 'nothing (no modality of this kind in the cohort)'}")
 
 
-@featurize_app.command("text")
-@friendly
-def featurize_text_cmd(
-    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
-    store: Path = _STORE,
-    model: str = typer.Option(
-        "emilyalsentzer/Bio_ClinicalBERT", "--model", help="HF repo id in the local cache, or a model directory."
-    ),
-    note_types: str | None = typer.Option(
-        None, "--note-types", help="Comma list, e.g. discharge,radiology (default: all)."
-    ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Full-length windows per forward pass (default 32 on CUDA, 8 on CPU)."
-    ),
-    device: str = _DEVICE,
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per window incl. [CLS]/[SEP]."),
-    stride: int = typer.Option(128, "--stride", help="Tokens shared by consecutive windows of a long note."),
-    pooling: str = typer.Option("mean", "--pooling", help="Notes per sample: mean | latest."),
-    token_pooling: str = typer.Option("mean", "--token-pooling", help="Window vector: mean (masked) | cls."),
-    precision: str = _PRECISION,
-    overwrite: bool = _REPLACE,
-) -> None:
-    """Embed notes (one modality per note type) into the feature store, reusing cached vectors."""
-    from medmodal.featurize import featurize_text
+def _featurize_command(kinds: list[str], flags: list[Any]) -> Callable:
+    from medmodal.catalog import spelled
 
-    _wrote(
-        featurize_text(
+    said = spelled(flags)
+
+    @friendly
+    def run(
+        cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
+        store: Path = _STORE,
+        overwrite: bool = _REPLACE,
+        derived: dict | None = None,
+    ) -> None:
+        from medmodal.featurize import featurize, kind_configs
+
+        options = dict(derived or {})
+        chosen = {key[1]: options.pop(key) for key in list(options) if isinstance(key, tuple)}
+        mods = _csv(options.pop("modalities", None))
+        configs = kind_configs(kinds, options, chosen, text=True, spelled=said)
+        _wrote(featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite))
+
+    return _with_flags(run, flags)
+
+
+def _add_featurize(app: typer.Typer) -> None:
+    from medmodal.catalog import Flag, description, featurize_commands, featurize_flags
+    from medmodal.featurize import FEATURIZERS, default_featurizer
+
+    sub = typer.Typer(no_args_is_help=True, help="Embed notes, images and structured data into the feature store.")
+    commands = featurize_commands()
+    every = sorted({k for kinds in commands.values() for k in kinds})
+    mods = Flag("modalities", ("--modalities",), "Comma list of modalities.", "all in the manifest")
+    text = "Featurize every modality of the cohort, each kind through its featurizer (default or chosen)."
+    sub.command("all", help=text)(_featurize_command(every, [mods, *featurize_flags(every, prefix_all=True)]))
+    for command, kinds in commands.items():
+        text = " ".join(description(FEATURIZERS.get(default_featurizer(k))) for k in kinds)
+        sub.command(command, help=text)(_featurize_command(kinds, featurize_flags(kinds, prefix_all=False)))
+    app.add_typer(sub, name="featurize")
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def _train_command() -> Callable:
+    from medmodal.catalog import config_flags, spelled
+    from medmodal.models.base import BACKBONES, FRAMEWORKS
+    from medmodal.models.train import TrainConfig
+
+    flags = config_flags(TrainConfig, panel="training options")
+    said_flags = spelled(flags)
+
+    @friendly
+    def train_cmd(
+        cohort_dir: Path = typer.Argument(..., help="Cohort directory (from `medmodal cohort build`)."),
+        store: Path = typer.Option(..., "--store", help="Feature store holding this cohort's featurized tensors."),
+        backbone: str = typer.Option(
+            ..., "--backbone", help=f"{' | '.join(BACKBONES.names())} (`medmodal list backbones`)."
+        ),
+        out: Path = typer.Option(..., "--out", help="Run directory to write."),
+        framework: str = typer.Option(
+            FRAMEWORKS.default, "--framework", help=f"{' | '.join(FRAMEWORKS.names())} (`medmodal list frameworks`)."
+        ),
+        task: list[str] | None = typer.Option(None, "--task", help="Label(s) to train on; default: all labels."),
+        modality: list[str] | None = typer.Option(None, "--modality", help="Restrict to these modalities."),
+        backbone_arg: list[str] | None = typer.Option(
+            None,
+            "--backbone-arg",
+            help="key=value of the backbone's config, e.g. hidden=64 (`medmodal list backbones NAME`).",
+        ),
+        framework_arg: list[str] | None = typer.Option(
+            None,
+            "--framework-arg",
+            help="key=value of the framework's config, repeatable (`medmodal list frameworks NAME`).",
+        ),
+        train_arg: list[str] | None = typer.Option(None, "--train-arg", help="field=value of a training option below."),
+        overwrite: bool = _OVERWRITE,
+        derived: dict | None = None,
+    ) -> None:
+        """Train a framework around a backbone on a cohort's cached features (torchrun-aware)."""
+        from medmodal.models.train import train
+        from medmodal.options import config_for, make_config, parse_assignments
+
+        values, said = dict(derived or {}), dict(said_flags)
+        for key, value in parse_assignments(train_arg, "--train-arg").items():
+            values[key], said[key] = value, f"--train-arg {key}"
+        cfg = make_config(TrainConfig, values, what="training", text=True, spelled=said)
+        bb = config_for(
+            BACKBONES, backbone, parse_assignments(backbone_arg, "--backbone-arg"), flag="--backbone-arg", text=True
+        )
+        fw = config_for(
+            FRAMEWORKS,
+            framework,
+            parse_assignments(framework_arg, "--framework-arg"),
+            flag="--framework-arg",
+            text=True,
+        )
+        run_dir = train(
             cohort_dir,
             store,
-            model=model,
-            note_types=_csv(note_types),
-            batch_size=batch_size,
-            device=device,
-            max_length=max_length,
-            stride=stride,
-            pooling=pooling,
-            token_pooling=token_pooling,
-            precision=precision,
+            out,
+            backbone=backbone,
+            framework=framework,
+            tasks=task or None,
+            modalities=modality or None,
+            backbone_config=bb,
+            framework_config=fw,
+            config=cfg,
             overwrite=overwrite,
         )
-    )
+        if int(os.environ.get("RANK", "0")) == 0:
+            console.print(f"wrote {run_dir}")
+
+    return _with_flags(train_cmd, flags)
 
 
-@featurize_app.command("image")
+# ---------------------------------------------------------------------------------------------- list
+
+
 @friendly
-def featurize_image_cmd(
-    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
-    store: Path = _STORE,
-    model: str = typer.Option("densenet121", "--model", help="timm model name."),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Weights file (.safetensors preferred); default: local HF cache."
-    ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Images per forward pass (default 32 on CUDA, 8 on CPU)."
-    ),
-    device: str = _DEVICE,
-    num_workers: int | None = typer.Option(None, "--num-workers", help="DataLoader workers (default min(8, CPUs))."),
-    pooling: str = typer.Option("mean", "--pooling", help="Images per sample: mean | latest."),
-    precision: str = _PRECISION,
-    rehash: bool = typer.Option(False, "--rehash", help="Re-read every file even if its size and mtime are unchanged."),
-    overwrite: bool = _REPLACE,
+def list_cmd(
+    what: str | None = typer.Argument(None, help="sources | tasks | featurizers | backbones | frameworks (all)."),
+    name: str | None = typer.Argument(None, help="One entry: its options with type, default and meaning."),
 ) -> None:
-    """Embed chest X-rays (JPG/PNG/DICOM) into the feature store; unreadable files are skipped and reported."""
-    from medmodal.featurize import featurize_image
+    """List what is registered, or one entry's options (the same tables as docs/)."""
+    from medmodal import catalog
 
-    _wrote(
-        featurize_image(
-            cohort_dir,
-            store,
-            model=model,
-            weights=weights,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            pooling=pooling,
-            precision=precision,
-            rehash=rehash,
-            overwrite=overwrite,
-        )
-    )
+    if name is not None:
+        if what is None:
+            raise MedmodalError("give what NAME is (e.g. `medmodal list backbones muse`)")
+        rows = catalog.options(what, name)
+        out_console.print(catalog.rich_table(f"{what[:-1]} {name}: options", rows) if rows else f"{name}: no options")
+        return
+    for w in catalog.WHAT if what is None else (what,):
+        out_console.print(catalog.rich_table(w, catalog.summary(w)))
 
 
-@featurize_app.command("structured")
-@friendly
-def featurize_structured_cmd(
-    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
-    store: Path = _STORE,
-    max_hours: int = typer.Option(48, "--max-hours", help="Cap on the timeseries length T (hours)."),
-    align: str = typer.Option(
-        "start", "--align", help="start: the first T hours of the window | end: the T hours before prediction."
-    ),
-    overwrite: bool = _REPLACE,
-) -> None:
-    """Structured and timeseries tensors, z-scored on the train split, with observed masks."""
-    from medmodal.featurize import featurize_structured
-
-    _wrote(featurize_structured(cohort_dir, store, max_hours=max_hours, align=align, overwrite=overwrite))
+# ---------------------------------------------------------------------------------- evaluate, export, report, demo
 
 
-@featurize_app.command("all")
-@friendly
-def featurize_all_cmd(
-    cohort_dir: Path = typer.Argument(..., help="Cohort directory (docs/contracts.md §1)."),
-    store: Path = _STORE,
-    text_model: str = typer.Option(
-        "emilyalsentzer/Bio_ClinicalBERT", "--text-model", help="HF repo id in the local cache, or a directory."
-    ),
-    image_model: str = typer.Option("densenet121", "--image-model", help="timm model name."),
-    image_weights: Path | None = typer.Option(
-        None, "--image-weights", help="Image weights file (.safetensors preferred)."
-    ),
-    modalities: str | None = typer.Option(
-        None, "--modalities", help="Comma list of modalities (default: all in the manifest)."
-    ),
-    note_types: str | None = typer.Option(None, "--note-types", help="Comma list of note types (default: all)."),
-    device: str = _DEVICE,
-    precision: str = _PRECISION,
-    text_batch_size: int | None = typer.Option(None, "--text-batch-size", help="Default 32 on CUDA, 8 on CPU."),
-    image_batch_size: int | None = typer.Option(None, "--image-batch-size", help="Default 32 on CUDA, 8 on CPU."),
-    max_length: int = typer.Option(512, "--max-length"),
-    stride: int = typer.Option(128, "--stride"),
-    text_pooling: str = typer.Option("mean", "--text-pooling", help="Notes per sample: mean | latest."),
-    image_pooling: str = typer.Option("mean", "--image-pooling", help="Images per sample: mean | latest."),
-    num_workers: int | None = typer.Option(None, "--num-workers"),
-    max_hours: int = typer.Option(48, "--max-hours"),
-    align: str = typer.Option(
-        "start", "--align", help="Timeseries: start (first T hours) | end (T hours before prediction)."
-    ),
-    overwrite: bool = _REPLACE,
-) -> None:
-    """Featurize every modality of the cohort: structured, timeseries, notes, images."""
-    from medmodal.featurize import featurize_all
-
-    _wrote(
-        featurize_all(
-            cohort_dir,
-            store,
-            text_model=text_model,
-            image_model=image_model,
-            image_weights=image_weights,
-            modalities=_csv(modalities),
-            note_types=_csv(note_types),
-            device=device,
-            precision=precision,
-            text_batch_size=text_batch_size,
-            image_batch_size=image_batch_size,
-            max_length=max_length,
-            stride=stride,
-            text_pooling=text_pooling,
-            image_pooling=image_pooling,
-            num_workers=num_workers,
-            max_hours=max_hours,
-            align=align,
-            overwrite=overwrite,
-        )
-    )
-
-
-# ---------------------------------------------------------------------------------------------- train / evaluate
-
-
-@app.command("train")
-@friendly
-def train_cmd(
-    cohort_dir: Path = typer.Argument(..., help="Cohort directory (from `medmodal cohort build`)."),
-    store: Path = typer.Option(..., "--store", help="Feature store holding this cohort's featurized tensors."),
-    backbone: str = typer.Option(..., "--backbone", help="late_fusion | attention_fusion | muse (BACKBONES)."),
-    out: Path = typer.Option(..., "--out", help="Run directory to write."),
-    framework: str = typer.Option("erm", "--framework", help="erm | dfd | cdmm | mmnar (FRAMEWORKS)."),
-    task: list[str] | None = typer.Option(None, "--task", help="Label(s) to train on; default: all labels."),
-    modality: list[str] | None = typer.Option(None, "--modality", help="Restrict to these modalities."),
-    epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(256, "--batch-size", help="Global batch size (split across torchrun ranks)."),
-    lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    threads: int | None = typer.Option(
-        None, "--threads", help="torch CPU threads (default: all cores); same seed + same threads = same bytes."
-    ),
-    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (val AUPRC)."),
-    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for the test intervals."),
-    framework_arg: list[str] | None = typer.Option(None, "--framework-arg", help="key=value, repeatable."),
-    backbone_arg: list[str] | None = typer.Option(None, "--backbone-arg", help="key=value, e.g. hidden=64."),
-    train_arg: list[str] | None = typer.Option(None, "--train-arg", help="Other TrainConfig field=value."),
-    overwrite: bool = _OVERWRITE,
-) -> None:
-    """Train a framework around a backbone on a cohort's cached features (torchrun-aware)."""
-    import os
-
-    from medmodal.models.train import parse_kv, train
-
-    run_dir = train(
-        cohort_dir,
-        store,
-        out,
-        backbone=backbone,
-        framework=framework,
-        tasks=task or None,
-        modalities=modality or None,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        patience=patience,
-        n_boot=n_boot,
-        backbone_args=parse_kv(backbone_arg, "--backbone-arg"),
-        framework_args=parse_kv(framework_arg),
-        overwrite=overwrite,
-        threads=threads,
-        **parse_kv(train_arg, "--train-arg"),
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        console.print(f"wrote {run_dir}")
-
-
-@app.command("evaluate")
 @friendly
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory written by `medmodal train`."),
@@ -504,17 +425,19 @@ def evaluate_cmd(
     store: Path | None = typer.Option(None, "--store", help="Feature store of that cohort."),
     out: Path | None = typer.Option(None, "--out", help="Output directory (default RUN_DIR/eval/<cohort_id>)."),
     subgroup: list[str] | None = typer.Option(None, "--subgroup", help="cohort.parquet column(s) to stratify by."),
-    n_boot: int | None = typer.Option(None, "--n-boot"),
-    device: str = typer.Option("auto", "--device"),
+    n_boot: int | None = typer.Option(None, "--n-boot", help="Bootstrap resamples (default: the run's)."),
     overwrite: bool = _OVERWRITE,
     export: str | None = typer.Option(None, "--export", help="meds: also write OUT/meds/ for meds-evaluation."),
+    derived: dict | None = None,
 ) -> None:
     """Reload a trained run and score it, on its own cohort or on another one."""
     from medmodal.models.evaluate import evaluate
 
     if export not in (None, "meds"):
         raise MedmodalError(f"unknown export format '{export}' (known: meds)", field="--export")
-    where = evaluate(run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, device=device, overwrite=overwrite)
+    where = evaluate(
+        run_dir, cohort, store, out, subgroup or None, n_boot=n_boot, overwrite=overwrite, **(derived or {})
+    )
     console.print(f"wrote {where}")
     if export == "meds":
         from medmodal.models.export import export_predictions
@@ -525,7 +448,6 @@ def evaluate_cmd(
 # ---------------------------------------------------------------------------------------------- export
 
 
-@export_app.command("meds")
 @friendly
 def export_meds_cmd(
     cohort_dir: Path = typer.Argument(..., help="Cohort directory (from `medmodal cohort build`)."),
@@ -538,7 +460,6 @@ def export_meds_cmd(
     console.print(f"wrote {export_meds(cohort_dir, out, overwrite=overwrite)}")
 
 
-@export_app.command("predictions")
 @friendly
 def export_predictions_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (`medmodal train`) or evaluation output (`evaluate`)."),
@@ -554,7 +475,6 @@ def export_predictions_cmd(
 # ---------------------------------------------------------------------------------------------- report / benchmark
 
 
-@app.command("report")
 @friendly
 def report_cmd(
     path: Path = typer.Argument(
@@ -610,7 +530,6 @@ def report_cmd(
     console.print(f"wrote {written} ({kind} page, {written.stat().st_size / 1024:.0f} KiB)")
 
 
-@benchmark_app.command("shift")
 @friendly
 def benchmark_shift_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (resumable; keeps its work/ subfolder)."),
@@ -662,23 +581,101 @@ def benchmark_shift_cmd(
 # ---------------------------------------------------------------------------------------------- demo
 
 
-@app.command()
 @friendly
-def demo(
-    out: Path = typer.Option(Path("demo_out"), help="Where the demo writes its cohorts, features and runs."),
-    subjects: int = typer.Option(2000, help="Simulated MIMIC-IV subjects."),
-    seed: int = typer.Option(0, help="Seed of the simulator, the splits and training."),
-    epochs: int = typer.Option(20, help="Training epochs per backbone."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo output in OUT."),
-) -> None:
+def demo(derived: dict | None = None) -> None:
     """Run the main job end to end: real MIMIC-IV demo cohorts, then simulate -> build -> featurize -> train."""
+    from medmodal.catalog import spelled
     from medmodal.demo import DemoConfig, run_demo
+    from medmodal.options import make_config
 
-    run_demo(DemoConfig(out=out, subjects=subjects, seed=seed, epochs=epochs, overwrite=overwrite))
+    said = spelled(_demo_flags())
+    run_demo(make_config(DemoConfig, derived, what="the demo", text=True, spelled=said))
+
+
+def _demo_flags() -> list[Any]:
+    from medmodal.catalog import config_flags
+    from medmodal.demo import DemoConfig
+
+    return config_flags(DemoConfig)
+
+
+# ---------------------------------------------------------------------------------------------- the app
+_GROUPS = ("cohort", "simulate", "featurize", "train", "evaluate", "export", "report", "benchmark", "demo", "list")
+
+
+def _group() -> None:
+    pass
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The typer app, its registry-derived options read from the registries as they are now. ``only``: build
+    just that command group (what `medmodal <group> ...` needs); None: all of them."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+    app.callback()(_group)  # a group even when `only` leaves one command in it (typer would flatten it)
+
+    def want(group: str) -> bool:
+        return only is None or only == group
+
+    if want("cohort"):
+        cohort = typer.Typer(no_args_is_help=True, help="Build and inspect leakage-safe cohorts from raw files.")
+        from medmodal.catalog import default_flag, root_flags
+        from medmodal.cohort.build import build_cohort
+
+        seed = default_flag(build_cohort, "seed", "Split seed (subject-level 70/10/20, shared by all tasks).")
+        cohort.command("build")(_with_flags(cohort_build, [*root_flags(), seed]))
+        cohort.command("validate")(_with_flags(cohort_validate, root_flags()))
+        cohort.command("report")(cohort_report)
+        cohort.command("tasks")(cohort_tasks)
+        app.add_typer(cohort, name="cohort")
+    if want("simulate"):
+        from medmodal.catalog import default_flag
+        from medmodal.simulate import simulate
+
+        environments = "train | shifted | outcome_shift | order_shift | decoupled."
+        sim = [default_flag(simulate, "environment", environments)]
+        sim.append(default_flag(simulate, "image_size", "Edge of the square CXR films in pixels."))
+        app.command("simulate")(_with_flags(simulate_cmd, sim))
+    if want("featurize"):
+        _add_featurize(app)
+    if want("train"):
+        app.command("train")(_train_command())
+    if want("evaluate"):
+        from medmodal.catalog import default_flag
+        from medmodal.models.evaluate import evaluate
+
+        device = default_flag(evaluate, "device", "auto | cpu | cuda | cuda:N")
+        app.command("evaluate")(_with_flags(evaluate_cmd, [device]))
+    if want("export"):
+        export = typer.Typer(
+            no_args_is_help=True, help="Write cohorts and predictions in the MEDS formats (docs/ecosystem.md)."
+        )
+        export.command("meds")(export_meds_cmd)
+        export.command("predictions")(export_predictions_cmd)
+        app.add_typer(export, name="export")
+    if want("report"):
+        app.command("report")(report_cmd)
+    if want("benchmark"):
+        bench = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables.")
+        bench.command("shift")(benchmark_shift_cmd)
+        app.add_typer(bench, name="benchmark")
+    if want("demo"):
+        app.command("demo")(_with_flags(demo, _demo_flags()))
+    if want("list"):
+        app.command("list")(list_cmd)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``medmodal.cli.app``: the whole app, built on first use (tests import it; `main` builds less)."""
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    build_app(first if first in _GROUPS else None)()
 
 
 if __name__ == "__main__":

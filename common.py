@@ -111,10 +111,15 @@ class Registry(Generic[T]):
     >>> BACKBONES = Registry("backbone")
     >>> @BACKBONES.register("late_fusion")
     ... class LateFusion: ...
+
+    What a registered object declares beyond its name (its typed ``config_class``, a featurizer's ``kind``) is
+    read from the object itself (``medmodal.options``), so the CLI, ``medmodal list`` and the docs tables all
+    derive from the registry. ``default`` names the entry used when a caller names none.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, default: str | None = None):
         self.kind = kind
+        self.default = default
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -126,6 +131,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests that register a throwaway entry clean up with this)."""
+        self._items.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
@@ -135,6 +144,9 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(name, self._items[name]) for name in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

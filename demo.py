@@ -23,9 +23,10 @@ from rich.table import Table
 import medmodal.models.backbones  # noqa: F401  (fill the registry)
 from medmodal.cohort import build_cohort, format_report, tasks_for
 from medmodal.common import console
-from medmodal.featurize import featurize_all, tiny
+from medmodal.featurize import ImageConfig, TextConfig, featurize_all, tiny
 from medmodal.models.base import BACKBONES
 from medmodal.models.train import train
+from medmodal.options import option, validate
 from medmodal.outputs import claim_dir
 from medmodal.simulate import simulate
 
@@ -35,16 +36,22 @@ MIMIC_DEMO = REPO / "data" / "mimic-iv-demo-2.2"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out: Path = Path("demo_out")
-    subjects: int = 2000  # simulated subjects: enough test positives for intervals narrower than ±0.1
-    seed: int = 0
-    task: str = "readmission_30d"
-    epochs: int = 20
-    image_size: int = 64  # the tiny image encoder gains nothing from 256 px; keeps the demo in minutes
-    overwrite: bool = False  # replace an earlier demo output (each part is replaced only if it is the demo's own)
-    # torch CPU threads for the whole demo: the numbers depend on the thread count (muse most: its test AUROC
-    # moves by ~0.02 between 1 and 2 threads), so a fixed count gives the same table on every machine
-    threads: int = 2
+    out: Path = option(Path("demo_out"), "where the demo writes its cohorts, features and runs")
+    # enough test positives for intervals narrower than ±0.1
+    subjects: int = option(2000, "simulated MIMIC-IV subjects", minimum=1)
+    seed: int = option(0, "seed of the simulator, the splits and training", minimum=0)
+    task: str = option("readmission_30d", "the MIMIC-IV task of the simulated part")
+    epochs: int = option(20, "training epochs per backbone", minimum=1)
+    # the tiny image encoder gains nothing from 256 px; keeps the demo in minutes
+    image_size: int = option(64, "edge of the simulated CXR films in pixels", minimum=32)
+    # each part is replaced only if it is the demo's own
+    overwrite: bool = option(False, "replace an earlier demo output in OUT")
+    # the numbers depend on the thread count (muse most: its test AUROC moves by ~0.02 between 1 and 2 threads),
+    # so a fixed count gives the same table on every machine
+    threads: int = option(2, "torch CPU threads for the whole demo", minimum=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def real_cohorts(cfg: DemoConfig) -> Path:
@@ -75,12 +82,10 @@ def simulated_models(cfg: DemoConfig) -> Table:
     featurize_all(
         cohort,
         root / "store",
-        text_model=str(bert),
-        image_model="test_convnext",
-        image_weights=timm_weights,
-        device="auto",
-        max_length=128,
-        stride=32,
+        configs=[
+            TextConfig(model=str(bert), max_length=128, stride=32),
+            ImageConfig(model="test_convnext", weights=str(timm_weights)),
+        ],
         overwrite=cfg.overwrite,
     )
 
@@ -100,7 +105,7 @@ def simulated_models(cfg: DemoConfig) -> Table:
             lr=3e-3,
             seed=cfg.seed,
             overwrite=cfg.overwrite,
-            backbone_args={"hidden": 64},
+            backbone_config={"hidden": 64},
         )
         seconds = time.perf_counter() - t0
         metrics = json.loads((run / "metrics.json").read_text())

@@ -33,7 +33,7 @@ TASK = {"mimic_iv": "readmission_30d", "eicu": "icu_mortality_24h", "adni": "dia
 def time_checks(source: str, raw: Path, work: Path, threads: int) -> tuple[float, int, int]:
     """(seconds, files with rules, rows in them) for check_files alone on a fresh connection."""
     src = SOURCES.get(source)()
-    located = locate(src.files, src.roots(raw))
+    located = locate(src.files, src.resolve_roots(raw))
     con = connect(work, memory_limit=None, threads=threads)
     try:
         register_views(con, located)

@@ -13,10 +13,11 @@ Protocol (docs/benchmark.md has the reasoning):
    reporting worlds at the default confounder strength, and the same world seeds again at every other
    ``c_outcome`` of the sweep.
 2. **Selection** (``select_seed``, on a separate selection world ``select_world``; neither is a reporting seed or
-   world): every method gets the same budget, ``len(CANDIDATES[m])`` = 3 option sets, each trained once; the one
-   with the best AUPRC of the primary label on the **training environment's validation split** is kept. erm and
-   the baselines are selected the same way. ``--target-selection`` additionally selects on the selection world's
-   ``shifted`` validation split (target-domain labels) and reports that choice apart, labelled as such.
+   world): every method gets the same budget, ``len(candidates()[m])`` = 3 option sets (each framework's
+   ``search_space``), each trained once; the one with the best AUPRC of the primary label on the **training
+   environment's validation split** is kept. erm and the baselines are selected the same way.
+   ``--target-selection`` additionally selects on the selection world's ``shifted`` validation split
+   (target-domain labels) and reports that choice apart, labelled as such.
 3. **Reporting.** The selected option set of every method, with ``seeds`` model seeds on every reporting world,
    plus each framework's ablations (``ABLATIONS`` trained; ``PREDICT_ABLATIONS`` re-predicted from the same
    weights). Every run is scored in distribution (the train environment's test split) and on *every* sample of
@@ -55,16 +56,23 @@ MECHANISMS = ("shifted", "outcome_shift", "order_shift", "decoupled")
 NEURAL = ("erm", "groupdro", "dfd", "cdmm", "mmnar")
 METHODS = ("erm", "logreg", "groupdro", "dfd", "cdmm", "mmnar")
 
-# The hyper-parameter budget: three option sets per method, erm and the baselines included. "train" entries are
-# TrainConfig fields; the rest are framework options (for logreg: scikit-learn's inverse regularisation C).
-CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "erm": [{}, {"head_dropout": 0.3}, {"train": {"weight_decay": 0.1}}],
-    "logreg": [{"C": 1.0}, {"C": 0.1}, {"C": 0.01}],
-    "groupdro": [{}, {"step_size": 0.1}, {"adjustment": 1.0}],
-    "dfd": [{}, {"mi_weight": 0.3}, {"mi_weight": 0.03}],
-    "cdmm": [{}, {"mi_weight": 0.3}, {"mi_weight": 0.03}],
-    "mmnar": [{}, {"aux_weight": 1.0}, {"aux_weight": 0.2}],
-}
+# logreg is a baseline of this benchmark, not a registered framework: scikit-learn's inverse regularisation C
+LOGREG_CANDIDATES: tuple[dict[str, Any], ...] = ({"C": 1.0}, {"C": 0.1}, {"C": 0.01})
+
+
+def candidates(methods: tuple[str, ...] = METHODS) -> dict[str, list[dict[str, Any]]]:
+    """The hyper-parameter budget: the option sets each framework's config declares (``search_space``; the same
+    number for every method, erm and the baselines included). A ``"train"`` entry holds TrainConfig fields, the
+    rest are framework options."""
+    from medmodal.models.base import FRAMEWORKS
+
+    out = {}
+    for m in methods:
+        space = LOGREG_CANDIDATES if m == "logreg" else FRAMEWORKS.get(m).config_class.search_space
+        out[m] = [dict(opts) for opts in space]
+    return out
+
+
 # Each framework's parts, switched off one at a time on top of the selected option set (trained again) ...
 ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "dfd": {
@@ -104,7 +112,7 @@ class ShiftConfig:
     image_size: int = 32
     n_boot: int = 1000
     jobs: int = 1  # worker processes (one torch thread each)
-    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: CANDIDATES)
+    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=candidates)
 
     def __post_init__(self):
         if self.subjects < 200:
@@ -167,7 +175,7 @@ def data_cell(work: Path, cfg: ShiftConfig, c: float, world: int, env: str) -> s
     import torch
 
     from medmodal.cohort import build_cohort
-    from medmodal.featurize import featurize_all
+    from medmodal.featurize import ImageConfig, TextConfig, featurize_all
     from medmodal.models.data import load_cohort
     from medmodal.simulate import simulate
 
@@ -196,13 +204,10 @@ def data_cell(work: Path, cfg: ShiftConfig, c: float, world: int, env: str) -> s
         featurize_all(
             d / "cohort",
             d / "store",
-            text_model=text_model,
-            image_model="test_convnext",
-            image_weights=image_weights,
-            device="cpu",
-            max_length=128,
-            stride=32,
-            num_workers=0,
+            configs=[
+                TextConfig(model=text_model, device="cpu", max_length=128, stride=32),
+                ImageConfig(model="test_convnext", weights=str(image_weights), device="cpu", num_workers=0),
+            ],
         )
         data = load_cohort(d / "cohort", d / "store")
     with atomic_file(d / "labels.npz") as fh:
@@ -267,8 +272,8 @@ def run_cell(
             run,
             backbone=cfg.backbone,
             framework=method,
-            framework_args=fw_args,
-            backbone_args={"hidden": cfg.hidden},
+            framework_config=fw_args,
+            backbone_config={"hidden": cfg.hidden},
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
             lr=cfg.lr,

@@ -1,7 +1,7 @@
 """Leakage-safe cohorts from raw files: sources, tasks, the DuckDB runner, splits, masks, audits, report.
 
 Library API (docs/cohort.md):
-    build_cohort(source, raw, task, out, *, note_root=None, cxr_root=None, memory_limit=None, threads=None,
+    build_cohort(source, raw, task, out, *, roots=None, memory_limit=None, threads=None,
                  seed=0, overwrite=False, dataset_version=None) -> Path
     format_report(cohort_dir) -> rich renderable
     SOURCES, TASKS: the registries (a new source = one module in cohort/sources/ + sql/<source>/ + one import

@@ -26,6 +26,8 @@ source's post-task SQL runs, so those files select from ``cohort``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +35,13 @@ from typing import Any, ClassVar
 
 from medmodal.common import MedmodalError, Registry
 from medmodal.contracts import MODALITY_KINDS
+from medmodal.options import option, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = REPO_ROOT / "sql"
 COMMON_SQL = (SQL_ROOT / "common" / "macros.sql",)  # run before every source's own SQL
+
+PARAM_TYPES = (int, float, bool, str)  # what a task parameter may hold (a scalar the SQL renders as a literal)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class TaskSpec:
     labels: tuple[LabelDef, ...]
     inclusion: tuple[InclusionStep, ...]
     modalities: Mapping[str, ModalityRule]
+    # the task's parameters, each a scalar its SQL reads as {{ name }}; typed by its value (``config_class``)
     params: Mapping[str, Any] = field(default_factory=dict)
     sql_path: Path | None = None  # explicit SQL file (tests); otherwise sql/<source>/tasks/<sql>.sql
 
@@ -144,6 +150,17 @@ class TaskSpec:
         steps = [s.step for s in self.inclusion]
         if len(set(steps)) != len(steps):
             raise ValueError(f"task {self.name}: duplicate inclusion step")
+        for key, value in self.params.items():
+            if not key.isidentifier() or type(value) not in PARAM_TYPES:
+                raise ValueError(f"task {self.name}: param {key} must be a name with an int, float, bool or text value")
+
+    @functools.cached_property
+    def config_class(self) -> type:
+        """The params as a typed frozen dataclass (each type from its value, each default the value), so a task's
+        options are listed and checked like every other registry entry's (``medmodal list tasks``)."""
+        fields = [(k, type(v), option(v, f"task parameter (SQL {{{{ {k} }}}})")) for k, v in self.params.items()]
+        ns = {"__post_init__": validate, "__doc__": f"Parameters of task {self.name}."}
+        return dataclasses.make_dataclass(f"{self.name}_params", fields, frozen=True, namespace=ns)
 
     def sql_file(self, source: str) -> Path:
         return self.sql_path if self.sql_path is not None else SQL_ROOT / source / "tasks" / f"{self.sql}.sql"
@@ -168,18 +185,31 @@ class Source:
     before_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run before the task SQL
     after_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run on `cohort`
     known_versions: ClassVar[tuple[str, ...] | None] = None  # releases --dataset-version accepts (None: any)
+    # Modules the user may keep outside RAW (downloaded apart): module -> what folder it is. The CLI derives
+    # ``--<module>-root`` from these; ``roots`` reads them from ``given``.
+    extra_roots: ClassVar[Mapping[str, str]] = {}
 
     @property
     def sql_dir(self) -> Path:
         return SQL_ROOT / self.name
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
-        """Map each FileSpec.module to a directory. Default: ``raw/<module>``, overridden by ``<module>_root``."""
-        out = {}
-        for spec in self.files:
-            override = module_roots.get(f"{spec.module}_root")
-            out[spec.module] = Path(override) if override is not None else Path(raw) / spec.module
-        return out
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
+        """Map each FileSpec.module to a directory: ``given[module]`` (an extra root the user named), else
+        ``raw/<module>``."""
+        return {spec.module: Path(given.get(spec.module) or Path(raw) / spec.module) for spec in self.files}
+
+    def resolve_roots(self, raw: Path, given: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
+        """Check the extra roots the user named (declared by this source, existing folders), then ``roots``."""
+        named = {module: Path(p) for module, p in (given or {}).items() if p is not None}
+        for module, path in named.items():
+            if module not in self.extra_roots:
+                known = ", ".join(f"--{m}-root" for m in self.extra_roots) or "none"
+                raise MedmodalError(
+                    f"source {self.name} has no {module} root (its roots: {known})", field=root_flag(module)
+                )
+            if not path.is_dir():  # given explicitly: a typo must not read as "absent"
+                raise MedmodalError(f"folder given by {root_flag(module)} not found", path=path)
+        return self.roots(Path(raw), named)
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:
         """Return (dataset_version, evidence in words). ``con`` has every view registered."""
@@ -210,6 +240,11 @@ class Source:
             if m.name == name:
                 return m
         raise MedmodalError(f"source {self.name} has no modality '{name}'")
+
+
+def root_flag(module: str) -> str:
+    """The CLI flag of an extra module root: ``--note-root``."""
+    return f"--{module.replace('_', '-')}-root"
 
 
 SOURCES: Registry[type[Source]] = Registry("source")

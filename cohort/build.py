@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 import medmodal
 from medmodal.cohort.audits import run_audits
-from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, tasks_for
+from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, TaskSpec, root_flag, tasks_for
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.preflight import run_preflight
 from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
@@ -52,8 +52,7 @@ def build_cohort(
     task: str | TaskSpec,
     out: str | Path,
     *,
-    note_root: str | Path | None = None,
-    cxr_root: str | Path | None = None,
+    roots: Mapping[str, str | Path | None] | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
     seed: int = 0,
@@ -64,7 +63,8 @@ def build_cohort(
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
     ``task="all"`` builds every task of the source into ``out/<task>/`` (one folder of cohorts, replaced as a
-    whole). ``dataset_version`` overrides the release detection (e.g. "3.1"). ``imported``
+    whole). ``roots``: the source's extra module roots kept outside ``raw`` (``{"note": path}``; its
+    ``extra_roots``). ``dataset_version`` overrides the release detection (e.g. "3.1"). ``imported``
     (cohort/meds_import.ImportedLabels) supplies the labels of a task built from a MEDS label file. An existing
     ``out`` is replaced only when it is a cohort (or a folder of cohorts) and ``overwrite`` is true; an ``out``
     inside or above a raw root is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
@@ -80,11 +80,9 @@ def build_cohort(
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
-    for flag, root in (("--note-root", note_root), ("--cxr-root", cxr_root)):
-        if root is not None and not Path(root).is_dir():  # given explicitly: a typo must not read as "absent"
-            raise MedmodalError(f"folder given by {flag} not found", path=root)
-    roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
-    inputs = {"--raw": raw, "--note-root": note_root, "--cxr-root": cxr_root}
+    given = dict(roots or {})
+    roots = src.resolve_roots(raw, given)
+    inputs = {"--raw": raw, **{root_flag(module): path for module, path in given.items()}}
     if imported is not None:
         inputs["--labels"] = getattr(imported, "path", None)
     inputs.update({f"the {module} root": root for module, root in roots.items() if root.exists()})

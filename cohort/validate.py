@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,8 +91,7 @@ def validate_raw(
     source: str,
     raw: str | Path,
     *,
-    note_root: str | Path | None = None,
-    cxr_root: str | Path | None = None,
+    roots: Mapping[str, str | Path | None] | None = None,
     checksums: bool = False,
     dataset_version: str | None = None,
     threads: int | None = None,
@@ -101,10 +101,7 @@ def validate_raw(
     raw = Path(raw)
     if not raw.is_dir():
         raise MedmodalError("raw data folder not found", path=raw)
-    for flag, root in (("--note-root", note_root), ("--cxr-root", cxr_root)):
-        if root is not None and not Path(root).is_dir():
-            raise MedmodalError(f"folder given by {flag} not found", path=root)
-    roots = src.roots(raw, note_root=note_root, cxr_root=cxr_root)
+    roots = src.resolve_roots(raw, roots)
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")

@@ -1,10 +1,12 @@
 """What every featurizer shares: the registries, the cached item-embedding loop, per-sample pooling, the output.
 
-A **featurizer** handles one modality kind (``text``, ``image``, ``structured``, ``timeseries``): it is a class
-registered with ``@FEATURIZERS.register(kind)`` that has a frozen ``Config`` dataclass and a
-``run(cohort, modalities, store, config) -> {modality: ModalityFeatures}`` method. Adding a kind is one file plus
-one import line in ``featurize/__init__.py``; ``featurize_all`` finds it through the manifest's
-``modality_kinds``.
+A **featurizer** embeds the modalities of one kind (``text``, ``image``, ``structured``, ``timeseries``): a
+:class:`Featurizer` subclass registered by *name* with ``@FEATURIZERS.register(name)`` that states its ``kind``,
+a frozen ``config_class`` (``medmodal.options``) and a ``run(cohort, modalities, store, config) ->
+{modality: ModalityFeatures}`` method. Several featurizers may serve one kind (a second text encoder is one
+file); the one marked ``default`` (or the only one) is used when the user names none. Adding a featurizer is one
+file plus one import line in ``featurize/__init__.py``; ``featurize_all`` finds the kinds through the manifest's
+``modality_kinds``, and ``medmodal featurize`` derives its options from the registry.
 
 Item-based featurizers (notes, images) go through :func:`embed_items`: content keys -> cache lookup -> compute
 only the missing items through an :class:`ItemEncoder` -> append to the cache -> pool items per sample with a
@@ -20,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -42,8 +44,53 @@ from medmodal.outputs import atomic_dir
 
 log = logging.getLogger("medmodal.featurize")
 
-FEATURIZERS: Registry[type] = Registry("featurizer")
+
+class Featurizer:
+    """Base class of a featurizer; subclass, set the class attributes, decorate with ``@FEATURIZERS.register``."""
+
+    kind: ClassVar[str]  # the modality kind it embeds (a manifest's modality_kinds value)
+    config_class: ClassVar[type]  # frozen dataclass of its options, with their defaults
+    default: ClassVar[bool] = False  # the kind's featurizer when none is named (needed once a kind has two)
+    # the `medmodal featurize <command>` it runs under (default: its kind); timeseries runs with `structured`
+    command: ClassVar[str | None] = None
+
+    def run(self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: Any) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+FEATURIZERS: Registry[type[Featurizer]] = Registry("featurizer")
 POOLINGS: Registry[Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = Registry("pooling policy")
+
+
+def featurizers_of(kind: str) -> list[str]:
+    """Names of the registered featurizers of modality kind ``kind``."""
+    return [name for name, cls in FEATURIZERS.items() if cls.kind == kind]
+
+
+def default_featurizer(kind: str) -> str:
+    """The featurizer of ``kind`` used when none is named: the one marked ``default``, else the only one."""
+    names = featurizers_of(kind)
+    marked = [n for n in names if FEATURIZERS.get(n).default]
+    if len(marked) == 1 or len(names) == 1:
+        return marked[0] if marked else names[0]
+    if not names:
+        raise MedmodalError(f"no featurizer is registered for modality kind '{kind}'")
+    raise MedmodalError(f"modality kind '{kind}' has featurizers {', '.join(names)} and {len(marked)} marked default")
+
+
+def featurizer_of_config(config: Any) -> str:
+    """The registered featurizer whose ``config_class`` ``config`` is an instance of."""
+    names = [n for n, cls in FEATURIZERS.items() if type(config) is cls.config_class]
+    if len(names) != 1:
+        what = "no featurizer" if not names else f"featurizers {', '.join(names)}"
+        raise MedmodalError(f"{type(config).__name__} is the config of {what}; pass one of a featurizer's configs")
+    return names[0]
+
+
+def command_of(name: str) -> str:
+    cls = FEATURIZERS.get(name)
+    return cls.command or cls.kind
+
 
 MAX_LISTED_SKIPS = 100  # skipped item ids listed in a manifest; the counts cover all of them
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,7 @@ from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
     EncodedBatch,
+    Featurizer,
     ModalityFeatures,
     assemble_items,
     embed_items,
@@ -37,34 +38,36 @@ from medmodal.featurize.base import (
 )
 from medmodal.featurize.cache import FileHashMemo, item_key
 from medmodal.featurize.decode import DECODE_VERSION, ImageDecodeError, decode_image
+from medmodal.options import option, validate
 
-DEFAULT_IMAGE_MODEL = "densenet121"  # the CheXNet backbone; any timm name works
 IMAGE_ENCODER_CODE = "image-v1"  # fingerprinted: bump when the loading / pooling code changes
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    model: str = DEFAULT_IMAGE_MODEL
-    weights: str | None = None  # safetensors (or .pth/.bin state dict); None: the local HF cache's timm weights
-    pooling: str = "mean"  # images per sample: a POOLINGS name ("mean", "latest")
-    batch_size: int | None = None  # None: 32 on CUDA, 8 on CPU (larger CPU batches fall out of cache)
-    num_workers: int | None = None  # DataLoader workers; None: min(8, CPU count)
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    shard_size: int = 1024
-    hash_threads: int = 8  # threads reading + hashing files for the cache lookup (I/O bound)
-    trust_mtime: bool = True  # reuse a file's remembered sha256 while its size and mtime are unchanged
+    # densenet121: the CheXNet backbone; any timm name works
+    model: str = option("densenet121", "timm model name")
+    weights: str | None = option(
+        None, "weights file, .safetensors preferred (none: the timm weights in the local HF cache)"
+    )
+    pooling: str = option("mean", "images per sample: a pooling policy (mean | latest)")
+    # larger CPU batches fall out of cache
+    batch_size: int | None = option(None, "images per forward pass (none: 32 on CUDA, 8 on CPU)", minimum=1)
+    num_workers: int | None = option(
+        None, "DataLoader workers reading and decoding files (none: min(8, CPUs))", minimum=0
+    )
+    device: str = option("auto", "auto | cpu | cuda[:N]", shared=True)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16", shared=True
+    )
+    shard_size: int = option(1024, "vectors per cache shard file", minimum=1)
+    hash_threads: int = option(8, "threads reading and hashing files for the cache lookup (I/O bound)", minimum=1)
+    # without it, a file's remembered sha256 is reused while its size and mtime are unchanged
+    rehash: bool = option(False, "re-read every file even if its size and mtime are unchanged")
 
     def __post_init__(self) -> None:
+        validate(self)
         POOLINGS.get(self.pooling)
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
-        if (
-            (self.batch_size is not None and self.batch_size < 1)
-            or self.shard_size < 1
-            or (self.num_workers is not None and self.num_workers < 0)
-        ):
-            raise MedmodalError("batch_size and shard_size must be >= 1, num_workers >= 0")
 
     @property
     def workers(self) -> int:
@@ -359,10 +362,13 @@ def hash_files(
 
 
 # ---------------------------------------------------------------------------------------------------- featurizer
-@FEATURIZERS.register("image")
-class ImageFeaturizer:
+@FEATURIZERS.register("timm")
+class ImageFeaturizer(Featurizer):
+    """Images (JPG/PNG/DICOM): a timm model's pooled features per image, pooled per sample."""
+
     kind = "image"
-    Config = ImageConfig
+    config_class = ImageConfig
+    default = True
 
     def run(self, cohort, modalities: list[str], store: str | Path, cfg: ImageConfig) -> dict[str, ModalityFeatures]:
         if not modalities:
@@ -387,7 +393,7 @@ class ImageFeaturizer:
             paths = [p or "" for p, _ in checked]
             ok = [i for i, (p, _) in enumerate(checked) if p is not None]
             hashed: list[tuple[str | None, str | None]] = [(None, why) for _, why in checked]
-            memo = FileHashMemo(store) if cfg.trust_mtime else None
+            memo = None if cfg.rehash else FileHashMemo(store)
             for i, res in zip(ok, hash_files(m, [paths[i] for i in ok], cfg.hash_threads, memo)):
                 hashed[i] = res
             keys = [None if sha is None else item_key(i, sha) for i, (sha, _) in zip(item_ids, hashed)]

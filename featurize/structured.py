@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -26,7 +27,8 @@ import torch
 
 from medmodal.common import MedmodalError, console
 from medmodal.contracts import CohortDir
-from medmodal.featurize.base import FEATURIZERS, ModalityFeatures
+from medmodal.featurize.base import FEATURIZERS, Featurizer, ModalityFeatures
+from medmodal.options import option, validate
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,16 @@ class StructuredConfig:
 
 @dataclass(frozen=True)
 class TimeseriesConfig:
-    max_hours: int = 48  # cap on T; hours outside the kept T are dropped (counted in the manifest)
-    # "start": keep the first T hours of the observation window (t = hours since it opened; the contract's clock);
-    # "end": keep the T hours just before each sample's prediction time (t = T-1 is the last hour before it)
-    align: str = "start"
+    # hours outside the kept T are dropped (counted in the manifest)
+    max_hours: int = option(48, "cap on the timeseries length T (hours)", minimum=1)
+    # "start": t = hours since the window opened (the contract's clock); "end": t = T-1 is the last hour before
+    # prediction
+    align: Literal["start", "end"] = option(
+        "start", "start: the first T hours of the window | end: the T hours before prediction"
+    )
 
     def __post_init__(self) -> None:
-        if self.max_hours < 1:
-            raise MedmodalError(f"max_hours must be >= 1 (got {self.max_hours})", field="max_hours")
-        if self.align not in ("end", "start"):
-            raise MedmodalError(f"align must be end or start (got {self.align!r})", field="align")
+        validate(self)
 
 
 def window_end_hours(cohort: CohortDir) -> np.ndarray | None:
@@ -129,9 +131,11 @@ def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[n
 
 
 @FEATURIZERS.register("structured")
-class StructuredFeaturizer:
+class StructuredFeaturizer(Featurizer):
+    """structured.parquet's features z-scored on the train split, NaN -> 0 with an observed mask."""
+
     kind = "structured"
-    Config = StructuredConfig
+    config_class = StructuredConfig
 
     def run(
         self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: StructuredConfig
@@ -197,9 +201,12 @@ class StructuredFeaturizer:
 
 
 @FEATURIZERS.register("timeseries")
-class TimeseriesFeaturizer:
+class TimeseriesFeaturizer(Featurizer):
+    """timeseries.parquet as (N, T, V) hourly means z-scored on the train split, with an observed mask."""
+
     kind = "timeseries"
-    Config = TimeseriesConfig
+    config_class = TimeseriesConfig
+    command = "structured"  # `medmodal featurize structured` writes both tabular kinds
 
     def run(
         self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: TimeseriesConfig

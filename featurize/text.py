@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -34,14 +34,15 @@ from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
     EncodedBatch,
+    Featurizer,
     ModalityFeatures,
     assemble_items,
     embed_items,
     skip_empty_modalities,
 )
 from medmodal.featurize.cache import content_sha256, item_key
+from medmodal.options import option, validate
 
-DEFAULT_TEXT_MODEL = "emilyalsentzer/Bio_ClinicalBERT"
 TEXT_ENCODER_CODE = "text-v2"  # fingerprinted: bump when the windowing / padding / pooling code changes
 PAD_MULTIPLE = 32  # a window is padded to its length rounded up to this (at most a quarter more for >= 124 tokens)
 # Files that change what a checkpoint computes; READMEs and other frameworks' weights do not.
@@ -63,34 +64,34 @@ _MODEL_FILE_PATTERNS = (
 
 @dataclass(frozen=True)
 class TextConfig:
-    model: str = DEFAULT_TEXT_MODEL
-    note_types: tuple[str, ...] | None = None  # None: every `<type>_note` modality of the manifest
-    max_length: int = 512  # tokens per window incl. special tokens; capped at the model's maximum
-    stride: int = 128  # tokens shared by consecutive windows of a long note (a quarter of 512)
-    token_pooling: str = "mean"  # window vector: "mean" (masked mean of last hidden states) or "cls"
-    pooling: str = "mean"  # notes per sample: a POOLINGS name ("mean", "latest")
-    # full-length windows per forward pass (shorter ones are packed to the same token count); None: 32 on CUDA,
-    # 8 on CPU, where batching buys little and big batches fall out of cache (benchmarks/featurize_text.py)
-    batch_size: int | None = None
-    chunk_size: int = 256  # notes whose windows are length-sorted together (also bounds work lost on a kill)
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on CUDA, fp32 on CPU)
-    shard_size: int = 1024
+    model: str = option("emilyalsentzer/Bio_ClinicalBERT", "HF repo id in the local cache, or a model directory")
+    note_types: tuple[str, ...] | None = option(
+        None, "note types to embed, e.g. discharge,radiology (none: every <type>_note modality)"
+    )
+    max_length: int = option(512, "tokens per window incl. [CLS]/[SEP]; capped at the model's maximum", minimum=8)
+    # a quarter of 512
+    stride: int = option(128, "tokens shared by consecutive windows of a long note (<= max_length/2)", minimum=0)
+    token_pooling: Literal["mean", "cls"] = option("mean", "window vector: masked mean of last hidden states, or [CLS]")
+    pooling: str = option("mean", "notes per sample: a pooling policy (mean | latest)")
+    # shorter windows are packed to the same token count; on the CPU batching buys little and big batches fall out
+    # of cache (benchmarks/featurize_text.py)
+    batch_size: int | None = option(
+        None, "full-length windows per forward pass (none: 32 on CUDA, 8 on CPU)", minimum=1
+    )
+    chunk_size: int = option(
+        256, "notes whose windows are length-sorted together (also bounds work lost on a kill)", minimum=1
+    )
+    device: str = option("auto", "auto | cpu | cuda[:N]", shared=True)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16", shared=True
+    )
+    shard_size: int = option(1024, "vectors per cache shard file", minimum=1)
 
     def __post_init__(self) -> None:
-        if self.max_length < 8:
-            raise MedmodalError(f"max_length must be >= 8 (got {self.max_length})", field="max_length")
-        if not 0 <= self.stride <= self.max_length // 2:
+        validate(self)
+        if self.stride > self.max_length // 2:
             raise MedmodalError(f"stride must be in [0, max_length/2] (got {self.stride})", field="stride")
-        if self.token_pooling not in ("mean", "cls"):
-            raise MedmodalError(
-                f"token_pooling must be mean or cls (got {self.token_pooling!r})", field="token_pooling"
-            )
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise MedmodalError(f"unknown precision {self.precision!r}", field="precision")
         POOLINGS.get(self.pooling)
-        if (self.batch_size is not None and self.batch_size < 1) or self.chunk_size < 1 or self.shard_size < 1:
-            raise MedmodalError("batch_size, chunk_size and shard_size must be >= 1")
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -257,10 +258,13 @@ class TextEncoder:
 
 
 # ---------------------------------------------------------------------------------------------------- featurizer
-@FEATURIZERS.register("text")
-class TextFeaturizer:
+@FEATURIZERS.register("transformers")
+class TextFeaturizer(Featurizer):
+    """Notes: a Hugging Face encoder over overlapping token windows, mean per note, pooled per sample."""
+
     kind = "text"
-    Config = TextConfig
+    config_class = TextConfig
+    default = True
 
     def run(
         self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: TextConfig

@@ -4,20 +4,24 @@ A **backbone** maps a batch to per-modality embeddings and a fused representatio
 backbone and owns the heads, the losses and any post-hoc step (such as a rectifier fitted on validation data).
 The training loop (``models/train.py``) only talks to these interfaces, so a new backbone or framework is one
 file with a ``@BACKBONES.register`` / ``@FRAMEWORKS.register`` decorator plus one import line in the package's
-``__init__``.
+``__init__``. Each declares its options as a typed ``config_class`` (``medmodal.options``): the model's own
+default config, as timm's ``create_model(name, **kwargs)`` has; ``--backbone-arg`` / ``--framework-arg``,
+``medmodal list`` and the docs tables read them from there.
 
 Shapes: B batch, M modalities, H hidden size, K label tasks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from medmodal.common import Registry
+from medmodal.options import option, validate
 
 Batch = dict[str, Any]
 """x: {modality: [B, D_m] | [B, T, D_m]}, mask: bool [B, M], labels: float [B, K] (0/1 for binary labels, the
@@ -76,6 +80,36 @@ class BackboneOutput:
     embeddings: Tensor | None = None  # (B, M, H) pre-fusion embeddings (``Backbone.encode``), set by forward
 
 
+@dataclass(frozen=True)
+class BackboneConfig:
+    """What every backbone's config has: H. A backbone's own config subclasses this."""
+
+    hidden: int = option(128, "H: size of each modality embedding and of the fused vector", minimum=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class FrameworkConfig:
+    """A framework's options (none here). ``search_space``: the option sets the shift benchmark tries for it,
+    the same number for every method (benchmarks/shift.py; ``{"train": {...}}`` changes TrainConfig fields)."""
+
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _configured(obj: Any, config: Any, options: dict[str, Any]) -> Any:
+    cls = type(obj).config_class
+    if config is None:
+        return cls(**options)
+    if not isinstance(config, cls):
+        raise TypeError(f"{type(obj).__name__} takes a {cls.__name__}, got {type(config).__name__}")
+    return dataclasses.replace(config, **options) if options else config
+
+
 class Backbone(nn.Module):
     """Maps a batch to ``BackboneOutput`` in two steps that frameworks may call apart:
 
@@ -89,15 +123,22 @@ class Backbone(nn.Module):
     Contract (tested for every registered backbone): changing the input of a masked-out modality changes no
     output, and in ``eval()`` mode a sample's output does not depend on the other samples of its batch (batch
     invariance: a prediction is a function of the patient, not of who else is being scored).
-    Subclasses set ``hidden`` (H) and implement ``encode`` and ``fuse``; ``forward`` may add a training loss.
+    Subclasses declare ``config_class`` (a ``BackboneConfig``; H is its ``hidden``) and implement ``encode`` and
+    ``fuse``; ``forward`` may add a training loss. Built as ``Cls(spec, config)`` or ``Cls(spec, **options)``.
     """
 
+    config_class: ClassVar[type[BackboneConfig]] = BackboneConfig
     hidden: int
 
-    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs: Any):
+    def __init__(self, spec: DataSpec, config: BackboneConfig | None = None, **options: Any):
         super().__init__()
         self.spec = spec
-        self.hidden = hidden
+        self.cfg = _configured(self, config, options)
+        self.hidden = self.cfg.hidden
+
+    def config(self) -> dict[str, Any]:
+        """The full config (defaults included), as config.json records it."""
+        return asdict(self.cfg)
 
     def encode(self, batch: Batch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -118,13 +159,21 @@ class Framework(nn.Module):
     The training loop calls, in order: ``on_train_begin(info)``; per step ``out = self(batch)`` and
     ``loss, parts = self.loss(batch, out, progress)`` where progress ∈ [0, 1] is the fraction of training done;
     after training ``fit_post_hoc(val)`` with validation outputs only; at prediction ``predict(batch)`` returns
-    logits [B, K_out] after any post-hoc correction.
+    logits [B, K_out] after any post-hoc correction. Subclasses declare ``config_class`` (a ``FrameworkConfig``);
+    built as ``Cls(backbone, spec, config)`` or ``Cls(backbone, spec, **options)``.
     """
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
+    config_class: ClassVar[type[FrameworkConfig]] = FrameworkConfig
+
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: FrameworkConfig | None = None, **options: Any):
         super().__init__()
         self.backbone = backbone
         self.spec = spec
+        self.cfg = _configured(self, config, options)
+
+    def config(self) -> dict[str, Any]:
+        """The full config (defaults included), as config.json records it."""
+        return asdict(self.cfg)
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         """info: n_train, train_patterns (long [N_train]), train_labels (float [N_train, K]), train_label_mask
@@ -154,4 +203,4 @@ class Framework(nn.Module):
 
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone")
-FRAMEWORKS: Registry[type[Framework]] = Registry("framework")
+FRAMEWORKS: Registry[type[Framework]] = Registry("framework", default="erm")  # the reference every method beats

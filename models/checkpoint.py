@@ -16,11 +16,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-import medmodal.models.backbones
-import medmodal.models.frameworks  # noqa: F401 - fills FRAMEWORKS
 from medmodal.common import MedmodalError, write_json
 from medmodal.models.base import BACKBONES, FRAMEWORKS, DataSpec, Framework, LabelSpec, ModalitySpec
 from medmodal.models.data import Normalizer
+from medmodal.options import config_for
 
 CONFIG, WEIGHTS, NORMALIZATION, FRAMEWORK_STATE = (
     "config.json",
@@ -44,33 +43,29 @@ def spec_from_json(d: dict[str, Any]) -> DataSpec:
     )
 
 
-def _resolved_config(obj: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """The object's full config (defaults included) when it exposes ``config()``; else the kwargs it got."""
-    fn = getattr(obj, "config", None)
-    return dict(fn()) if callable(fn) else dict(given)
-
-
 def build_model(
     spec: DataSpec,
     backbone: str,
     framework: str,
-    backbone_args: dict | None = None,
-    framework_args: dict | None = None,
+    backbone_config: Any = None,
+    framework_config: Any = None,
 ) -> tuple[Framework, dict[str, Any], dict[str, Any]]:
-    """Instantiate framework(backbone(spec)); returns it with both resolved configs.
+    """Instantiate framework(backbone(spec)); returns it with both resolved configs (as config.json records them).
 
-    A wrong keyword is reported as one line naming the option, not as a TypeError from deep inside.
+    Each config is the entry's config object or a mapping of its fields (None: its defaults); a wrong field is
+    one line naming the option, the field and what it expects, not a TypeError from deep inside.
     """
-    backbone_args, framework_args = dict(backbone_args or {}), dict(framework_args or {})
+    bb_cfg = config_for(BACKBONES, backbone, backbone_config, flag="--backbone-arg")
+    fw_cfg = config_for(FRAMEWORKS, framework, framework_config, flag="--framework-arg")
     try:
-        bb = BACKBONES.get(backbone)(spec, **backbone_args)
-    except (TypeError, ValueError) as err:
+        bb = BACKBONES.get(backbone)(spec, bb_cfg)
+    except ValueError as err:  # a config that does not fit the data (e.g. more modalities than it supports)
         raise MedmodalError(f"backbone '{backbone}': {err}", field="--backbone-arg") from None
     try:
-        fw = FRAMEWORKS.get(framework)(bb, spec, **framework_args)
-    except (TypeError, ValueError) as err:
+        fw = FRAMEWORKS.get(framework)(bb, spec, fw_cfg)
+    except ValueError as err:
         raise MedmodalError(f"framework '{framework}': {err}", field="--framework-arg") from None
-    return fw, _resolved_config(bb, backbone_args), _resolved_config(fw, framework_args)
+    return fw, asdict(bb_cfg), asdict(fw_cfg)
 
 
 def save_weights(run_dir: Path, model: Framework, normalizer: Normalizer) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 import math
 import os
 import random
@@ -33,7 +32,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 import medmodal
-from medmodal.common import MedmodalError, check_number, console, write_json
+from medmodal.common import MedmodalError, console, write_json
 from medmodal.devices import autocast, resolve_device
 from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
@@ -56,73 +55,43 @@ from medmodal.models.evaluate import (
 )
 from medmodal.models.frameworks.label_losses import label_columns, masked_mean, output_probs, per_sample_ce
 from medmodal.models.metrics import point_metrics
+from medmodal.options import config_for, make_config, option, validate
 from medmodal.outputs import atomic_dir, check_output
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 256  # global batch (split across DDP ranks)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.05  # fraction of all steps spent warming up linearly from 0
-    grad_clip: float = 1.0  # max global L2 norm of the gradient
-    patience: int = 5  # epochs without a better validation AUPRC before stopping
-    class_weighting: str = "pos_weight"  # "pos_weight" | "none"
-    amp: bool = True  # autocast on CUDA (ignored on the CPU)
-    eval_batch_size: int = 1024
-    n_boot: int = 1000
-    observed_indicators: bool = True
+    """How ``train`` trains: every option of ``medmodal train`` (and ``--train-arg``) is a field here."""
+
+    epochs: int = option(30, "upper bound on epochs; early stopping usually ends sooner", minimum=1)
+    batch_size: int = option(256, "global batch size (split across torchrun ranks)", minimum=1)
+    lr: float = option(1e-3, "AdamW learning rate after warm-up", above=0)
+    weight_decay: float = option(0.01, "AdamW weight decay; none on biases and norm weights", minimum=0)
+    warmup_frac: float = option(
+        0.05, "share of the steps warming up linearly from 0, then cosine decay to 0", minimum=0, maximum=0.99
+    )
+    grad_clip: float = option(1.0, "gradient clipping: max global L2 norm", above=0)
+    patience: int = option(5, "epochs without a better validation AUPRC before stopping", minimum=1)
+    class_weighting: Literal["pos_weight", "none"] = option(
+        "pos_weight", "pos_weight: n_neg / n_pos per binary label from the train split (raises recall, inflates risks)"
+    )
+    amp: bool = option(True, "bf16 autocast on CUDA (fp16 + GradScaler without bf16); no-op on the CPU")
+    eval_batch_size: int = option(1024, "batch size of validation and prediction", minimum=1)
+    n_boot: int = option(1000, "bootstrap resamples for the test intervals", minimum=0)
+    observed_indicators: bool = option(True, "give the model the observed masks of structured/timeseries inputs")
+    seed: int = option(0, "seeds initialisation, the epoch permutations and dropout", minimum=0)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    # same seed + same threads = same bytes (see train's docstring)
+    threads: int | None = option(None, "torch CPU threads for this run (none: all cores)", minimum=1)
 
     def __post_init__(self):
-        # each bad value is one line naming its flag (--lr nan, --epochs -1, --n-boot -5, --train-arg grad_clip=inf)
-        for name, flag in _FLAGS.items():
-            bounds = _BOUNDS[name]
-            check_number(getattr(self, name), flag, **bounds)
-        if self.class_weighting not in ("pos_weight", "none"):
-            raise MedmodalError(
-                f"--train-arg class_weighting must be 'pos_weight' or 'none' (got {self.class_weighting!r})"
-            )
-        if not isinstance(self.amp, bool) or not isinstance(self.observed_indicators, bool):
-            raise MedmodalError("--train-arg amp / observed_indicators must be true or false")
+        validate(self)
 
 
-_FLAGS = {
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "weight_decay": "--train-arg weight_decay",
-    "warmup_frac": "--train-arg warmup_frac",
-    "grad_clip": "--train-arg grad_clip",
-    "patience": "--patience",
-    "eval_batch_size": "--train-arg eval_batch_size",
-    "n_boot": "--n-boot",
-}
-_BOUNDS: dict[str, dict[str, Any]] = {
-    "epochs": {"minimum": 1, "integer": True},
-    "batch_size": {"minimum": 1, "integer": True},
-    "lr": {"above": 0},
-    "weight_decay": {"minimum": 0},
-    "warmup_frac": {"minimum": 0, "maximum": 0.99},
-    "grad_clip": {"above": 0},
-    "patience": {"minimum": 1, "integer": True},
-    "eval_batch_size": {"minimum": 1, "integer": True},
-    "n_boot": {"minimum": 0, "integer": True},
-}
-
-
-def parse_kv(items: list[str] | None, option: str = "--framework-arg") -> dict[str, Any]:
-    """``["q=0.7", "predict_from=both"]`` -> ``{"q": 0.7, "predict_from": "both"}`` (JSON values, else strings)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise MedmodalError(f"expected key=value, got '{item}'", field=option)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+def train_config(values: dict[str, Any] | None = None, *, spelled: dict[str, str] | None = None) -> TrainConfig:
+    """A TrainConfig from field values, every error one line naming the option (``--lr: must be > 0``)."""
+    spelled = spelled or {k: "--" + k.replace("_", "-") for k in values or {}}
+    return make_config(TrainConfig, values, what="training", spelled=spelled)
 
 
 @dataclass(frozen=True)
@@ -258,43 +227,37 @@ def train(
     out: str | Path,
     *,
     backbone: str,
-    framework: str = "erm",
+    framework: str | None = None,
     tasks: list[str] | None = None,
     modalities: list[str] | None = None,
-    epochs: int = 30,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    seed: int = 0,
-    device: str = "auto",
-    backbone_args: dict[str, Any] | None = None,
-    framework_args: dict[str, Any] | None = None,
+    backbone_config: Any = None,
+    framework_config: Any = None,
+    config: TrainConfig | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    threads: int | None = None,
     **options: Any,
 ) -> Path:
     """Train, select the best validation epoch, score and write RUN_DIR (``out``); returns ``out``.
 
-    ``options`` are further ``TrainConfig`` fields (weight_decay, patience, class_weighting, n_boot, ...).
-    ``threads``: torch's CPU threads for this call. The same inputs and seed give the same bytes only at the same
-    thread count: reductions inside kernels (LayerNorm's backward, for one) split their sums by thread, and a
-    model that amplifies last-bit differences (muse's τ = 0.07 contrast) ends at another epoch
-    (docs/reliability.md). The count used is recorded in config.json.
+    ``backbone`` / ``framework`` (default ``FRAMEWORKS.default``) are registry names; ``backbone_config`` /
+    ``framework_config`` their config objects or mappings of config fields (None: defaults). ``config`` is the
+    TrainConfig; ``options`` change its fields (``epochs=5, lr=3e-3, seed=1``). ``threads``: torch's CPU threads
+    for this call. The same inputs and seed give the same bytes only at the same thread count: reductions inside
+    kernels (LayerNorm's backward, for one) split their sums by thread, and a model that amplifies last-bit
+    differences (muse's τ = 0.07 contrast) ends at another epoch (docs/reliability.md). The count used is
+    recorded in config.json.
     """
     out, cohort_dir, store = Path(out).absolute(), Path(cohort_dir).absolute(), Path(store).absolute()
-    try:
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, **options)
-    except TypeError as err:
-        raise MedmodalError(f"unknown training option ({err})") from None
-    check_number(seed, "--seed", minimum=0, integer=True)
-    if threads is not None:
-        check_number(threads, "--threads", minimum=1, integer=True)
+    framework = framework or FRAMEWORKS.default
+    cfg = train_config(options) if config is None else train_config({**asdict(config), **options}, spelled={})
     env = DistEnv.from_env()
     inputs = {"the cohort": cohort_dir, "--store": store}
     if env.main:  # fail before loading any data; only rank 0 writes
         check_output(out, "run", overwrite=overwrite, inputs=inputs)
-    BACKBONES.get(backbone), FRAMEWORKS.get(framework)  # fail on a typo before loading any data
-    dev = resolve_device(device)
+    # every name and option is checked before any data is loaded
+    bb_cfg = config_for(BACKBONES, backbone, backbone_config, flag="--backbone-arg")
+    fw_cfg = config_for(FRAMEWORKS, framework, framework_config, flag="--framework-arg")
+    dev = resolve_device(cfg.device)
     if env.world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(dev)
@@ -302,8 +265,8 @@ def train(
     if own_group:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     threads_before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     try:
         return _train(
             cohort_dir,
@@ -314,11 +277,10 @@ def train(
             tasks,
             modalities,
             cfg,
-            seed,
             dev,
             env,
-            backbone_args or {},
-            framework_args or {},
+            bb_cfg,
+            fw_cfg,
             progress and env.main,
             overwrite,
         )
@@ -337,15 +299,15 @@ def _train(
     tasks,
     modalities,
     cfg: TrainConfig,
-    seed,
     dev,
     env,
-    backbone_args,
-    framework_args,
+    bb_cfg,
+    fw_cfg,
     show_progress,
     overwrite,
 ) -> Path:
     t_start = time.time()
+    seed = cfg.seed
     seed_everything(seed)
     data = load_cohort(
         cohort_dir, store, tasks=tasks, modalities=modalities, observed_indicators=cfg.observed_indicators
@@ -365,7 +327,7 @@ def _train(
     elif dev.type == "cuda":
         data.pin()
     spec = data.spec
-    model, bb_cfg, fw_cfg = build_model(spec, backbone, framework, backbone_args, framework_args)
+    model, bb_json, fw_json = build_model(spec, backbone, framework, bb_cfg, fw_cfg)
     model.to(dev)
     y_tr, lm_tr = data.labels[train_rows], data.label_mask[train_rows]
     pw = (
@@ -514,8 +476,8 @@ def _train(
     config = {
         "medmodal_version": medmodal.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "backbone": {"name": backbone, "config": bb_cfg},
-        "framework": {"name": framework, "config": fw_cfg},
+        "backbone": {"name": backbone, "config": bb_json},
+        "framework": {"name": framework, "config": fw_json},
         "data": {
             "spec": spec_to_json(spec),
             "indicators": data.indicators,

@@ -108,7 +108,7 @@ def test_note_and_cxr_roots_elsewhere(raw, tmp_path):
     apart = tmp_path / "mimic-iv-note" / "2.2"
     shutil.move(str(raw / "note"), str(apart / "note"))
     cxr = shutil.move(str(raw / "cxr"), str(tmp_path / "mimic-cxr-jpg"))
-    out = build_cohort("mimic_iv", raw, "readmission_30d", tmp_path / "out", note_root=apart, cxr_root=cxr)
+    out = build_cohort("mimic_iv", raw, "readmission_30d", tmp_path / "out", roots={"note": apart, "cxr": cxr})
     assert pl.read_parquet(out / "notes.parquet").height == 5
     images = pl.read_parquet(out / "images.parquet")
     assert images.height == 3 and all(p.startswith(str(Path(cxr).resolve())) for p in images["path"])
@@ -116,7 +116,7 @@ def test_note_and_cxr_roots_elsewhere(raw, tmp_path):
 
 def test_explicit_root_that_does_not_exist_is_an_error(raw, tmp_path):
     with pytest.raises(MedmodalError, match="--cxr-root not found"):
-        build_cohort("mimic_iv", raw, "readmission_30d", tmp_path / "out", cxr_root=tmp_path / "typo")
+        build_cohort("mimic_iv", raw, "readmission_30d", tmp_path / "out", roots={"cxr": tmp_path / "typo"})
     assert not (tmp_path / "out").exists()
 
 

@@ -34,7 +34,7 @@ from medmodal.contracts import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = {"contracts", "common", "outputs", "devices"}  # below every stage
+BASE = {"contracts", "common", "outputs", "devices", "options"}  # below every stage
 
 
 # ------------------------------------------------------------------------------------------------ dependency rules

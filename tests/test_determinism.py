@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from medmodal.cohort import build_cohort
 from medmodal.contracts import load_cohort_features, write_cohort
-from medmodal.featurize import featurize_all, featurize_structured, featurize_text, tiny
+from medmodal.featurize import ImageConfig, featurize_all, featurize_structured, featurize_text, tiny
 from medmodal.featurize.text import TextConfig, TextEncoder
 from medmodal.models.toy import write_toy_cohort
 from medmodal.models.train import train
@@ -170,13 +170,10 @@ def test_simulate_build_featurize_train_twice(tmp_path):
         featurize_all(
             cohort,
             base / "store",
-            text_model=str(bert),
-            image_model="test_convnext",
-            image_weights=weights,
-            device="cpu",
-            max_length=64,
-            stride=16,
-            num_workers=0,
+            configs=[
+                TextConfig(model=str(bert), device="cpu", max_length=64, stride=16),
+                ImageConfig(model="test_convnext", weights=str(weights), device="cpu", num_workers=0),
+            ],
         )
         for backbone in ("late_fusion", "muse"):
             train(cohort, base / "store", base / backbone, backbone=backbone, epochs=3, n_boot=100, progress=False)

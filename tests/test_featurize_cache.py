@@ -232,10 +232,11 @@ def test_featurize_all_on_the_vendored_mimic_demo_cohort(tmp_path, mimic_demo):
     """The real MIMIC-IV demo has no notes or images: those modalities are reported and skipped without
     needing any model weights; structured and timeseries tensors follow the cohort's row order."""
     from medmodal.cohort import build_cohort
-    from medmodal.featurize import featurize_all
+    from medmodal.featurize import ImageConfig, TextConfig, featurize_all
 
     cohort = build_cohort("mimic_iv", mimic_demo, "readmission_30d", tmp_path / "cohort", seed=0)
-    res = featurize_all(cohort, tmp_path / "store", text_model="nobody/absent-model", image_model="densenet121")
+    configs = [TextConfig(model="nobody/absent-model"), ImageConfig(model="densenet121")]
+    res = featurize_all(cohort, tmp_path / "store", configs=configs)
     assert sorted(res) == ["structured", "timeseries"]
     ids, feats = load_cohort_features(tmp_path / "store", cohort)
     assert ids == pl.read_parquet(cohort / "cohort.parquet")["sample_id"].to_list()

@@ -319,14 +319,17 @@ def test_every_registered_featurizer_and_pooling_policy():
     """Registry contract: a frozen Config with defaults and a run method; pooling policies keep row semantics."""
     import dataclasses
 
-    from medmodal.featurize import FEATURIZERS, POOLINGS
+    from medmodal.featurize import FEATURIZERS, POOLINGS, default_featurizer
 
-    assert {"text", "image", "structured", "timeseries"} <= set(FEATURIZERS.names())
-    for kind in FEATURIZERS:
-        cls = FEATURIZERS.get(kind)
-        assert cls.kind == kind and callable(cls().run)
-        cfg = cls.Config()
-        assert dataclasses.is_dataclass(cfg) and cls.Config.__dataclass_params__.frozen
+    kinds = {FEATURIZERS.get(name).kind for name in FEATURIZERS}
+    assert {"text", "image", "structured", "timeseries"} <= kinds
+    for kind in kinds:  # every kind has exactly one featurizer used when none is named
+        assert FEATURIZERS.get(default_featurizer(kind)).kind == kind
+    for name in FEATURIZERS:
+        cls = FEATURIZERS.get(name)
+        assert callable(cls().run)
+        cfg = cls.config_class()
+        assert dataclasses.is_dataclass(cfg) and cls.config_class.__dataclass_params__.frozen
     vecs = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]], dtype=np.float32)  # rows sorted by (sample, time)
     rows = np.array([0, 0, 2])
     for name in POOLINGS:

@@ -43,7 +43,7 @@ class MaskedMeanBackbone(Backbone):
     """The smallest contract-abiding backbone: a linear map per modality, masked mean as the fused vector."""
 
     def __init__(self, spec: DataSpec, hidden: int = 16, **kwargs):
-        super().__init__(spec, hidden)
+        super().__init__(spec, hidden=hidden)
         self.proj = nn.ModuleDict({m.name: nn.Linear(m.dim, hidden) for m in spec.modalities})
 
     def encode(self, batch):

@@ -22,7 +22,7 @@ FAST = {
     "lr": 3e-3,
     "n_boot": 0,
     "progress": False,
-    "backbone_args": {"hidden": 16},
+    "backbone_config": {"hidden": 16},
     "epochs": 2,
     "seed": 0,
 }
@@ -103,14 +103,14 @@ def test_shift_benchmark_quick_profile_end_to_end_and_resumable(tmp_path):
     paired intervals; a second call trains nothing."""
     import dataclasses
 
-    from medmodal.benchmarks.shift import CANDIDATES, QUICK, run_benchmark
+    from medmodal.benchmarks.shift import QUICK, candidates, run_benchmark
 
     cfg = dataclasses.replace(QUICK, jobs=1)
     out = run_benchmark(tmp_path / "shift", cfg)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["selection"]) == set(cfg.methods)
     for m, sel in summary["selection"].items():
-        assert len(sel["candidates"]) == len(CANDIDATES[m]) == 3  # the same budget, erm included
+        assert len(sel["candidates"]) == len(candidates()[m]) == 3  # the same budget, erm included
     cells = out / "work" / "cells"
     for p in cells.rglob("*.npz"):  # selection and reporting never share a world or a seed
         in_selection_world = f"world{cfg.select_world}" in str(p.parent)

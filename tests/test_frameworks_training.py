@@ -4,6 +4,7 @@ is bit-identical whether the test labels are intact or poisoned."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -23,7 +24,7 @@ FAST = {
     "lr": 3e-3,
     "n_boot": 0,
     "progress": False,
-    "backbone_args": {"hidden": 32},
+    "backbone_config": {"hidden": 32},
     "epochs": 10,
     "seed": 0,
 }
@@ -51,7 +52,8 @@ def test_framework_learns_beyond_chance_and_reloads(runs, framework, tmp_path):
     # the config written is the framework's own option set, resolved (a typo'd or stale one would differ)
     own_key = {"dfd": "biased_input", "cdmm": "adjustment", "mmnar": "rec_mse_weight"}[framework]
     assert own_key in cfg["framework"]["config"]
-    assert set(cfg["framework"]["config"]) == set(FRAMEWORKS.get(framework).config_class.__dataclass_fields__)
+    fields = dataclasses.fields(FRAMEWORKS.get(framework).config_class)
+    assert set(cfg["framework"]["config"]) == {f.name for f in fields}
     again = evaluate(run, out=tmp_path / "eval", n_boot=0)
     assert pl.read_parquet(run / "predictions.parquet").equals(pl.read_parquet(again / "predictions.parquet"))
 
@@ -97,7 +99,7 @@ def test_every_framework_trains_when_the_last_batch_holds_one_sample(toy, tmp_pa
         tmp_path / framework,
         backbone="late_fusion",
         framework=framework,
-        **(FAST | {"epochs": 2, "batch_size": n_train - 1, "backbone_args": {"hidden": 16}}),
+        **(FAST | {"epochs": 2, "batch_size": n_train - 1, "backbone_config": {"hidden": 16}}),
     )
     history = json.loads((run / "metrics.json").read_text())["training"]["history"]
     assert len(history) == 2 and all(math.isfinite(h["train_loss"]) for h in history)

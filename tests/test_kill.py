@@ -33,9 +33,10 @@ build_cohort("mimic_iv", {raw!r}, "readmission_30d", {out!r}, seed=1, overwrite=
 FEATURIZE = """
 import torch
 torch.set_num_threads(1)
-from medmodal.featurize import featurize_all
-featurize_all({cohort!r}, {store!r}, text_model={bert!r}, image_model="test_convnext", image_weights={weights!r},
-              device="cpu", max_length=64, stride=16, num_workers=0, text_batch_size=2, image_batch_size=2)
+from medmodal.featurize import ImageConfig, TextConfig, featurize_all
+featurize_all({cohort!r}, {store!r}, configs=[
+    TextConfig(model={bert!r}, device="cpu", max_length=64, stride=16, batch_size=2),
+    ImageConfig(model="test_convnext", weights={weights!r}, device="cpu", num_workers=0, batch_size=2)])
 """
 
 

@@ -26,7 +26,7 @@ from medmodal.report import detect_kind, write_report
 from medmodal.report import figures as F
 from medmodal.report.curves import pr_with_band, reliability, roc_with_band, wilson
 
-FAST = {"batch_size": 64, "lr": 3e-3, "progress": False, "backbone_args": {"hidden": 16}, "epochs": 2, "seed": 0}
+FAST = {"batch_size": 64, "lr": 3e-3, "progress": False, "backbone_config": {"hidden": 16}, "epochs": 2, "seed": 0}
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 

@@ -256,7 +256,7 @@ def test_model_layer_runs_unchanged_on_simulated_adni(simulated, tmp_path, one_t
         batch_size=64,
         n_boot=20,
         progress=False,
-        backbone_args={"hidden": 16},
+        backbone_config={"hidden": 16},
     )
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["tasks"]["diagnosis_3class"]["test"]["overall"]
@@ -294,7 +294,7 @@ def test_every_framework_and_backbone_trains_on_simulated_eicu_and_adni(source, 
                 batch_size=64,
                 n_boot=10,
                 progress=False,
-                backbone_args={"hidden": 16},
+                backbone_config={"hidden": 16},
             )
             metrics = json.loads((run / "metrics.json").read_text())
             assert metrics["tasks"][task]["test"]["overall"]["n"] > 0, (framework, backbone)

@@ -396,7 +396,7 @@ def test_model_layer_runs_unchanged_on_simulated_eicu(simulated, tmp_path, one_t
         batch_size=64,
         n_boot=20,
         progress=False,
-        backbone_args={"hidden": 16},
+        backbone_config={"hidden": 16},
     )
     preds = pl.read_parquet(run / "predictions.parquet")
     cohort = pl.read_parquet(cohort_dir / "cohort.parquet")

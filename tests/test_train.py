@@ -22,9 +22,9 @@ from medmodal.common import MedmodalError
 from medmodal.models.base import BACKBONES, FRAMEWORKS
 from medmodal.models.evaluate import evaluate
 from medmodal.models.toy import write_toy_cohort
-from medmodal.models.train import parse_kv, train
+from medmodal.models.train import train
 
-FAST = {"batch_size": 64, "lr": 3e-3, "n_boot": 200, "progress": False, "backbone_args": {"hidden": 32}}
+FAST = {"batch_size": 64, "lr": 3e-3, "n_boot": 200, "progress": False, "backbone_config": {"hidden": 32}}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -175,13 +175,14 @@ def test_evaluate_by_requested_subgroup_and_refuses_bad_runs(runs, tmp_path):
 def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path):
     with pytest.raises(MedmodalError, match="unknown backbone 'gru'"):
         train(*toy, tmp_path / "x", backbone="gru", epochs=1, progress=False)
-    with pytest.raises(MedmodalError, match="framework 'erm'.*bogus"):
-        train(*toy, tmp_path / "x", backbone="late_fusion", epochs=1, progress=False, framework_args={"bogus": 1})
+    with pytest.raises(MedmodalError, match="framework 'erm' has no option 'bogus' .*head_dropout"):
+        train(*toy, tmp_path / "x", backbone="late_fusion", epochs=1, progress=False, framework_config={"bogus": 1})
+    with pytest.raises(MedmodalError, match="backbone 'late_fusion': --backbone-arg hidden: expected an integer"):
+        train(*toy, tmp_path / "x", backbone="late_fusion", epochs=1, progress=False, backbone_config={"hidden": 1.5})
+    with pytest.raises(MedmodalError, match="--epochs: must be >= 1"):
+        train(*toy, tmp_path / "x", backbone="late_fusion", epochs=0, progress=False)
     assert not (tmp_path / "x").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary directory left behind either
-    assert parse_kv(["q=0.7", "mode=both", "flag=true"]) == {"q": 0.7, "mode": "both", "flag": True}
-    with pytest.raises(MedmodalError, match="key=value"):
-        parse_kv(["q"])
 
 
 def test_cli_train_and_evaluate(toy, tmp_path):

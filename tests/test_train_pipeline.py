@@ -10,7 +10,7 @@ import torch
 
 import medmodal.models.backbones  # noqa: F401
 from medmodal.cohort import build_cohort
-from medmodal.featurize import featurize_all, tiny
+from medmodal.featurize import ImageConfig, TextConfig, featurize_all, tiny
 from medmodal.models.base import BACKBONES
 from medmodal.models.train import train
 from medmodal.simulate import simulate
@@ -28,13 +28,10 @@ def featurized(tmp_path_factory):
     featurize_all(
         cohort,
         root / "store",
-        text_model=str(bert),
-        image_model="test_convnext",
-        image_weights=timm_weights,
-        device="cpu",
-        num_workers=0,
-        max_length=128,
-        stride=32,
+        configs=[
+            TextConfig(model=str(bert), device="cpu", max_length=128, stride=32),
+            ImageConfig(model="test_convnext", weights=str(timm_weights), device="cpu", num_workers=0),
+        ],
     )
     yield cohort, root / "store", root
     torch.set_num_threads(threads)
@@ -55,7 +52,7 @@ def test_simulated_mimic_end_to_end(featurized, backbone):
         n_boot=200,
         seed=0,
         progress=False,
-        backbone_args={"hidden": 32},
+        backbone_config={"hidden": 32},
     )
     m = json.loads((run / "metrics.json").read_text())
     spec = json.loads((run / "config.json").read_text())["data"]["spec"]

@@ -12,6 +12,7 @@ by name, so the column order of an export does not matter). Missing values are e
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ class ADNI(Source):
     # per-visit samples), ADNIMERGE has no free text, and MRI / PET enter as the derived measures it carries (the
     # scans are separate LONI downloads); the builder writes those tables empty
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
         """ROOT itself; a dated LONI export is used when no plain ADNIMERGE.csv(.gz) is there."""
         raw = Path(raw)
         if resolve_file(raw, ADNIMERGE.stem) is None and raw.is_dir():

@@ -17,6 +17,7 @@ printed and recorded in the manifest (``absent_files``). ``nurseCharting`` is no
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ class EICU(Source):
     )  # no notes_out / images_out: eICU's note table holds structured note fields (notepath / notevalue), not free
     # text, and eICU has no images; the builder writes those tables empty
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
         return {"eicu": Path(raw)}
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:

@@ -3,16 +3,17 @@ modules. Relational work is in ``sql/mimic_iv/``; this module lists the files wi
 module roots and detects the release.
 
 Layout (PhysioNet's): ROOT/hosp/*.csv.gz, ROOT/icu/*.csv.gz, ROOT/note/{discharge,radiology}.csv.gz,
-ROOT/cxr/mimic-cxr-2.0.0-metadata.csv.gz + ROOT/cxr/files/pXX/pSUBJECT/sSTUDY/DICOM.jpg|.dcm. ``note_root`` /
-``cxr_root`` point elsewhere when the modules were downloaded apart (a ``note_root`` that holds a ``note/``
-folder, as the MIMIC-IV-Note download does, is accepted too).
+ROOT/cxr/mimic-cxr-2.0.0-metadata.csv.gz + ROOT/cxr/files/pXX/pSUBJECT/sSTUDY/DICOM.jpg|.dcm. The ``note`` and
+``cxr`` extra roots (``--note-root`` / ``--cxr-root``) point elsewhere when the modules were downloaded apart (a
+note root that holds a ``note/`` folder, as the MIMIC-IV-Note download does, is accepted too).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from medmodal.cohort.base import SOURCES, FileSpec, ModalitySpec, Source
 from medmodal.cohort.runner import resolve_file
@@ -189,16 +190,21 @@ class MimicIV(Source):
         "modality_last",
     )
 
-    def roots(self, raw: Path, **module_roots: Path | None) -> dict[str, Path]:
+    extra_roots: ClassVar[Mapping[str, str]] = {
+        "note": "MIMIC-IV-Note folder (default RAW/note)",
+        "cxr": "MIMIC-CXR-JPG folder (default RAW/cxr)",
+    }
+
+    def roots(self, raw: Path, given: Mapping[str, Path]) -> dict[str, Path]:
         raw = Path(raw)
-        note = Path(module_roots.get("note_root") or raw / "note")
+        note = Path(given.get("note") or raw / "note")
         if (
             resolve_file(note, "discharge") is None
             and resolve_file(note, "radiology") is None
             and (note / "note").is_dir()
         ):
             note = note / "note"  # the MIMIC-IV-Note download: <root>/note/discharge.csv.gz
-        cxr = Path(module_roots.get("cxr_root") or raw / "cxr")
+        cxr = Path(given.get("cxr") or raw / "cxr")
         return {"hosp": raw / "hosp", "icu": raw / "icu", "note": note, "cxr": cxr}
 
     def detect_version(self, con: Any, raw: Path) -> tuple[str, str]:

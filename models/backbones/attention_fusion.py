@@ -19,36 +19,41 @@ Shapes: tokens (B, M, H), fused (B, H).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
+from medmodal.models.base import BACKBONES, Backbone, BackboneConfig, BackboneOutput, Batch, DataSpec
 from medmodal.models.encoders import build_encoders, encode_modalities, pattern_from_mask
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class AttentionFusionConfig:
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    ff_mult: int = 2  # feed-forward width = ff_mult * hidden; tokens are few, a wide FFN buys little
-    dropout: float = 0.1
-    pattern_embedding: bool = True
+class AttentionFusionConfig(BackboneConfig):
+    layers: int = option(2, "transformer layers over the modality tokens", minimum=1)
+    heads: int = option(4, "attention heads (must divide hidden)", minimum=1)
+    # tokens are few (one per modality), so a wide feed-forward block buys little
+    ff_mult: int = option(2, "feed-forward width as a multiple of hidden", minimum=1)
+    dropout: float = option(0.1, "dropout of the encoders and the transformer", minimum=0, below=1)
+    pattern_embedding: bool = option(True, "give the [CLS] token a learned embedding of the missingness pattern")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.hidden % self.heads:
-            raise ValueError(f"attention_fusion: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        if self.layers < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"attention_fusion: layers must be >= 1 and dropout in [0, 1), got {self}")
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
 
 @BACKBONES.register("attention_fusion")
 class AttentionFusion(Backbone):
-    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs):
-        super().__init__(spec, hidden)
-        self.cfg = cfg = AttentionFusionConfig(hidden=hidden, **kwargs)
+    """A transformer over modality tokens with key-padding masks and a missingness-pattern [CLS] token."""
+
+    config_class = AttentionFusionConfig
+
+    def __init__(self, spec: DataSpec, config: AttentionFusionConfig | None = None, **options: Any):
+        super().__init__(spec, config, **options)
+        cfg, hidden = self.cfg, self.hidden
         if len(spec.modalities) > 16:
             raise ValueError("attention_fusion: the pattern embedding supports at most 16 modalities")
         self.encoders = build_encoders(spec, hidden, cfg.dropout)
@@ -65,9 +70,6 @@ class AttentionFusion(Backbone):
         nn.init.normal_(self.cls, std=0.02)
         if self.pattern_embedding is not None:
             nn.init.normal_(self.pattern_embedding.weight, std=0.02)
-
-    def config(self) -> dict:
-        return asdict(self.cfg)
 
     def encode(self, batch: Batch) -> Tensor:
         return encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing

@@ -15,37 +15,35 @@ Shapes: tokens (B, M, H), fused (B, H).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
+from medmodal.models.base import BACKBONES, Backbone, BackboneConfig, BackboneOutput, Batch, DataSpec
 from medmodal.models.encoders import build_encoders, encode_modalities
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class LateFusionConfig:
-    hidden: int = 128
-    dropout: float = 0.1
-
-    def __post_init__(self):
-        if self.hidden < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"late_fusion: hidden must be >= 1 and dropout in [0, 1), got {self}")
+class LateFusionConfig(BackboneConfig):
+    dropout: float = option(0.1, "dropout of the encoders and the fusion MLP", minimum=0, below=1)
 
 
 @BACKBONES.register("late_fusion")
 class LateFusion(Backbone):
-    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs):
-        super().__init__(spec, hidden)
-        self.cfg = LateFusionConfig(hidden=hidden, **kwargs)
+    """Masked mean of the observed modality embeddings, then an MLP (the baseline of every multimodal paper)."""
+
+    config_class = LateFusionConfig
+
+    def __init__(self, spec: DataSpec, config: LateFusionConfig | None = None, **options: Any):
+        super().__init__(spec, config, **options)
+        hidden = self.hidden
         self.encoders = build_encoders(spec, hidden, self.cfg.dropout)
         self.mlp = nn.Sequential(
             nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(self.cfg.dropout)
         )
-
-    def config(self) -> dict:
-        return asdict(self.cfg)
 
     def encode(self, batch: Batch) -> Tensor:
         return encode_modalities(self.encoders, batch, self.spec)  # (B, M, H), zeros where missing

@@ -56,7 +56,8 @@ Shapes: tokens (B, M, H), fused (B, H); graph x (B + M, H), edge_index (2, 2E), 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,28 +67,26 @@ with warnings.catch_warnings():  # torch_geometric's import touches the deprecat
     warnings.simplefilter("ignore", FutureWarning)
     from torch_geometric.nn import MessagePassing
 
-from medmodal.models.base import BACKBONES, Backbone, BackboneOutput, Batch, DataSpec
+from medmodal.models.base import BACKBONES, Backbone, BackboneConfig, BackboneOutput, Batch, DataSpec
 from medmodal.models.encoders import build_encoders, encode_modalities
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class MuseConfig:
-    hidden: int = 128
-    layers: int = 2
-    dropout: float = 0.25
-    edge_drop: float = 0.5  # probability that a patient's edges are thinned in an augmented view
-    temperature: float = 0.07
-    w_mc: float = 0.5  # mutual-consistency (unsupervised) contrast
-    w_sup: float = 0.5  # supervised contrast
-    normalize: bool = False  # L2-normalise node embeddings after each layer
-    contrast_full_graph: bool = False  # True: contrast the full graph with one dropped view (public code)
-    node_momentum: float = 0.1  # weight of a new batch in the modality nodes' running messages (BatchNorm's)
-
-    def __post_init__(self):
-        if self.layers < 1 or self.temperature <= 0 or not 0.0 <= self.edge_drop <= 1.0:
-            raise ValueError(f"muse: need layers >= 1, temperature > 0, edge_drop in [0, 1]; got {self}")
-        if not 0.0 < self.node_momentum <= 1.0:
-            raise ValueError(f"muse: node_momentum must be in (0, 1], got {self.node_momentum}")
+class MuseConfig(BackboneConfig):
+    layers: int = option(2, "message-passing layers", minimum=1)
+    dropout: float = option(0.25, "dropout of the encoders and between layers", minimum=0, below=1)
+    edge_drop: float = option(
+        0.5, "probability that a patient's edges are thinned in an augmented view", minimum=0, maximum=1
+    )
+    temperature: float = option(0.07, "τ of both contrastive losses", above=0)
+    w_mc: float = option(0.5, "weight of the mutual-consistency (unsupervised) contrast", minimum=0)
+    w_sup: float = option(0.5, "weight of the supervised contrast", minimum=0)
+    normalize: bool = option(False, "L2-normalise node embeddings after each layer")
+    contrast_full_graph: bool = option(False, "contrast the full graph with one dropped view (the public code)")
+    node_momentum: float = option(
+        0.1, "weight of a new batch in the modality nodes' running messages (BatchNorm's)", above=0, maximum=1
+    )
 
 
 class EdgeSAGEConv(MessagePassing):
@@ -152,9 +151,13 @@ def supcon_loss(u: Tensor, y: Tensor, temperature: float) -> Tensor:
 
 @BACKBONES.register("muse")
 class Muse(Backbone):
-    def __init__(self, spec: DataSpec, hidden: int = 128, **kwargs):
-        super().__init__(spec, hidden)
-        self.cfg = cfg = MuseConfig(hidden=hidden, **kwargs)
+    """A patient-modality bipartite graph, edge-aware message passing and mutual-consistency contrast."""
+
+    config_class = MuseConfig
+
+    def __init__(self, spec: DataSpec, config: MuseConfig | None = None, **options: Any):
+        super().__init__(spec, config, **options)
+        cfg, hidden = self.cfg, self.hidden
         M = len(spec.modalities)
         self.encoders = build_encoders(spec, hidden, cfg.dropout)
         self.modality_nodes = nn.Parameter(torch.randn(M, hidden) / hidden**0.5)
@@ -167,9 +170,6 @@ class Muse(Backbone):
         # so a saved model predicts with the population it was trained on
         self.register_buffer("running_aggr", torch.zeros(cfg.layers, M, hidden))
         self.register_buffer("running_seen", torch.zeros(cfg.layers, M, dtype=torch.bool))
-
-    def config(self) -> dict:
-        return asdict(self.cfg)
 
     def message_passing(self, mask: Tensor, edge_feats: Tensor, track: bool = False) -> tuple[Tensor, Tensor]:
         """Run the GNN on the bipartite graph of ``mask`` (B, M); returns patient nodes (B, H), tokens (B, M, H).

@@ -27,7 +27,7 @@ Shapes: B batch, H backbone hidden, D stream size, D_d dictionary size, P = 2^M 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
@@ -36,19 +36,18 @@ from medmodal.models.encoders import pattern_from_mask
 from medmodal.models.frameworks.backdoor import PatternBackdoor
 from medmodal.models.frameworks.dfd import DFD, own_backbone
 from medmodal.models.frameworks.dual_stream import DualStream, DualStreamConfig
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
 class CDMMConfig(DualStreamConfig):
-    dict_dim: int = 16  # D_d: size of each pattern embedding (P ≤ 32 entries; a few dimensions suffice)
-    adjustment: str = "exact"  # "exact" | "nwgm" | "none" (predict with the own pattern: no adjustment)
+    # P ≤ 32 entries: a few dimensions suffice
+    dict_dim: int = option(16, "D_d: size of each pattern embedding", minimum=1)
+    adjustment: Literal["exact", "nwgm", "none"] = option(
+        "exact", "backdoor adjustment at prediction: exact sum over patterns | NWGM | none (own pattern)"
+    )
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.dict_dim < 1:
-            raise ValueError(f"dict_dim must be >= 1, got {self.dict_dim}")
-        if self.adjustment not in ("exact", "nwgm", "none"):
-            raise ValueError(f"adjustment must be exact, nwgm or none, got {self.adjustment!r}")
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"mi_weight": 0.3}, {"mi_weight": 0.03})
 
 
 @FRAMEWORKS.register("cdmm")
@@ -60,9 +59,8 @@ class CDMM(DFD):
 
     config_class = CDMMConfig
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        Framework.__init__(self, backbone, spec)
-        self.cfg = CDMMConfig(**kwargs)
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: CDMMConfig | None = None, **options: Any):
+        Framework.__init__(self, backbone, spec, config, **options)
         self.backdoor = PatternBackdoor(spec.n_patterns, self.cfg.dict_dim)
         self.streams = DualStream(backbone.hidden, spec.n_outputs, spec.labels, self.cfg, self.cfg.dict_dim)
         self.biased_backbone = own_backbone(backbone) if self.cfg.biased_input == "own" else None

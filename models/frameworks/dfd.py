@@ -21,8 +21,8 @@ Shapes: B batch, H backbone hidden, D stream size, C logit columns.
 from __future__ import annotations
 
 from copy import deepcopy
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -33,6 +33,8 @@ from medmodal.models.frameworks.dual_stream import DualStream, DualStreamConfig
 @dataclass(frozen=True)
 class DFDConfig(DualStreamConfig):
     """Everything is the dual stream's; see ``DualStreamConfig`` for the fields and their defaults."""
+
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"mi_weight": 0.3}, {"mi_weight": 0.03})
 
 
 def add_backbone_aux(loss: Tensor, parts: dict[str, float], aux: Tensor | None) -> Tensor:
@@ -46,12 +48,10 @@ def add_backbone_aux(loss: Tensor, parts: dict[str, float], aux: Tensor | None) 
 def own_backbone(backbone: Backbone) -> Backbone:
     """A fresh, independently initialised backbone of the same class and config for the biased stream: Learning
     from Failure trains its biased model as a separate network. Its own training loss (MUSE's contrast) is not
-    used: GCE alone shapes it. A backbone without ``config()`` is deep-copied (same initial weights)."""
-    if not hasattr(backbone, "config"):
+    used: GCE alone shapes it. A backbone without a config is deep-copied (same initial weights)."""
+    if getattr(backbone, "cfg", None) is None:
         return deepcopy(backbone)
-    cfg = dict(backbone.config())
-    hidden = cfg.pop("hidden", backbone.hidden)
-    return type(backbone)(backbone.spec, hidden=hidden, **cfg)
+    return type(backbone)(backbone.spec, backbone.cfg)
 
 
 @FRAMEWORKS.register("dfd")
@@ -60,9 +60,8 @@ class DFD(Framework):
 
     config_class = DFDConfig
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        super().__init__(backbone, spec)
-        self.cfg = DFDConfig(**kwargs)
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: DFDConfig | None = None, **options: Any):
+        super().__init__(backbone, spec, config, **options)
         self.streams = DualStream(backbone.hidden, spec.n_outputs, spec.labels, self.cfg)
         self.biased_backbone = own_backbone(backbone) if self.cfg.biased_input == "own" else None
 
@@ -85,6 +84,3 @@ class DFD(Framework):
         loss = add_backbone_aux(loss, parts, out.get("backbone_aux"))
         parts["loss"] = loss.item()
         return loss, parts
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self.cfg)

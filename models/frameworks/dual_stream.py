@@ -28,41 +28,33 @@ Shapes: B batch, H input size, D stream size, K label tasks, C logit columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from medmodal.models.base import FrameworkConfig
 from medmodal.models.frameworks.label_losses import gce, masked_mean, per_sample_ce
 from medmodal.models.frameworks.mi import make_dependence_penalty
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class DualStreamConfig:
-    stream_dim: int = 64  # D: each stream's feature size; small so that CLUB's Gaussian q stays well-posed
-    q: float = 0.7  # GCE exponent (LfF's default)
-    ema_alpha: float = 0.7  # weight of the *old* value in the per-sample loss EMA (LfF's default)
-    mi: str = "club"  # "club" | "hsic" | "none"
-    mi_weight: float = 0.1  # λ; multiplies CLUB in nats per feature dimension, or HSIC
-    predict_from: str = "causal"  # "causal" | "both" (mean of the two streams' logits)
-    biased_input: str = "detached"  # "detached" | "own" (its own backbone, as LfF) | "coupled" (GCE trains h)
-    reweight: bool = True  # False: uniform sample weights (ablation)
-    calibrate_difficulty: bool = True  # CE_b on (1 − q)·ŷ_b (see loss); False: on ŷ_b as LfF does
-
-    def __post_init__(self):
-        if self.stream_dim < 1:
-            raise ValueError(f"stream_dim must be >= 1, got {self.stream_dim}")
-        if not 0.0 < self.q <= 1.0:
-            raise ValueError(f"q must be in (0, 1], got {self.q}")
-        if not 0.0 <= self.ema_alpha < 1.0:
-            raise ValueError(f"ema_alpha must be in [0, 1), got {self.ema_alpha}")
-        if self.mi not in ("club", "hsic", "none"):
-            raise ValueError(f"mi must be club, hsic or none, got {self.mi!r}")
-        if self.mi_weight < 0:
-            raise ValueError(f"mi_weight must be >= 0, got {self.mi_weight}")
-        if self.predict_from not in ("causal", "both"):
-            raise ValueError(f"predict_from must be causal or both, got {self.predict_from!r}")
-        if self.biased_input not in ("detached", "own", "coupled"):
-            raise ValueError(f"biased_input must be detached, own or coupled, got {self.biased_input!r}")
+class DualStreamConfig(FrameworkConfig):
+    # small, so that CLUB's Gaussian q stays well-posed
+    stream_dim: int = option(64, "D: each stream's feature size", minimum=1)
+    q: float = option(0.7, "GCE exponent of the biased stream (LfF's default)", above=0, maximum=1)
+    ema_alpha: float = option(
+        0.7, "weight of the old value in the per-sample loss EMA (LfF's default)", minimum=0, below=1
+    )
+    mi: Literal["club", "hsic", "none"] = option("club", "dependence penalty between the two streams")
+    mi_weight: float = option(0.1, "λ: CLUB in nats per feature dimension, or HSIC", minimum=0)
+    predict_from: Literal["causal", "both"] = option("causal", "predict from the causal stream or both streams' mean")
+    biased_input: Literal["detached", "own", "coupled"] = option(
+        "detached", "biased stream input: stop-gradient h | its own backbone (as LfF) | h (GCE trains it)"
+    )
+    reweight: bool = option(True, "weight the causal loss towards bias-conflicting samples (False: ablation)")
+    calibrate_difficulty: bool = option(True, "CE_b on (1 − q)·ŷ_b (False: on ŷ_b, as LfF does)")
 
 
 class LossEMA:

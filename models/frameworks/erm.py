@@ -14,43 +14,42 @@ Shapes: B batch, H hidden, C = Σ_k n_outputs(k) logit columns.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
+from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework, FrameworkConfig
 from medmodal.models.frameworks.label_losses import masked_mean, per_sample_ce
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class ERMConfig:
-    head_dropout: float = 0.1
-    aux_weight: float = 1.0  # scale of the backbone's own loss (1 = as the backbone's paper weights it)
+class ERMConfig(FrameworkConfig):
+    head_dropout: float = option(0.1, "dropout inside the prediction head", minimum=0, below=1)
+    aux_weight: float = option(
+        1.0, "scale of the backbone's own loss (1: as the backbone's paper weights it)", minimum=0
+    )
 
-    def __post_init__(self):
-        if not 0.0 <= self.head_dropout < 1.0 or self.aux_weight < 0:
-            raise ValueError(f"erm: head_dropout must be in [0, 1) and aux_weight >= 0, got {self}")
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"head_dropout": 0.3}, {"train": {"weight_decay": 0.1}})
 
 
 @FRAMEWORKS.register("erm")
 class ERM(Framework):
+    """Empirical risk minimisation: a prediction head on the backbone's fused representation."""
+
     config_class = ERMConfig
     ddp_find_unused_parameters = False  # backbone and head are used on every step
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        super().__init__(backbone, spec)
-        self.cfg = ERMConfig(**kwargs)
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: ERMConfig | None = None, **options: Any):
+        super().__init__(backbone, spec, config, **options)
         H = backbone.hidden
         self.head = nn.Sequential(
             nn.Linear(H, H), nn.GELU(), nn.Dropout(self.cfg.head_dropout), nn.Linear(H, spec.n_outputs)
         )
         # set from the training split; not persistent: only the loss needs it, never prediction
         self.register_buffer("pos_weight", torch.ones(len(spec.labels)), persistent=False)
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         pw = info.get("pos_weight")

@@ -22,7 +22,7 @@ Shapes: B batch, G groups, K label tasks, C logit columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -31,29 +31,24 @@ from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec
 from medmodal.models.encoders import pattern_from_mask
 from medmodal.models.frameworks.erm import ERM, ERMConfig
 from medmodal.models.frameworks.label_losses import masked_mean, per_sample_ce
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
 class GroupDROConfig(ERMConfig):
-    step_size: float = 0.01  # η of the exponentiated-gradient update of q
-    adjustment: float = 0.0  # C of the generalisation adjustment C / √n_g
-    groups: str = "pattern_label"  # "pattern_label" | "pattern"
+    step_size: float = option(0.01, "η of the exponentiated-gradient update of the group weights", above=0)
+    adjustment: float = option(0.0, "C of the generalisation adjustment C / √n_g", minimum=0)
+    groups: Literal["pattern_label", "pattern"] = option("pattern_label", "groups: pattern × label, or pattern")
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.step_size <= 0 or self.adjustment < 0:
-            raise ValueError(f"groupdro: step_size must be > 0 and adjustment >= 0, got {self}")
-        if self.groups not in ("pattern_label", "pattern"):
-            raise ValueError(f"groupdro: groups must be pattern_label or pattern, got {self.groups!r}")
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"step_size": 0.1}, {"adjustment": 1.0})
 
 
 @FRAMEWORKS.register("groupdro")
 class GroupDRO(ERM):
     config_class = GroupDROConfig
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        super().__init__(backbone, spec, **{k: v for k, v in kwargs.items() if k in ERMConfig.__dataclass_fields__})
-        self.cfg = GroupDROConfig(**kwargs)
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: GroupDROConfig | None = None, **options: Any):
+        super().__init__(backbone, spec, config, **options)
         primary = spec.labels[0]
         self.n_cells = 1 if self.cfg.groups == "pattern" else primary.n_classes + 1  # + 1: label undefined
         n_groups = spec.n_patterns * self.n_cells

@@ -29,39 +29,35 @@ Shapes: B batch, M modalities, H backbone hidden, C logit columns.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework
+from medmodal.models.base import FRAMEWORKS, Backbone, Batch, DataSpec, Framework, FrameworkConfig
 from medmodal.models.frameworks.dfd import add_backbone_aux
 from medmodal.models.frameworks.label_losses import masked_mean, outcome_targets, output_probs, per_sample_ce
 from medmodal.models.frameworks.rectifier import PatternRectifier
+from medmodal.options import option
 
 
 @dataclass(frozen=True)
-class MMNARConfig:
-    heads: int = 4  # attention heads of the fusion block (must divide the backbone's hidden size)
-    tau: float = 0.1  # InfoNCE temperature (the paper's)
-    proj_dim: int = 64  # InfoNCE projection size
-    rec_weight: float = 1.0  # weight of L_rec inside L_aux
-    rec_mse_weight: float = 1.0  # w_mse: weight of the MSE term beside InfoNCE inside L_rec
-    pattern_weight: float = 0.5  # weight of the pattern-prediction BCE inside L_aux
-    aux_weight: float = 0.5  # λ at the start of fine-tuning
-    pretrain_frac: float = 0.2  # fraction of training spent on auxiliary pre-training only
-    rectify: bool = True  # apply the validation-fitted rectifier in predict()
+class MMNARConfig(FrameworkConfig):
+    heads: int = option(
+        4, "attention heads of the fusion block (reduced to a divisor of the backbone's hidden)", minimum=1
+    )
+    tau: float = option(0.1, "InfoNCE temperature (the paper's)", above=0)
+    proj_dim: int = option(64, "InfoNCE projection size", minimum=1)
+    rec_weight: float = option(1.0, "weight of L_rec inside L_aux", minimum=0)
+    rec_mse_weight: float = option(1.0, "w_mse: weight of the MSE term beside InfoNCE inside L_rec", minimum=0)
+    pattern_weight: float = option(0.5, "weight of the pattern-prediction BCE inside L_aux", minimum=0)
+    aux_weight: float = option(0.5, "λ at the start of fine-tuning", minimum=0)
+    pretrain_frac: float = option(0.2, "fraction of training spent on auxiliary pre-training only", minimum=0, below=1)
+    rectify: bool = option(True, "apply the validation-fitted rectifier in predict()")
 
-    def __post_init__(self):
-        if self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if not 0.0 <= self.pretrain_frac < 1.0:
-            raise ValueError(f"pretrain_frac must be in [0, 1), got {self.pretrain_frac}")
-        for name in ("rec_weight", "rec_mse_weight", "pattern_weight", "aux_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+    search_space: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"aux_weight": 1.0}, {"aux_weight": 0.2})
 
 
 class MissingnessAwareFusion(nn.Module):
@@ -111,9 +107,8 @@ class MMNAR(Framework):
 
     config_class = MMNARConfig
 
-    def __init__(self, backbone: Backbone, spec: DataSpec, **kwargs: Any):
-        super().__init__(backbone, spec)
-        self.cfg = MMNARConfig(**kwargs)
+    def __init__(self, backbone: Backbone, spec: DataSpec, config: MMNARConfig | None = None, **options: Any):
+        super().__init__(backbone, spec, config, **options)
         h, m = backbone.hidden, len(spec.modalities)
         self.fusion = MissingnessAwareFusion(m, h, self.cfg.heads)
         self.decoder = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, h))
@@ -221,9 +216,6 @@ class MMNAR(Framework):
         targets, tmask = outcome_targets(val["labels"], val["label_mask"].bool(), self.spec.labels)
         log_odds = torch.logit(output_probs(val["logits"].float(), self.spec.labels), eps=1e-6)
         self.rectifier.fit(log_odds, targets, tmask, val["pattern"])
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
     def extra_state(self) -> dict[str, Any]:
         return {"rectifier": self.rectifier.state()}
