@@ -184,6 +184,9 @@ class Source:
     population_view: ClassVar[str]  # view whose distinct subject_id is the attrition's first row
     before_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run before the task SQL
     after_task_sql: ClassVar[tuple[str, ...]] = ()  # stems in sql/<name>/, run on `cohort`
+    # stems in sql/<name>/ run after before_task_sql that create a task-independent view over raw files (the
+    # events extract): `--task all` materialises each once and shares it between tasks (cohort.runner)
+    shared_sql: ClassVar[tuple[str, ...]] = ()
     known_versions: ClassVar[tuple[str, ...] | None] = None  # releases --dataset-version accepts (None: any)
     # Modules the user may keep outside RAW (downloaded apart): module -> what folder it is. The CLI derives
     # ``--<module>-root`` from these; ``roots`` reads them from ``given``.

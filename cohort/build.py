@@ -26,7 +26,17 @@ from medmodal.cohort.base import COMMON_SQL, REPO_ROOT, SOURCES, TASKS, Source, 
 from medmodal.cohort.masks import modalities_sql
 from medmodal.cohort.preflight import run_preflight
 from medmodal.cohort.rules import Flagged, apply_exclusions, check_files, exclude_untimed
-from medmodal.cohort.runner import Located, connect, locate, register_views, run_sql, run_sql_file, translate_error
+from medmodal.cohort.runner import (
+    Located,
+    SharedRelations,
+    connect,
+    locate,
+    register_views,
+    render_sql,
+    run_sql,
+    run_sql_file,
+    translate_error,
+)
 from medmodal.cohort.splits import FRACTIONS, assign_splits
 from medmodal.common import MedmodalError, console, file_fingerprint
 from medmodal.contracts import (
@@ -92,9 +102,11 @@ def build_cohort(
     try:
         with atomic_dir(out, kind=kind, overwrite=overwrite, inputs=inputs) as tmp:
             jobs = [(spec, tmp, out)] if names is None else [(TASKS.get(n), tmp / n, out / n) for n in names]
+            # one task streams the events through a view; several share one Parquet extract of them
+            shared = SharedRelations(work / "shared") if len(jobs) > 1 else None
             for one, where, final in jobs:
                 _check_task(src, one)
-                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed}
+                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed, "shared": shared}
                 _build_one(
                     src,
                     one,
@@ -137,6 +149,7 @@ def _build_one(
     seed: int,
     dataset_version: str | None,
     imported: Any = None,
+    shared: SharedRelations | None = None,
 ) -> None:
     """One task's cohort into ``tmp`` (a folder inside the caller's atomic output); ``final`` names it in messages."""
     located = locate(src.files, roots)
@@ -162,6 +175,7 @@ def _build_one(
             dataset_version=dataset_version,
             imported=imported,
             out=final,
+            shared=shared,
         )
     except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
         raise translate_error(err, located, sql_file=f"{src.name}/{spec.name} build", con=con) from None
@@ -220,6 +234,7 @@ def _build(
     dataset_version: str | None,
     imported: Any = None,
     out: Path | None = None,
+    shared: SharedRelations | None = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
@@ -238,7 +253,8 @@ def _build(
     params["variable_map_excluded"] = preflight.excluded_keys
     for line in preflight.warnings():
         console.print(f"[yellow]check[/yellow]: {line}", soft_wrap=True)
-    sql_files = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), spec.sql_file(src.name)]
+    before = [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in (*src.before_task_sql, *src.shared_sql))]
+    sql_files = [*before, spec.sql_file(src.name)]
     post_files = [src.sql_dir / f"{s}.sql" for s in src.after_task_sql]
     for p in sql_files + post_files:
         if not p.is_file():
@@ -258,9 +274,14 @@ def _build(
         def step(label: str) -> None:
             progress.update(bar, description=f"{src.name}/{spec.name}: {label}")
 
+        rendered = []  # what a shared relation's reuse is keyed on (cohort.runner.SharedRelations)
         for p in sql_files:
             step(p.stem)
-            run_sql_file(con, p, params, located)
+            if shared is not None and p.stem in src.shared_sql:
+                shared.run(con, p, params, located, "\0".join(rendered))
+            else:
+                run_sql_file(con, p, params, located)
+                rendered.append(render_sql(p.read_text(), params, path=p))
             progress.advance(bar)
         if imported is not None:
             imported.check(con)  # unknown subjects, prediction times outside the record: errors, not exclusions

@@ -12,6 +12,7 @@ for a notes file it is patient text.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import zlib
@@ -168,6 +169,44 @@ def run_sql_file(
         con.execute(sql)
     except duckdb.Error as err:
         raise translate_error(err, located, sql_file=path, con=con, sql=sql) from None
+
+
+class SharedRelations:
+    """Relations that do not depend on the task (``Source.shared_sql``: views over the raw events tables),
+    materialised once per ``cohort build --task all`` so that every task reads one Parquet extract instead of
+    re-parsing the csv.gz files.
+
+    ``folder`` lives in the build's work directory (created and removed by the build). A relation is reused when
+    the rendered SQL of it and of everything run before it is the same (same raw files within one build), so a
+    task whose parameters change the extract computes its own.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.done: dict[str, Path] = {}
+
+    def run(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        params: Mapping[str, Any],
+        located: Iterable[Located],
+        before: str,
+    ) -> None:
+        """Create relation ``path.stem``: a view over its extract, written now unless an earlier task did."""
+        sql = render_sql(path.read_text(), params, path=path)
+        key = hashlib.sha256(f"{before}\0{sql}".encode()).hexdigest()[:16]
+        target = self.done.get(key)
+        if target is None:
+            try:
+                con.execute(sql)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                target = self.folder / f"{path.stem}-{key}.parquet"
+                con.execute(f"COPY (SELECT * FROM {path.stem}) TO {sql_literal(str(target))} (FORMAT parquet)")
+            except duckdb.Error as err:
+                raise translate_error(err, located, sql_file=path, con=con, sql=sql) from None
+            self.done[key] = target
+        con.execute(f"CREATE OR REPLACE VIEW {path.stem} AS SELECT * FROM read_parquet({sql_literal(str(target))})")
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, sql: str, located: Iterable[Located], *, what: str) -> Any:

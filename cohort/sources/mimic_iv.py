@@ -180,6 +180,7 @@ class MimicIV(Source):
     population_view = "patients"
     known_versions = KNOWN_VERSIONS
     before_task_sql = ("macros", "variable_map", "admission_demographics")
+    shared_sql = ("measurement_events",)
     after_task_sql = (
         "measurements",
         "structured_feature_list",
