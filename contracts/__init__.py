@@ -10,6 +10,7 @@ nothing here imports a stage, so each rule is written once:
 - ``identity``: the cohort id and what it covers; the feature fingerprints a run records and evaluate compares.
 - ``store``: the feature store's layout (``samples.parquet``, ``<modality>.safetensors`` + ``.json``), its
   writer and the reader models use.
+- ``tensorfile``: tensors written block by block and saved without materialising them (bounded memory).
 - ``markers``: output markers naming each output folder's kind; ids used as path parts.
 - ``writer``: the one writer of hand-made cohort directories (tests, tiny encoders' fixtures, toy cohorts).
 """
@@ -81,6 +82,7 @@ from medmodal.contracts.store import (
     write_modality,
     write_samples,
 )
+from medmodal.contracts.tensorfile import SpooledTensor, save_safetensors
 from medmodal.contracts.writer import write_cohort
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "SAMPLES",
     "SPLITS",
     "STRUCTURED",
+    "SpooledTensor",
     "TIMESERIES",
     "CohortDir",
     "Column",
@@ -137,6 +140,7 @@ __all__ = [
     "register_modality_kind",
     "sample_ids_digest",
     "structured_table",
+    "save_safetensors",
     "write_cohort",
     "write_cohort_manifest",
     "write_marker",

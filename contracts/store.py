@@ -22,6 +22,7 @@ import polars as pl
 from medmodal.common import OWNER_TAG, MedmodalError, atomic_file, write_json
 from medmodal.contracts.cohort_dir import CohortDir, cohort_id, cohort_sample_ids
 from medmodal.contracts.markers import check_path_part
+from medmodal.contracts.tensorfile import SpooledTensor, save_safetensors
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, so the cohort stage never loads it
     import torch
@@ -62,19 +63,27 @@ def write_modality(
     manifest: dict[str, Any],
     observed: torch.Tensor | None = None,
 ) -> None:
-    """Write one modality's [N, ...] tensor, its [N] mask and its manifest, each atomically."""
+    """Write one modality's [N, ...] tensor, its [N] mask and its manifest, each atomically.
+
+    ``x`` and ``observed`` may be :class:`SpooledTensor` s (built block by block on disk): they are copied into the
+    file piece by piece, so a tensor larger than memory is never materialised (contracts/tensorfile.py)."""
     import torch
-    from safetensors.torch import save_file
 
     if mask.dtype != torch.bool or mask.ndim != 1 or mask.shape[0] != x.shape[0]:
         raise ValueError(f"{modality}: mask must be bool [N] matching x {tuple(x.shape)}")
-    tensors = {"x": x.contiguous(), "mask": mask.contiguous()}
-    if observed is not None:
+    tensors = {"x": x if isinstance(x, SpooledTensor) else x.contiguous(), "mask": mask.contiguous()}
+    if isinstance(observed, SpooledTensor):
+        tensors["observed"] = observed
+    elif observed is not None:
         tensors["observed"] = observed.to(torch.bool).contiguous()
     check_path_part(modality, field="modality")
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{modality}.safetensors.tmp-{OWNER_TAG}-{os.getpid()}-w"
-    save_file(tensors, str(tmp))
+    try:
+        save_safetensors(tensors, tmp)  # the bytes safetensors' save_file writes, without a whole-file buffer
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out_dir / f"{modality}.safetensors")
     meta = {
         "modality": modality,
