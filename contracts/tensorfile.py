@@ -38,7 +38,8 @@ class SpooledTensor:
     def __init__(self, shape: tuple[int, ...], dtype: Any, *, dir: str | Path | None = None):
         self.shape = tuple(int(s) for s in shape)
         self.np_dtype = np.dtype(dtype)
-        self._fh = tempfile.TemporaryFile(dir=dir)  # unlinked already: vanishes when closed or the process dies
+        # unlinked already: vanishes when closed or the process dies; open as long as the tensor lives
+        self._fh = tempfile.TemporaryFile(dir=dir)  # noqa: SIM115
         self._rows = 0
 
     @property

@@ -17,6 +17,7 @@ normalised without leakage and is dropped, counted in the manifest).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,8 @@ import polars as pl
 import torch
 
 from medmodal.common import MedmodalError, console
-from medmodal.contracts import CohortDir
+from medmodal.contracts import CohortDir, SpooledTensor
+from medmodal.contracts.tensorfile import PIECE_BYTES
 from medmodal.featurize.base import FEATURIZERS, Featurizer, ModalityFeatures
 from medmodal.options import option, validate
 
@@ -76,52 +78,136 @@ def fit_zscore(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.nd
     return mean, std, n
 
 
-def _hourly_stats(part: pl.DataFrame, train: np.ndarray):
-    """Hourly means of duplicate measurements, then per-variable mean / std (ddof 0) over the train split.
+BATCH_ROWS = 1 << 20  # timeseries.parquet rows read at a time (~50 MB): the featurizer's memory, whatever N
+
+
+@dataclass
+class _FirstPass:
+    last_seen: dict[str, np.ndarray]  # modality -> (N,) last observed hour + 1 (NaN: none)
+    sorted: bool  # the file's rows come in cohort row order (as the builder writes it): stream by samples
+
+
+def _batches(cohort: CohortDir, path: Path) -> Iterator[pl.DataFrame]:
+    """timeseries.parquet checked and typed, one batch at a time; non-finite values dropped."""
+    for b in cohort.iter_table("timeseries", ["hour", "variable", "value"], batch_rows=BATCH_ROWS):
+        if b["hour"].null_count() or (b.height and b["hour"].min() < 0):
+            raise MedmodalError(
+                "hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour"
+            )
+        if not b["value"].dtype.is_numeric():
+            raise MedmodalError(f"must be numeric (is {b['value'].dtype})", path=path, field="value")
+        b = b.with_columns(
+            pl.col("value").cast(pl.Float64), pl.col("variable").cast(pl.Utf8), pl.col("hour").cast(pl.Int64)
+        )
+        yield b.filter(pl.col("value").is_finite())
+
+
+def _first_pass(cohort: CohortDir, modalities: list[str], path: Path) -> _FirstPass:
+    """Checks every row, finds each sample's last observed hour (per modality) and whether rows are sorted."""
+    last = {m: np.full(cohort.n, np.nan) for m in modalities}
+    in_order, prev = True, -1
+    for b in _batches(cohort, path):
+        rows = b["row"].to_numpy()
+        if len(rows):
+            in_order = in_order and rows[0] >= prev and bool((np.diff(rows) >= 0).all())
+            prev = int(rows[-1])
+        hours = b["hour"].to_numpy().astype(np.float64) + 1
+        for m in modalities:
+            sel = cohort.has[m][rows]
+            np.fmax.at(last[m], rows[sel], hours[sel])
+    return _FirstPass(last, in_order)
+
+
+def _chunks(cohort: CohortDir, path: Path, in_order: bool) -> Iterator[pl.DataFrame]:
+    """Chunks of complete samples in row order; a file not sorted by sample comes as one chunk (all in memory)."""
+    if in_order:
+        yield from _complete_rows(_batches(cohort, path))
+        return
+    parts = list(_batches(cohort, path))
+    if parts:
+        yield pl.concat(parts)
+
+
+class _Scratch:
+    """Hourly values (row, hour, variable code, value) appended chunk by chunk to an anonymous file beside the
+    store and read back chunk by chunk: the passes after the first never re-parse timeseries.parquet, and
+    memory stays one chunk (20 bytes per hourly value on disk)."""
+
+    DTYPE = np.dtype([("r", "<i8"), ("h", "<i4"), ("c", "<i4"), ("v", "<f8")])
+
+    def __init__(self, dir: Path):
+        import tempfile
+
+        self._fh = tempfile.TemporaryFile(dir=dir)  # noqa: SIM115  (unlinked from the start: gone when closed or killed)
+        self.lengths: list[int] = []
+
+    def add(self, r: np.ndarray, h: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:
+        rec = np.empty(len(r), dtype=self.DTYPE)
+        rec["r"], rec["h"], rec["c"], rec["v"] = r, h, c, v
+        self._fh.write(rec.tobytes())
+        self.lengths.append(len(r))
+        return rec
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        self._fh.seek(0)
+        for n in self.lengths:
+            yield np.frombuffer(self._fh.read(n * self.DTYPE.itemsize), dtype=self.DTYPE)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _complete_rows(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Re-cut batches of a table sorted by row so that no sample's rows span two chunks."""
+    carry: pl.DataFrame | None = None
+    for b in batches:
+        b = b if carry is None else pl.concat([carry, b])
+        if b.height == 0:
+            continue
+        last = b["row"][-1]
+        done = b.filter(pl.col("row") != last)
+        carry = b.filter(pl.col("row") == last)
+        if done.height:
+            yield done
+    if carry is not None and carry.height:
+        yield carry
+
+
+def _hourly_chunk(part: pl.DataFrame, codes: dict[str, int]) -> tuple[np.ndarray, ...]:
+    """One chunk of complete samples -> hourly means of duplicate measurements (row, hour, code, value).
 
     Done in numpy over one total order (row, hour, variable, value) instead of polars ``group_by``, whose
-    parallel aggregation adds floats in a different order on every run: the manifest's statistics and the
-    tensors are then byte-identical between runs (docs/reliability.md). Returns the rows (row, hour, variable
-    index, value) of the kept variables, the variable names (sorted; only those with a train value), the
-    dropped names, and mean, std, n per kept variable.
+    parallel aggregation adds floats in a different order on every run: the tensors and the manifest's
+    statistics are then byte-identical between runs (docs/reliability.md), and between a run in one chunk and
+    one in many (a sample never spans two chunks). ``codes`` maps variable names to provisional codes (grown
+    here); the final column order is by name.
     """
     part = part.filter(pl.col("variable").is_not_null()).sort(["row", "hour", "variable", "value"])
-    names = sorted(part["variable"].unique().to_list())
     r = part["row"].to_numpy().astype(np.int64)
     h = part["hour"].to_numpy().astype(np.int64)
-    c = np.searchsorted(np.asarray(names, dtype=object), part["variable"].to_numpy().astype(object)).astype(np.int64)
+    for name in part["variable"].unique(maintain_order=True).to_list():
+        codes.setdefault(name, len(codes))
+    c = part["variable"].replace_strict(codes, return_dtype=pl.Int64).to_numpy().astype(np.int64)
     vals = part["value"].to_numpy().astype(np.float64)
     if len(vals):
         starts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (h[1:] != h[:-1]) | (c[1:] != c[:-1])])
         counts = np.diff(np.r_[starts, len(vals)])
         vals = np.add.reduceat(vals, starts) / counts  # duplicates -> hourly mean
         r, h, c = r[starts], h[starts], c[starts]
-    tr = train[r] if len(r) else np.zeros(0, dtype=bool)
-    n_fit = np.bincount(c[tr], minlength=len(names))
-    sums = np.zeros(len(names))
-    order = np.lexsort((h[tr], r[tr], c[tr]))  # per variable, in (row, hour) order
-    tc, tv = c[tr][order], vals[tr][order]
-    np.add.at(sums, tc, tv)  # sequential over the fixed order
-    mean_all = np.divide(sums, n_fit, out=np.zeros(len(names)), where=n_fit > 0)
-    sq = np.zeros(len(names))
-    np.add.at(sq, tc, (tv - mean_all[tc]) ** 2)
-    std_all = np.sqrt(np.divide(sq, n_fit, out=np.ones(len(names)), where=n_fit > 0))
-    std_all[~(std_all > 0)] = 1.0  # a constant variable is centred, not blown up
-    kept = np.flatnonzero(n_fit > 0)
-    remap = np.full(len(names), -1, dtype=np.int64)
-    remap[kept] = np.arange(len(kept))
-    keep = remap[c] >= 0
-    return (
-        r[keep],
-        h[keep],
-        remap[c[keep]],
-        vals[keep],
-        [names[i] for i in kept],
-        [names[i] for i in np.flatnonzero(n_fit == 0)],
-        mean_all[kept],
-        std_all[kept],
-        n_fit[kept],
-    )
+    return r, h, c, vals
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    return a if len(a) >= n else np.concatenate([a, np.zeros(n - len(a), dtype=a.dtype)])
+
+
+def _train_order(rec: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, values) of a chunk's train entries per variable in (row, hour) order: summing chunk after chunk in
+    this order adds every variable's values in the same sequence as one pass over all of them would."""
+    tr = train[rec["r"]] if len(rec) else np.zeros(0, dtype=bool)
+    r, h, c, v = rec["r"][tr], rec["h"][tr], rec["c"][tr], rec["v"][tr]
+    order = np.lexsort((h, r, c))
+    return c[order], v[order]
 
 
 def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,26 +300,13 @@ class TimeseriesFeaturizer(Featurizer):
         if not modalities:
             return {}
         path = cohort.dir / "timeseries.parquet"
-        ts = cohort.items("timeseries")
-        if ts["hour"].null_count() or (ts.height and ts["hour"].min() < 0):
-            raise MedmodalError(
-                "hours must be non-null and >= 0 (0 = first hour of the window)", path=path, field="hour"
-            )
-        if not ts["value"].dtype.is_numeric():
-            raise MedmodalError(f"must be numeric (is {ts['value'].dtype})", path=path, field="value")
-        ts = ts.with_columns(
-            pl.col("value").cast(pl.Float64), pl.col("variable").cast(pl.Utf8), pl.col("hour").cast(pl.Int64)
-        )
-        ts = ts.filter(pl.col("value").is_finite())
+        train = cohort.split == "train"
+        first = _first_pass(cohort, modalities, path)
         results = {}
         for m in modalities:
             has = cohort.has[m]
-            part = ts.filter(pl.Series(has[ts["row"].to_numpy()]))
             # end of each sample's window on the hour clock: from the cohort's times, else its last observed hour
-            last_seen = np.full(cohort.n, np.nan)
-            if part.height:
-                agg = part.group_by("row").agg(pl.col("hour").max())
-                last_seen[agg["row"].to_numpy()] = agg["hour"].to_numpy() + 1
+            last_seen = first.last_seen[m]
             end = window_end_hours(cohort) if cfg.align == "end" else None
             end = last_seen if end is None else np.where(np.isnan(end), last_seen, end)
             if cfg.align == "end":
@@ -242,56 +315,108 @@ class TimeseriesFeaturizer(Featurizer):
             else:
                 T = int(min(cfg.max_hours, max(1, np.nanmax(last_seen, initial=1))))
                 offset = np.zeros(cohort.n, dtype=np.int64)
-            part = part.with_columns((pl.col("hour") - pl.Series(offset[part["row"].to_numpy()])).alias("hour"))
-            early = int((part["hour"] < 0).sum())
-            late = int((part["hour"] >= T).sum())
-            part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
-            r, h, v, vals, variables, dropped, mean, std, n_fit = _hourly_stats(part, cohort.split == "train")
-            if not variables:
-                # a (N, T, 0) tensor carries nothing and no model can take it: not written, and said so
-                console.print(
-                    f"[yellow]{m}: no variable has a value in the train split; not featurized[/yellow]",
-                    soft_wrap=True,
-                )
-                continue
-            x = np.zeros((cohort.n, T, len(variables)), dtype=np.float32)  # (N, T, V)
-            observed = np.zeros((cohort.n, T, len(variables)), dtype=bool)
-            if len(vals):
-                x[r, h, v] = ((vals - mean[v]) / std[v]).astype(np.float32)
-                observed[r, h, v] = True
-            manifest = {
-                "kind": "timeseries",
-                "variables": variables,
-                "hours": T,
-                "hour_cap": cfg.max_hours,
-                "encoder": {
-                    "fingerprint": None,
-                    "description": "hourly values z-scored per variable on the train split; NaN -> 0",
-                },
-                "pooling": None,
-                "normalisation": {
-                    "fitted_on": "train",
-                    "mean": mean.tolist(),
-                    "std": std.tolist(),
-                    "n_fit_values": n_fit.astype(int).tolist(),
-                },
-                "counts": {
-                    "computed": cohort.n,
-                    "reused": 0,
-                    "skipped": 0,
-                    "observed": int(has.sum()),
-                    "values": len(vals),
-                    "values_before_kept_hours_dropped": early,
-                    "values_after_kept_hours_dropped": late,
-                },
-                "align": cfg.align,
-                "variables_dropped_not_in_train": dropped,
-                "config": asdict(cfg),
-            }
-            results[m] = ModalityFeatures(
-                x=torch.from_numpy(x),
-                mask=torch.from_numpy(has.copy()),
-                observed=torch.from_numpy(observed),
-                manifest=manifest,
-            )
+            scratch = _Scratch(Path(store))
+            try:
+                feats = self._modality(cohort, m, cfg, first, has, train, T, offset, scratch, Path(store))
+            finally:
+                scratch.close()
+            if feats is not None:
+                results[m] = feats
         return results
+
+    def _modality(self, cohort, m, cfg, first, has, train, T, offset, scratch, store) -> ModalityFeatures | None:
+        # pass 1 (timeseries.parquet): kept hours, hourly means, per-variable train counts and sums
+        codes: dict[str, int] = {}
+        early = late = 0
+        n_fit, sums = np.zeros(0, np.int64), np.zeros(0)
+        for chunk in _chunks(cohort, cohort.dir / "timeseries.parquet", first.sorted):
+            part = chunk.filter(pl.Series(has[chunk["row"].to_numpy()]))
+            part = part.with_columns((pl.col("hour") - pl.Series(offset[part["row"].to_numpy()])).alias("hour"))
+            early += int((part["hour"] < 0).sum())
+            late += int((part["hour"] >= T).sum())
+            part = part.filter((pl.col("hour") >= 0) & (pl.col("hour") < T))
+            rec = scratch.add(*_hourly_chunk(part, codes))
+            tc, tv = _train_order(rec, train)
+            n_fit, sums = _grow(n_fit, len(codes)), _grow(sums, len(codes))
+            n_fit += np.bincount(tc, minlength=len(codes))
+            np.add.at(sums, tc, tv)  # sequential over the fixed order
+        names = sorted(codes)
+        by_name = np.asarray([codes[n] for n in names], dtype=np.int64)  # name position -> provisional code
+        n_fit, sums = _grow(n_fit, len(codes)), _grow(sums, len(codes))
+        mean_p = np.divide(sums, n_fit, out=np.zeros(len(codes)), where=n_fit > 0)
+        # pass 2 (scratch): squared deviations from the train mean, in the same order
+        sq = np.zeros(len(codes))
+        for rec in scratch.chunks():
+            tc, tv = _train_order(rec, train)
+            np.add.at(sq, tc, (tv - mean_p[tc]) ** 2)
+        std_p = np.sqrt(np.divide(sq, n_fit, out=np.ones(len(codes)), where=n_fit > 0))
+        std_p[~(std_p > 0)] = 1.0  # a constant variable is centred, not blown up
+        kept_p = by_name[n_fit[by_name] > 0]  # provisional codes of the kept variables, by name
+        variables = [names[i] for i in np.flatnonzero(n_fit[by_name] > 0)]
+        dropped = [names[i] for i in np.flatnonzero(n_fit[by_name] == 0)]
+        mean, std, n_kept = mean_p[kept_p], std_p[kept_p], n_fit[kept_p]
+        if not variables:
+            # a (N, T, 0) tensor carries nothing and no model can take it: not written, and said so
+            console.print(
+                f"[yellow]{m}: no variable has a value in the train split; not featurized[/yellow]", soft_wrap=True
+            )
+            return None
+        remap = np.full(len(codes), -1, dtype=np.int64)
+        remap[kept_p] = np.arange(len(kept_p))
+        # pass 3 (scratch): the (N, T, V) tensors, row block by row block, into spooled files
+        x = SpooledTensor((cohort.n, T, len(variables)), np.float32, dir=store)
+        observed = SpooledTensor((cohort.n, T, len(variables)), bool, dir=store)
+        n_values = 0
+        done = 0  # rows written so far; samples come in row order (one chunk holds all when the file is unsorted)
+        step = max(1, PIECE_BYTES // (T * len(variables) * 5))  # rows per block: x (float32) + observed (bool)
+        for rec in scratch.chunks():
+            v = remap[rec["c"]]
+            keep = v >= 0
+            r, h, v, vals = rec["r"][keep], rec["h"][keep], v[keep], rec["v"][keep]
+            n_values += len(vals)
+            if not len(r):
+                continue
+            end_row = int(r[-1]) + 1  # r ascends: chunks are sorted by (row, hour, variable)
+            for lo in range(done, end_row, step):
+                hi = min(lo + step, end_row)
+                a, b = np.searchsorted(r, [lo, hi])
+                block = np.zeros((hi - lo, T, len(variables)), dtype=np.float32)  # (rows, T, V)
+                seen = np.zeros((hi - lo, T, len(variables)), dtype=bool)
+                vb = v[a:b]
+                block[r[a:b] - lo, h[a:b], vb] = ((vals[a:b] - mean[vb]) / std[vb]).astype(np.float32)
+                seen[r[a:b] - lo, h[a:b], vb] = True
+                x.append(block)
+                observed.append(seen)
+            done = end_row
+        x.append_zeros(cohort.n - done)
+        observed.append_zeros(cohort.n - done)
+        manifest = {
+            "kind": "timeseries",
+            "variables": variables,
+            "hours": T,
+            "hour_cap": cfg.max_hours,
+            "encoder": {
+                "fingerprint": None,
+                "description": "hourly values z-scored per variable on the train split; NaN -> 0",
+            },
+            "pooling": None,
+            "normalisation": {
+                "fitted_on": "train",
+                "mean": mean.tolist(),
+                "std": std.tolist(),
+                "n_fit_values": n_kept.astype(int).tolist(),
+            },
+            "counts": {
+                "computed": cohort.n,
+                "reused": 0,
+                "skipped": 0,
+                "observed": int(has.sum()),
+                "values": n_values,
+                "values_before_kept_hours_dropped": early,
+                "values_after_kept_hours_dropped": late,
+            },
+            "align": cfg.align,
+            "variables_dropped_not_in_train": dropped,
+            "config": asdict(cfg),
+        }
+        return ModalityFeatures(x=x, mask=torch.from_numpy(has.copy()), observed=observed, manifest=manifest)
