@@ -96,7 +96,7 @@ def cohort_build(
         None, "--value-column", help="With --labels: boolean_value | integer_value | categorical_value."
     ),
     memory_limit: str | None = typer.Option(
-        None, "--memory-limit", help="DuckDB memory limit, e.g. 12GB (default: half the RAM)."
+        None, "--memory-limit", help="DuckDB memory limit, e.g. 12GB (default: 3GB, or half the RAM if less)."
     ),
     threads: int | None = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     dataset_version: str | None = typer.Option(None, "--dataset-version", help="Override release detection, e.g. 3.1."),

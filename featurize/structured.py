@@ -17,6 +17,7 @@ normalised without leakage and is dropped, counted in the manifest).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -210,6 +211,16 @@ def _train_order(rec: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.nda
     return c[order], v[order]
 
 
+def column_blocks(n: int, width: int = 16) -> list[tuple[int, int]]:
+    """[a, b) column ranges of ``width`` (the structured features are z-scored a block at a time, so memory is one
+    (N, width) float64 block, not (N, F)). No block is one column wide unless F is: numpy sums an (N, 1) column
+    pairwise but a wider block row by row, and the statistics must not depend on the blocking (a test checks)."""
+    bounds = [*range(0, n, width), n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return list(itertools.pairwise(bounds))
+
+
 def _normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     observed = np.isfinite(values)
     x = np.where(observed, (np.where(observed, values, 0.0) - mean) / std, 0.0)
@@ -239,21 +250,29 @@ class StructuredFeaturizer(Featurizer):
                     path=cohort.dir / "manifest.json",
                     field="feature_groups",
                 )
-            table = cohort.table("structured", list(cols))
-            if table["row"].n_unique() != table.height:
-                raise MedmodalError("duplicate sample_id rows", path=path, field="sample_id")
-            values = np.full((cohort.n, len(cols)), np.nan)  # (N, F)
-            rows = table["row"].to_numpy()
-            for j, c in enumerate(cols):
-                if not table[c].dtype.is_numeric() and table[c].dtype != pl.Null:
-                    raise MedmodalError(f"must be numeric (is {table[c].dtype})", path=path, field=c)
-                values[rows, j] = table[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            n_nonfinite = int(np.isinf(values).sum())
-            values[np.isinf(values)] = np.nan
             has = cohort.has[m]
-            values[~has] = np.nan
-            mean, std, n_fit = fit_zscore(values, cohort.split == "train")
-            x, observed = _normalise(values, mean, std)
+            train = cohort.split == "train"
+            x = np.zeros((cohort.n, len(cols)), dtype=np.float32)  # (N, F): 0.4 GB at MIMIC-IV size
+            observed = np.zeros((cohort.n, len(cols)), dtype=bool)
+            mean, std, n_fit = np.zeros(len(cols)), np.ones(len(cols)), np.zeros(len(cols), dtype=np.int64)
+            n_nonfinite = 0
+            for a, b in column_blocks(len(cols)):
+                block = cols[a:b]
+                table = pl.concat(list(cohort.iter_table("structured", block)))
+                if table["row"].n_unique() != table.height:
+                    raise MedmodalError("duplicate sample_id rows", path=path, field="sample_id")
+                values = np.full((cohort.n, len(block)), np.nan)  # (N, k) float64, one block of columns
+                rows = table["row"].to_numpy()
+                for j, c in enumerate(block):
+                    if not table[c].dtype.is_numeric() and table[c].dtype != pl.Null:
+                        raise MedmodalError(f"must be numeric (is {table[c].dtype})", path=path, field=c)
+                    values[rows, j] = table[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                del table
+                n_nonfinite += int(np.isinf(values).sum())
+                values[np.isinf(values)] = np.nan
+                values[~has] = np.nan
+                mean[a:b], std[a:b], n_fit[a:b] = fit_zscore(values, train)
+                x[:, a:b], observed[:, a:b] = _normalise(values, mean[a:b], std[a:b])
             manifest = {
                 "kind": "structured",
                 "columns": list(cols),
