@@ -1,0 +1,295 @@
+"""Every stage at growing size: wall, peak memory of the whole process tree, rows/s, and ratios (prints tables).
+
+    python benchmarks/cohort_scale.py                                   # 10k and 30k simulated subjects
+    python benchmarks/cohort_scale.py --subjects 10000 30000 100000 --pyhealth /tmp/pyhealth-venv
+    python benchmarks/cohort_scale.py --subjects 2000 --json out.json   # what the slow test runs
+
+Per world (``medmodal simulate mimic_iv --release 3.1 --no-images``) each stage runs in a fresh child process
+whose peak RSS is that of its whole process tree (psutil, polled every 50 ms; DuckDB's threads are inside it):
+
+- ``scan floor``: DuckDB ``count(*)`` over labevents + chartevents csv.gz, the least any build must pay;
+- ``cohort <task>`` for every MIMIC-IV task and ``cohort --task all`` (defaults: DuckDB memory limit
+  ``cohort.runner.default_memory_limit``);
+- ``featurize structured`` and one training ``epoch`` (late_fusion + erm on structured + timeseries) of the
+  readmission_30d cohort;
+- with ``--pyhealth VENV``: PyHealth 1.1.6's MIMIC4Dataset over the same hosp files (labevents, diagnoses) and
+  its 15-day readmission task, in its own virtual environment (created on first use with
+  ``pyhealth==1.1.6 'numpy<2' 'setuptools<81'``; PyHealth 2.x needs Python >= 3.12).
+
+Then each stage's wall and memory are fitted as a fixed cost plus a cost per events row (least squares over
+the sizes run) and projected to MIMIC-IV v3.1 (432,997,491 chartevents + 158,374,764 labevents). The machine is shared:
+compare ratios within one run, not seconds across runs. ``--json`` writes the measurements and each stage's
+memory budget (``budgets``) for tests/test_cohort_scale.py. Not run by ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+V31_EVENTS = 432_997_491 + 158_374_764  # chartevents + labevents rows of MIMIC-IV v3.1
+V31_ADMISSIONS = 546_028
+POLL_S = 0.05
+MB = 2**20
+
+TASKS = ("readmission_30d", "in_hospital_mortality_24h", "in_hospital_mortality_48h")
+MAIN_TASK = "readmission_30d"
+STAGE_BUDGET_MB = 4096  # the issue's target for featurize and training at any size
+COHORT_CONSTANT_MB = 1024  # a build may use its DuckDB limit plus this (Python, polars, pyarrow, the audits)
+
+CHILDREN = {
+    "simulate": """
+from medmodal.simulate import simulate
+simulate("mimic_iv", A[0], subjects=int(A[1]), seed=0, images=False, release="3.1")
+""",
+    "floor": """
+import duckdb
+con = duckdb.connect()
+n = sum(con.execute(f"SELECT count(*) FROM read_csv('{p}')").fetchone()[0] for p in A)
+print(json.dumps({"rows": n}))
+""",
+    "cohort": """
+from medmodal.cohort import build_cohort
+build_cohort("mimic_iv", A[0], A[1], A[2])
+""",
+    "featurize": """
+from medmodal.featurize import featurize_structured
+featurize_structured(A[0], A[1])
+""",
+    "epoch": """
+from medmodal.models.train import train
+train(A[0], A[1], A[2], backbone="late_fusion", framework="erm", modalities=["structured", "timeseries"],
+      epochs=1, progress=False)
+""",
+    "pyhealth": """
+import os
+import pandas as pd
+from pyhealth.datasets import MIMIC4Dataset
+from pyhealth.tasks import readmission_prediction_mimic4_fn
+_read = pd.read_csv
+def read_gz(path, *a, **k):  # PyHealth 1.x opens <table>.csv; the release (and the simulator) ships .csv.gz
+    path = str(path)
+    return _read(path + ".gz" if not os.path.exists(path) and os.path.exists(path + ".gz") else path, *a, **k)
+pd.read_csv = read_gz
+ds = MIMIC4Dataset(root=A[0], tables=["diagnoses_icd", "labevents"], dev=False, refresh_cache=True)
+samples = ds.set_task(readmission_prediction_mimic4_fn)
+print(json.dumps({"samples": len(samples)}))
+""",
+}
+
+
+def measure(kind: str, args: list[str], *, python: str | None = None, env: dict | None = None) -> dict:
+    """Run CHILDREN[kind] with ``args``; wall seconds and the peak summed RSS of its process tree."""
+    code = "import json, sys\nA = sys.argv[1:]\n" + textwrap.dedent(CHILDREN[kind])
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [python or sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    peak = 0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            rss = 0
+            for p in tree:
+                with contextlib.suppress(psutil.Error):  # a child that exited between listing and reading
+                    rss += p.memory_info().rss
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(POLL_S)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        tail = "\n".join(err.strip().splitlines()[-5:])
+        raise RuntimeError(f"{kind} {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+    line = next((x for x in reversed(out.strip().splitlines()) if x.startswith("{")), "{}")
+    return {"wall": wall, "peak_mb": peak / MB, **json.loads(line)}
+
+
+def ensure_pyhealth(venv: Path) -> str:
+    """The venv's python, with PyHealth 1.1.6 installed into it on first use (from the configured index)."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    ok = subprocess.run([str(python), "-c", "import pyhealth"], capture_output=True).returncode == 0
+    if not ok:
+        pins = ["pyhealth==1.1.6", "numpy<2", "setuptools<81"]
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], check=True)
+    return str(python)
+
+
+def events_rows(world: Path) -> int:
+    counts = json.loads((world / "simulation.json").read_text())["row_counts"]
+    return counts["hosp/labevents.csv.gz"] + counts["icu/chartevents.csv.gz"]
+
+
+STAGES = ("floor", "tasks", "all", "featurize", "epoch", "pyhealth")
+
+
+def run_world(n: int, root: Path, pyhealth: str | None, console: Console, stages=STAGES) -> dict:
+    from medmodal.cohort.runner import default_memory_limit
+
+    world, work = root / f"world_{n}", root / f"out_{n}"
+    work.mkdir()
+    res: dict = {"subjects": n, "stages": {}}
+    st = res["stages"]
+    st["simulate"] = measure("simulate", [str(world), str(n)])
+    res["events"] = events_rows(world)
+    counts = json.loads((world / "simulation.json").read_text())["row_counts"]
+    res["admissions"] = counts["hosp/admissions.csv.gz"]
+    st["scan floor"] = measure(
+        "floor", [str(world / "hosp" / "labevents.csv.gz"), str(world / "icu" / "chartevents.csv.gz")]
+    )
+    for task in TASKS if "tasks" in stages else (MAIN_TASK,) if {"featurize", "epoch"} & set(stages) else ():
+        st[f"cohort {task}"] = measure("cohort", [str(world), task, str(work / task)])
+        console.print(f"{n:,} subjects: cohort {task} {st[f'cohort {task}']['wall']:.1f} s", highlight=False)
+    if "all" in stages:
+        st["cohort --task all"] = measure("cohort", [str(world), "all", str(work / "all")])
+    cohort = work / MAIN_TASK
+    if cohort.is_dir():
+        rows = json.loads((cohort / "manifest.json").read_text())["row_counts"]
+        res["samples"], res["timeseries_rows"] = rows["cohort"], rows["timeseries"]
+    if {"featurize", "epoch"} & set(stages):
+        st["featurize structured"] = measure("featurize", [str(cohort), str(work / "store")])
+    if "epoch" in stages:
+        st["train one epoch"] = measure("epoch", [str(cohort), str(work / "store"), str(work / "run")])
+    if pyhealth and "pyhealth" in stages:
+        st["PyHealth 1.1.6 readmission"] = measure("pyhealth", [str(world / "hosp")], python=pyhealth)
+    limit_mb = _size_mb(default_memory_limit())
+    res["memory_limit_mb"] = limit_mb
+    res["budgets"] = {
+        k: (limit_mb + COHORT_CONSTANT_MB if k.startswith("cohort") else STAGE_BUDGET_MB)
+        for k in st
+        if k.startswith(("cohort", "featurize", "train"))
+    }
+    shutil.rmtree(world, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def _size_mb(text: str) -> float:
+    units = {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024**2}
+    for u, f in units.items():
+        if text.upper().endswith(u):
+            return float(text[: -len(u)]) * f
+    return float(text) / MB
+
+
+def world_table(r: dict) -> Table:
+    st = r["stages"]
+    floor = st["scan floor"]["wall"]
+    one = st.get(f"cohort {MAIN_TASK}", {}).get("wall", math.nan)
+    ph = st.get("PyHealth 1.1.6 readmission", {}).get("wall")
+    t = Table(
+        title=f"{r['subjects']:,} subjects: {r['events']:,} events rows, {r['admissions']:,} admissions, "
+        f"{r.get('samples', 0):,} {MAIN_TASK} samples (DuckDB limit {r['memory_limit_mb'] / 1024:.1f} GB)"
+    )
+    for col in ("stage", "wall s", "peak RSS MB", "budget MB", "events rows/s", "× scan floor", "× one task"):
+        t.add_column(col, justify="right")
+    if ph:
+        t.add_column("× PyHealth", justify="right")
+    for name, s in st.items():
+        budget = r["budgets"].get(name)
+        row = [
+            name,
+            f"{s['wall']:.1f}",
+            f"{s['peak_mb']:,.0f}",
+            f"{budget:,.0f}" if budget else "",
+            f"{r['events'] / s['wall']:,.0f}" if name.startswith(("cohort", "scan", "PyHealth")) else "",
+            f"{s['wall'] / floor:.2f}" if name.startswith(("cohort", "scan", "PyHealth")) else "",
+            f"{s['wall'] / one:.2f}" if name.startswith("cohort") else "",
+        ]
+        if ph:
+            row.append(f"{s['wall'] / ph:.3f}" if name.startswith("cohort") else "")
+        t.add_row(*row)
+    return t
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """y = fixed + per_row * x by least squares (a start-up cost plus a cost per events row); None from one size.
+    Affine rather than a power law: at small sizes the fixed cost (imports, audits, writing the outputs) would
+    read as sub-linear growth and under-project the full size."""
+    if len(set(xs)) < 2:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+    return my - slope * mx, slope
+
+
+def projection_table(results: list[dict]) -> Table | None:
+    xs = [r["events"] for r in results]
+    if len(set(xs)) < 2:
+        return None
+    t = Table(title=f"fitted growth (fixed + per row), projected to MIMIC-IV v3.1 ({V31_EVENTS:,} events rows)")
+    for col in ("stage", "s per M rows", "projected wall", "MB per M rows", "projected peak RSS", "× scan floor"):
+        t.add_column(col, justify="right")
+    floor = fit(xs, [r["stages"]["scan floor"]["wall"] for r in results])
+    floor_v31 = floor[0] + floor[1] * V31_EVENTS
+    for name in results[0]["stages"]:
+        if name == "simulate" or any(name not in r["stages"] for r in results):
+            continue
+        w0, w1 = fit(xs, [r["stages"][name]["wall"] for r in results])
+        m0, m1 = fit(xs, [r["stages"][name]["peak_mb"] for r in results])
+        wall, mem = w0 + w1 * V31_EVENTS, max(m0 + m1 * V31_EVENTS, 0.0)
+        t.add_row(
+            name,
+            f"{w1 * 1e6:.2f}",
+            f"{wall / 60:,.1f} min",
+            f"{m1 * 1e6:.1f}",
+            f"{mem / 1024:,.2f} GB",
+            f"{wall / floor_v31:.2f}" if name.startswith(("cohort", "scan", "PyHealth")) else "",
+        )
+    return t
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", nargs="+", type=int, default=[10_000, 30_000])
+    ap.add_argument("--full", action="store_true", help="also a world with MIMIC-IV v3.1's admissions (hours)")
+    ap.add_argument("--pyhealth", type=Path, default=None, help="venv for PyHealth 1.1.6 (created if absent)")
+    ap.add_argument("--tmp", type=Path, default=None, help="where worlds are written (default: system temp)")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="a subset of the stages")
+    ap.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    args = ap.parse_args(argv)
+    sizes = list(args.subjects)
+    if args.full:
+        sizes.append(320_000)  # ~546k admissions at the simulator's 1.7 admissions per subject
+    console = Console(width=180)
+    pyhealth = ensure_pyhealth(args.pyhealth) if args.pyhealth else None
+    load = os.getloadavg()[0]
+    console.print(f"{os.cpu_count()} CPUs, load average {load:.1f} at start (compare ratios, not seconds)")
+    root = Path(tempfile.mkdtemp(prefix="cohort-scale-", dir=args.tmp))
+    results = []
+    try:
+        for n in sizes:
+            results.append(run_world(n, root, pyhealth, console, args.stages))
+            console.print(world_table(results[-1]))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if (proj := projection_table(results)) is not None:
+        console.print(proj)
+
+
+if __name__ == "__main__":
+    main()
