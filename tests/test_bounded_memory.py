@@ -1,0 +1,112 @@
+"""The bounded-memory paths give the bytes of the whole-in-memory ones (docs/performance.md):
+
+- ``save_safetensors`` writes what ``safetensors.torch.save_file`` writes, from tensors or spooled row blocks;
+- structured features z-scored one column block at a time equal the unblocked statistics and tensors;
+- timeseries featurized in chunks of a few rows equal one chunk holding every sample;
+- ``cohort build --task all`` computes the events extract once and its cohorts equal single-task builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import medmodal.contracts.tensorfile as tensorfile
+import medmodal.featurize.structured as structured
+from medmodal.cohort import build_cohort
+from medmodal.cohort.runner import SharedRelations
+from medmodal.contracts import SpooledTensor, save_safetensors
+from medmodal.featurize import featurize_structured
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
+MIMIC_TASKS = ["readmission_30d", "in_hospital_mortality_24h", "in_hospital_mortality_48h"]
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (7, 4, 3), (0, 2)])
+def test_save_safetensors_writes_the_bytes_of_save_file(tmp_path, monkeypatch, shape):
+    monkeypatch.setattr(tensorfile, "PIECE_BYTES", 16)  # many pieces per tensor
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g)
+    mask = torch.rand(shape[0], generator=g) > 0.5
+    observed = torch.rand(*shape, generator=g) > 0.3
+    save_file({"x": x, "mask": mask, "observed": observed}, str(tmp_path / "ref"))
+    save_safetensors({"x": x, "mask": mask, "observed": observed}, tmp_path / "tensors")
+    sx = SpooledTensor(shape, np.float32, dir=tmp_path)
+    so = SpooledTensor(shape, bool, dir=tmp_path)
+    if shape[0]:
+        sx.append(x[:2].numpy())
+        sx.append(x[2:].numpy())
+    so.append(observed.numpy())
+    save_safetensors({"observed": so, "x": sx, "mask": mask}, tmp_path / "spooled")
+    ref = (tmp_path / "ref").read_bytes()
+    assert (tmp_path / "tensors").read_bytes() == ref
+    assert (tmp_path / "spooled").read_bytes() == ref
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("ref", "tensors", "spooled")]  # spools unlinked
+
+
+def test_spooled_tensor_refuses_missing_or_misshapen_rows(tmp_path):
+    t = SpooledTensor((3, 2), np.float32, dir=tmp_path)
+    t.append(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="does not continue"):
+        t.append(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="2 of its 3 rows"):
+        list(t.pieces())
+    t.append_zeros(1)
+    assert t.numpy().shape == (3, 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 16, 17, 33, 174])
+def test_column_blocks_give_the_unblocked_statistics(n):
+    blocks = structured.column_blocks(n)
+    assert blocks[0][0] == 0 and blocks[-1][1] == n
+    assert all(b - a >= 2 for a, b in blocks) or n == 1  # an (N, 1) block would be summed another way
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=(20_000, n)) * rng.uniform(0.1, 1000, size=n)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    train = rng.random(20_000) < 0.7
+    mean, std, count = structured.fit_zscore(values, train)
+    for a, b in blocks:
+        block = np.ascontiguousarray(values[:, a:b])
+        mb, sb, nb = structured.fit_zscore(block, train)
+        assert mb.tobytes() == mean[a:b].tobytes() and sb.tobytes() == std[a:b].tobytes()
+        assert (nb == count[a:b]).all()
+
+
+@pytest.fixture(scope="module")
+def fixture_cohort(tmp_path_factory) -> Path:
+    return build_cohort("mimic_iv", FIXTURE, "readmission_30d", tmp_path_factory.mktemp("c") / "readmission_30d")
+
+
+def _store_bytes(store: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.glob("cohorts/*/*")) if p.name != ".medmodal"}
+
+
+def test_timeseries_in_chunks_of_a_few_rows_is_byte_identical(fixture_cohort, tmp_path, monkeypatch):
+    featurize_structured(fixture_cohort, tmp_path / "one_chunk")
+    monkeypatch.setattr(structured, "BATCH_ROWS", 3)  # samples span batches: re-cut at sample boundaries
+    monkeypatch.setattr(tensorfile, "PIECE_BYTES", 64)  # output blocks of a row or two
+    monkeypatch.setattr(structured, "PIECE_BYTES", 64)
+    featurize_structured(fixture_cohort, tmp_path / "chunked")
+    one, chunked = _store_bytes(tmp_path / "one_chunk"), _store_bytes(tmp_path / "chunked")
+    assert "timeseries.safetensors" in one and one == chunked
+
+
+def test_task_all_extracts_the_events_once_and_matches_single_builds(fixture_cohort, tmp_path, monkeypatch):
+    extracts: list[int] = []
+    run = SharedRelations.run
+
+    def counting(self, *args, **kwargs):
+        run(self, *args, **kwargs)
+        extracts.append(len(self.done))
+
+    monkeypatch.setattr(SharedRelations, "run", counting)
+    out = build_cohort("mimic_iv", FIXTURE, "all", tmp_path / "all")
+    assert extracts == [1, 1, 1]  # three tasks, one extract
+    for name in ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition"):
+        single = (fixture_cohort / f"{name}.parquet").read_bytes()
+        assert (out / "readmission_30d" / f"{name}.parquet").read_bytes() == single, name
+    assert not list(tmp_path.glob(".medmodal-work-*"))  # the work folder (spill, extract) is removed
