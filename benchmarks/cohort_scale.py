@@ -236,27 +236,36 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
 
 
 def projection_table(results: list[dict]) -> Table | None:
-    xs = [r["events"] for r in results]
-    if len(set(xs)) < 2:
+    """Cohort stages grow with the events rows scanned; featurize and training with the samples (projected to
+    one sample per admission of v3.1, the largest cohort a task can have)."""
+    if len({r["events"] for r in results}) < 2:
         return None
-    t = Table(title=f"fitted growth (fixed + per row), projected to MIMIC-IV v3.1 ({V31_EVENTS:,} events rows)")
-    for col in ("stage", "s per M rows", "projected wall", "MB per M rows", "projected peak RSS", "× scan floor"):
+    t = Table(
+        title=f"fitted growth (fixed + per unit), projected to MIMIC-IV v3.1 ({V31_EVENTS:,} events rows; "
+        f"{V31_ADMISSIONS:,} samples)"
+    )
+    for col in ("stage", "unit", "s per M units", "projected wall", "MB per M units", "projected peak RSS"):
         t.add_column(col, justify="right")
-    floor = fit(xs, [r["stages"]["scan floor"]["wall"] for r in results])
+    t.add_column("× scan floor", justify="right")
+    floor = fit([r["events"] for r in results], [r["stages"]["scan floor"]["wall"] for r in results])
     floor_v31 = floor[0] + floor[1] * V31_EVENTS
     for name in results[0]["stages"]:
         if name == "simulate" or any(name not in r["stages"] for r in results):
             continue
+        by_samples = name.startswith(("featurize", "train"))
+        xs = [r["samples"] if by_samples else r["events"] for r in results]
+        target = V31_ADMISSIONS if by_samples else V31_EVENTS
         w0, w1 = fit(xs, [r["stages"][name]["wall"] for r in results])
         m0, m1 = fit(xs, [r["stages"][name]["peak_mb"] for r in results])
-        wall, mem = w0 + w1 * V31_EVENTS, max(m0 + m1 * V31_EVENTS, 0.0)
+        wall, mem = w0 + w1 * target, max(m0 + m1 * target, 0.0)
         t.add_row(
             name,
+            "samples" if by_samples else "events",
             f"{w1 * 1e6:.2f}",
             f"{wall / 60:,.1f} min",
-            f"{m1 * 1e6:.1f}",
+            f"{m1 * 1e6:,.1f}",
             f"{mem / 1024:,.2f} GB",
-            f"{wall / floor_v31:.2f}" if name.startswith(("cohort", "scan", "PyHealth")) else "",
+            "" if by_samples else f"{wall / floor_v31:.2f}",
         )
     return t
 
@@ -269,11 +278,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="where worlds are written (default: system temp)")
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="a subset of the stages")
     ap.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None, help="print the tables of earlier --json runs")
     args = ap.parse_args(argv)
+    console = Console(width=180)
+    if args.from_json:
+        results = sorted((r for p in args.from_json for r in json.loads(p.read_text())), key=lambda r: r["events"])
+        for r in results:
+            console.print(world_table(r))
+        if (proj := projection_table(results)) is not None:
+            console.print(proj)
+        return
     sizes = list(args.subjects)
     if args.full:
         sizes.append(320_000)  # ~546k admissions at the simulator's 1.7 admissions per subject
-    console = Console(width=180)
     pyhealth = ensure_pyhealth(args.pyhealth) if args.pyhealth else None
     load = os.getloadavg()[0]
     console.print(f"{os.cpu_count()} CPUs, load average {load:.1f} at start (compare ratios, not seconds)")

@@ -1,8 +1,10 @@
 """Out-of-core behaviour (slow): a few million generated events rows built under a tight DuckDB memory limit
-give exactly the outputs of an unconstrained build, so spilling changes nothing but speed."""
+give exactly the outputs of an unconstrained build, so spilling changes nothing but speed; and every stage of
+benchmarks/cohort_scale.py at its smallest size stays within its memory budget."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -66,3 +68,18 @@ def test_tight_memory_limit_gives_identical_outputs(tmp_path):
     for name in ("cohort", "modalities", "structured", "timeseries", "attrition"):
         assert_frame_equal(pl.read_parquet(tight / f"{name}.parquet"), pl.read_parquet(loose / f"{name}.parquet"))
     assert pl.read_parquet(tight / "timeseries.parquet").height > 100_000
+
+
+def test_every_stage_stays_within_its_memory_budget(tmp_path):
+    """benchmarks/cohort_scale.py at its smallest size: each stage's peak RSS (whole process tree) within its
+    budget on this machine: a cohort build within DuckDB's default limit + 1 GB, featurize and a training epoch
+    within 4 GB."""
+    from medmodal.benchmarks.cohort_scale import main
+
+    report = tmp_path / "scale.json"
+    main(["--subjects", "2000", "--tmp", str(tmp_path), "--json", str(report), "--stages", "tasks", "all", "epoch"])
+    (world,) = json.loads(report.read_text())
+    assert set(world["budgets"]) >= {"cohort readmission_30d", "cohort --task all", "featurize structured"}
+    for stage, budget in world["budgets"].items():
+        assert 0 < world["stages"][stage]["peak_mb"] <= budget, stage
+    assert not list(tmp_path.glob("cohort-scale-*"))  # worlds and outputs removed
