@@ -22,7 +22,7 @@ import polars as pl
 from medmodal.common import OWNER_TAG, MedmodalError, atomic_file, write_json
 from medmodal.contracts.cohort_dir import CohortDir, cohort_id, cohort_sample_ids
 from medmodal.contracts.markers import check_path_part
-from medmodal.contracts.tensorfile import SpooledTensor, save_safetensors
+from medmodal.contracts.tensorfile import SpooledTensor, load_safetensors_mmap, save_safetensors
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, so the cohort stage never loads it
     import torch
@@ -96,13 +96,14 @@ def write_modality(
 
 
 def load_cohort_features(
-    store: str | Path, cohort: str | Path | CohortDir, modalities: list[str] | None = None
+    store: str | Path, cohort: str | Path | CohortDir, modalities: list[str] | None = None, *, mmap: bool = False
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Return (sample_ids in cohort row order, {modality: {"x", "mask", ["observed"], "manifest"}}).
 
     Only modalities that have been featurized are returned; ``modalities`` restricts and orders them.
     The row order is checked against the cohort so a stale store never silently misaligns labels. ``cohort``:
-    an opened :class:`CohortDir` (nothing re-read), or its folder.
+    an opened :class:`CohortDir` (nothing re-read), or its folder. ``mmap``: the tensors are memory-mapped
+    (``contracts.tensorfile.load_safetensors_mmap``; rows are read when used) instead of read whole.
     """
     from safetensors.torch import load_file
 
@@ -128,7 +129,7 @@ def load_cohort_features(
         if not path.is_file():
             raise MedmodalError(f"modality '{m}' not featurized (have: {', '.join(available) or 'none'})", path=d)
         try:
-            tensors = load_file(str(path))
+            tensors = load_safetensors_mmap(path) if mmap else load_file(str(path))
         except Exception as err:  # SafetensorError: truncated or overwritten tensor file
             raise MedmodalError(
                 f"unreadable tensor file ({type(err).__name__}); re-run featurize for '{m}'", path=path

@@ -137,3 +137,36 @@ def save_safetensors(tensors: Mapping[str, Any], path: str | Path) -> None:
         for k in order:
             for piece in _pieces(tensors[k]):
                 fh.write(piece)
+
+
+_FROM_ST = {v: k for k, v in _ST_DTYPES.items()}
+
+
+def load_safetensors_mmap(path: str | Path) -> dict[str, Any]:
+    """Every tensor of a safetensors file as a torch tensor over a copy-on-write memory map of the file: nothing
+    is read until a row is used, and pages the OS can drop again are not the process's own memory. Raises
+    ValueError on a header that is not the format's."""
+    import torch
+
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        if n > 100 << 20:
+            raise ValueError("header too large")
+        header = json.loads(fh.read(n))
+    size = Path(path).stat().st_size
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = np.dtype(_FROM_ST[info["dtype"]])
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end - start != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or 8 + n + end > size:
+            raise ValueError(f"tensor {name}: offsets do not match its shape")
+        if end == start:
+            out[name] = torch.from_numpy(np.zeros(shape, dtype=dtype))
+            continue
+        # mode "c": writable without touching the file (torch refuses read-only arrays without a warning)
+        arr = np.memmap(path, dtype=dtype, mode="c", offset=8 + n + start, shape=shape)
+        out[name] = torch.from_numpy(arr)
+    return out

@@ -1,9 +1,10 @@
-"""A cohort's feature store as tensors: loaded once, normalised once, batched by tensor indexing.
+"""A cohort's feature store as tensors: memory-mapped once, normalised per batch, batched by tensor indexing.
 
 The model layer reads only the cohort directory (labels, splits, subgroups; docs/contracts.md §1, opened once as a
-``contracts.CohortDir``) and the feature store through ``contracts.load_cohort_features`` (§2). Everything is
-materialised as dense tensors — x[m] (N, D_m) or (N, T, V), mask (N, M), labels (N, K), label_mask (N, K),
-pattern (N) — so a training step is one ``tensor[rows]`` per field: no Dataset, no collate, no per-sample Python.
+``contracts.CohortDir``) and the feature store through ``contracts.load_cohort_features`` (§2). The store's
+tensors are memory-mapped, not read whole (a (546k, 48, 2V) MIMIC-IV input would not fit a laptop), and a batch
+is one ``tensor[rows]`` per field plus the elementwise standardisation of those rows: no Dataset, no collate, no
+per-sample Python; mask (N, M), labels (N, K), label_mask (N, K) and pattern (N) are small and dense.
 
 Inputs are standardised with statistics of the *training* split only (observed entries of samples that have
 the modality), clipped to ±10 SD, and unobserved entries set to 0 (the training mean). Where the store records
@@ -33,6 +34,64 @@ from medmodal.models.encoders import pattern_from_mask
 CLIP_SD = 10.0  # standardised inputs beyond ±10 SD are unit errors or extreme outliers; cap their leverage
 
 
+EXACT_FIT_BYTES = 1 << 30  # train-split features up to 1 GB (float64) are fitted in one pass, as always
+# inputs up to 1 GB are standardised once and held (fastest); larger ones per batch from the memory-mapped store
+DENSE_INPUT_BYTES = 1 << 30
+
+
+def _raw(x: Tensor) -> Tensor:
+    """What the store's x means as model input: float32 with non-finite entries as 0 (elementwise, so a batch of
+    rows gives the rows of the whole)."""
+    return torch.nan_to_num(x.float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class _Finite:
+    """The observed indicator of a modality whose store records none: the finite entries of x, per row block."""
+
+    def __init__(self, x: Tensor):
+        self.x = x
+        self.shape = x.shape
+
+    def __getitem__(self, rows) -> Tensor:
+        return torch.isfinite(self.x[rows])
+
+    def to(self, device) -> _Finite:
+        return _Finite(self.x.to(device))
+
+    def pin_memory(self) -> _Finite:
+        return _Finite(self.x.pin_memory())
+
+
+def _moments(v: Tensor, o: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(count, mean, variance) of the observed entries per feature; v, o (n, D) or (n, T, V), float64."""
+    if v.ndim == 3:  # statistics per variable, pooled over time bins
+        v, o = v.reshape(-1, v.shape[-1]), o.reshape(-1, o.shape[-1])
+    cnt = o.sum(0)
+    mu = (v * o).sum(0) / cnt.clamp_min(1)
+    var = (((v - mu) ** 2) * o).sum(0) / cnt.clamp_min(1)
+    return cnt, mu, var
+
+
+def _blocked_moments(x: Tensor, observed: Tensor, rows: Tensor, step: int) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_moments` over ``rows`` read ``step`` rows at a time (mean first, then squared deviations): memory
+    is one block, the sums agree with the one-pass ones up to float64 rounding."""
+    cnt = total = None
+    for a in range(0, len(rows), step):
+        r = rows[a : a + step]
+        v, o = _raw(x[r]).double(), observed[r].double()
+        v, o = v.reshape(-1, v.shape[-1]), o.reshape(-1, o.shape[-1])
+        c, t = o.sum(0), (v * o).sum(0)
+        cnt, total = (c, t) if cnt is None else (cnt + c, total + t)
+    mu = total / cnt.clamp_min(1)
+    sq = torch.zeros_like(mu)
+    for a in range(0, len(rows), step):
+        r = rows[a : a + step]
+        v, o = _raw(x[r]).double(), observed[r].double()
+        v, o = v.reshape(-1, v.shape[-1]), o.reshape(-1, o.shape[-1])
+        sq += (((v - mu) ** 2) * o).sum(0)
+    return cnt, mu, sq / cnt.clamp_min(1)
+
+
 @dataclass
 class Normalizer:
     """Per-feature mean / std from the training split; ``state()`` is what the run directory stores."""
@@ -45,13 +104,12 @@ class Normalizer:
         mean, std = {}, {}
         for m, xm in x.items():
             keep = mask[m][rows]
-            v = xm[rows][keep].double()  # (n, D) or (n, T, V)
-            o = observed[m][rows][keep].double()
-            if v.ndim == 3:  # statistics per variable, pooled over time bins
-                v, o = v.reshape(-1, v.shape[-1]), o.reshape(-1, o.shape[-1])
-            cnt = o.sum(0)
-            mu = (v * o).sum(0) / cnt.clamp_min(1)
-            var = (((v - mu) ** 2) * o).sum(0) / cnt.clamp_min(1)
+            n_keep = int(keep.sum())
+            row_numel = int(np.prod(xm.shape[1:], dtype=np.int64))
+            if n_keep * row_numel * 8 <= EXACT_FIT_BYTES:
+                cnt, mu, var = _moments(_raw(xm[rows][keep]).double(), observed[m][rows][keep].double())
+            else:  # the train split's features do not fit twice in memory in float64: two passes in row blocks
+                cnt, mu, var = _blocked_moments(xm, observed[m], rows[keep], max(1, EXACT_FIT_BYTES // (row_numel * 8)))
             sd = var.sqrt()
             sd = torch.where((cnt > 1) & (sd > 1e-6), sd, torch.ones_like(sd))
             mean[m], std[m] = mu.float(), sd.float()
@@ -81,7 +139,8 @@ class CohortData:
     spec: DataSpec
     sample_ids: list[str]
     split: np.ndarray  # (N,) str
-    x: dict[str, Tensor]
+    store_x: dict[str, Tensor]  # the store's x[m] as written (memory-mapped): (N, D_m) or (N, T, D_m)
+    store_observed: dict[str, Any]  # observed indicators (bool, same shape) or _Finite
     mask: Tensor  # (N, M) bool
     labels: Tensor  # (N, K) float
     label_mask: Tensor  # (N, K) bool
@@ -90,6 +149,43 @@ class CohortData:
     normalizer: Normalizer
     indicators: list[str]  # modalities whose observed-indicators are appended to x
     feature_manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dense: dict[str, Tensor] | None = None  # every input precomputed, when it fits DENSE_INPUT_BYTES
+
+    def inputs(self, m: str, rows: Tensor) -> Tensor:
+        """The model input of modality ``m`` for ``rows``: standardised, clipped, observed indicators appended
+        ((B, D) -> (B, 2D), (B, T, V) -> (B, T, 2V)), zeros where the sample lacks the modality. Computed per
+        batch from the memory-mapped store, elementwise, so it equals the rows of the whole-cohort tensor."""
+        if self.dense is not None:
+            return self.dense[m][rows]
+        obs = self.store_observed[m][rows]
+        z = self.normalizer.apply(m, _raw(self.store_x[m][rows]), obs.bool())
+        if m in self.indicators:
+            z = torch.cat([z, obs.float()], dim=-1)
+        have = self.mask[rows, self.spec.modality_names.index(m)]
+        return torch.where(have.reshape(-1, *([1] * (z.ndim - 1))), z, torch.zeros((), dtype=z.dtype))
+
+    @property
+    def x(self) -> dict[str, Tensor]:
+        """Every modality's input for every sample, materialised (small cohorts and tests; batches use
+        :meth:`inputs`)."""
+        if self.dense is not None:
+            return self.dense
+        rows = torch.arange(self.n, device=self.device)
+        return {m: self.inputs(m, rows) for m in self.spec.modality_names}
+
+    def input_nbytes(self) -> int:
+        """Bytes of every modality's input for every sample (float32, indicators included)."""
+        total = 0
+        for s in self.spec.modalities:
+            shape = self.store_x[s.name].shape
+            total += int(np.prod(shape[1:-1], dtype=np.int64)) * s.dim * self.n * 4
+        return total
+
+    def precompute(self) -> CohortData:
+        """Hold every input in memory (small cohorts: batches are then one gather each, as fast as it gets)."""
+        self.dense = None
+        self.dense = dict(self.x)
+        return self
 
     @property
     def n(self) -> int:
@@ -119,7 +215,7 @@ class CohortData:
     def batch(self, rows: Tensor, index: Tensor | None = None, device: torch.device | str | None = None) -> Batch:
         """Gather a batch by tensor indexing; ``index`` defaults to ``rows`` (see base.Batch)."""
         b = {
-            "x": {m: t[rows] for m, t in self.x.items()},
+            "x": {m: self.inputs(m, rows) for m in self.spec.modality_names},
             "mask": self.mask[rows],
             "labels": self.labels[rows],
             "label_mask": self.label_mask[rows],
@@ -137,20 +233,36 @@ class CohortData:
             yield self.batch(rows[pos], pos, device)
 
     def to(self, device: torch.device | str) -> CohortData:
-        self.x = {m: t.to(device) for m, t in self.x.items()}
+        if self.dense is not None:
+            self.dense = {m: t.to(device) for m, t in self.dense.items()}
+        else:  # batches are standardised where the store's tensors are
+            self.store_x = {m: t.to(device) for m, t in self.store_x.items()}
+            self.store_observed = {m: t.to(device) for m, t in self.store_observed.items()}
+            self.normalizer = Normalizer(
+                {m: t.to(device) for m, t in self.normalizer.mean.items()},
+                {m: t.to(device) for m, t in self.normalizer.std.items()},
+            )
         for name in ("mask", "labels", "label_mask", "pattern"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
     def pin(self) -> CohortData:
-        """Page-locked host memory, so batch copies to the GPU can overlap compute (non_blocking)."""
-        self.x = {m: t.pin_memory() for m, t in self.x.items()}
+        """Page-locked host memory, so batch copies to the GPU can overlap compute (non_blocking). A large
+        cohort's memory-mapped store is left mapped: pinning would read it whole into memory."""
+        if self.dense is not None:
+            self.dense = {m: t.pin_memory() for m, t in self.dense.items()}
         for name in ("mask", "labels", "label_mask", "pattern"):
             setattr(self, name, getattr(self, name).pin_memory())
         return self
 
     def nbytes(self) -> int:
-        tensors = [*self.x.values(), self.mask, self.labels, self.label_mask, self.pattern]
+        """Bytes of the data on a device: the inputs (precomputed, or the store's tensors) and the label tensors."""
+        if self.dense is not None:
+            inputs = list(self.dense.values())
+        else:
+            inputs = [*self.store_x.values()]
+            inputs += [t for t in self.store_observed.values() if not isinstance(t, _Finite)]
+        tensors = [*inputs, self.mask, self.labels, self.label_mask, self.pattern]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -227,7 +339,7 @@ def load_cohort(
                 )
     y, y_mask = _label_tensors(cohort.frame, labels)
 
-    sample_ids, feats = load_cohort_features(store, cohort)
+    sample_ids, feats = load_cohort_features(store, cohort, mmap=True)  # rows are read when a batch needs them
     kinds = manifest.get("modality_kinds", {})
     order = [m for m in manifest.get("modalities", []) if m in feats] + sorted(
         m for m in feats if m not in manifest.get("modalities", [])
@@ -258,20 +370,20 @@ def load_cohort(
             )
             base_dim = want.dim // 2 if m in (indicators or []) else want.dim
             shape = (n, want.seq_len, base_dim) if want.seq_len else (n, base_dim)
-            x = torch.zeros(shape)
-            raw[m], observed[m], masks[m] = x, torch.zeros(shape, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+            x = torch.zeros(()).expand(shape)  # a view: no memory whatever N
+            raw[m], observed[m] = x, torch.zeros((), dtype=torch.bool).expand(shape)
+            masks[m] = torch.zeros(n, dtype=torch.bool)
             manifests[m] = {"modality": m, "absent": True}
             specs.append(want)
             if m in (indicators or []):
                 with_ind.append(m)
             continue
         t = feats[m]
-        x = t["x"].float()
+        x = t["x"]
         if x.ndim not in (2, 3) or x.shape[0] != n:
             raise MedmodalError(f"x has shape {tuple(x.shape)}, expected [{n}, D] or [{n}, T, D]", path=store, field=m)
         has_obs = "observed" in t
-        obs = t["observed"].bool() if has_obs else torch.isfinite(x)
-        raw[m], observed[m], masks[m] = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), obs, t["mask"].bool()
+        raw[m], observed[m], masks[m] = x, t["observed"] if has_obs else _Finite(x), t["mask"].bool()
         manifests[m] = t.get("manifest", {})
         kind = kinds.get(m) or manifests[m].get("kind") or ("timeseries" if x.ndim == 3 else "structured")
         use_ind = m in indicators if indicators is not None else (observed_indicators and has_obs)
@@ -293,14 +405,6 @@ def load_cohort(
         if len(train_rows) == 0:
             raise MedmodalError("no training samples (split == 'train')", path=cohort_path, field="split")
         normalizer = Normalizer.fit(raw, observed, masks, train_rows)
-    x_final = {}
-    for s in specs:
-        m = s.name
-        z = normalizer.apply(m, raw[m], observed[m])
-        if m in with_ind:
-            z = torch.cat([z, observed[m].float()], dim=-1)  # (N, D) -> (N, 2D) / (N, T, 2V)
-        # a masked-out sample holds zeros whatever the store wrote there
-        x_final[m] = torch.where(masks[m].reshape(-1, *([1] * (z.ndim - 1))), z, torch.zeros(()))
     mask = torch.stack([masks[s.name] for s in specs], dim=1)  # (N, M)
 
     if subgroups is not None:
@@ -312,12 +416,13 @@ def load_cohort(
         subgroup_cols = [c for c in manifest.get("subgroups", []) if c in cohort.frame.columns]
     groups = cohort.frame.select([pl.col(c).cast(pl.Utf8).fill_null("missing") for c in subgroup_cols])
     spec = DataSpec(tuple(specs), labels)
-    return CohortData(
+    data = CohortData(
         cohort=cohort,
         spec=spec,
         sample_ids=sample_ids,
         split=split,
-        x=x_final,
+        store_x=raw,
+        store_observed=observed,
         mask=mask,
         labels=y,
         label_mask=y_mask,
@@ -327,6 +432,7 @@ def load_cohort(
         indicators=with_ind,
         feature_manifests=manifests,
     )
+    return data.precompute() if data.input_nbytes() <= DENSE_INPUT_BYTES else data
 
 
 def pos_weight(labels: Tensor, label_mask: Tensor, spec: DataSpec) -> Tensor:

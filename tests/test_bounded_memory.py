@@ -110,3 +110,31 @@ def test_task_all_extracts_the_events_once_and_matches_single_builds(fixture_coh
         single = (fixture_cohort / f"{name}.parquet").read_bytes()
         assert (out / "readmission_30d" / f"{name}.parquet").read_bytes() == single, name
     assert not list(tmp_path.glob(".medmodal-work-*"))  # the work folder (spill, extract) is removed
+
+
+def test_training_from_the_memory_mapped_store_equals_the_precomputed_inputs(toy, tmp_path, monkeypatch):
+    """A cohort too large to hold its inputs is standardised batch by batch from the memory-mapped store (and
+    its normalisation fitted in row blocks): same inputs, and a run with the same bytes."""
+    import medmodal.models.data as data_mod
+    from medmodal.models.data import load_cohort
+    from medmodal.models.train import train
+
+    kw = {"backbone": "attention_fusion", "epochs": 2, "seed": 3, "batch_size": 64, "n_boot": 0, "threads": 1}
+    kw["progress"] = False
+    dense = load_cohort(*toy)
+    assert dense.dense is not None
+    a = train(*toy, tmp_path / "a", **kw)
+    monkeypatch.setattr(data_mod, "DENSE_INPUT_BYTES", 0)
+    lazy = load_cohort(*toy)
+    assert lazy.dense is None
+    rows = torch.tensor([5, 0, 599, 17])
+    for m in dense.spec.modality_names:
+        assert torch.equal(lazy.batch(rows)["x"][m], dense.batch(rows)["x"][m]), m
+    b = train(*toy, tmp_path / "b", **kw)
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert (a / "predictions.parquet").read_bytes() == (b / "predictions.parquet").read_bytes()
+    monkeypatch.setattr(data_mod, "EXACT_FIT_BYTES", 4096)  # the normaliser fitted a few rows at a time
+    blocked = load_cohort(*toy)
+    for m in dense.spec.modality_names:
+        torch.testing.assert_close(blocked.normalizer.mean[m], dense.normalizer.mean[m], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(blocked.normalizer.std[m], dense.normalizer.std[m], rtol=1e-6, atol=1e-7)
