@@ -12,8 +12,9 @@ whose peak RSS is that of its whole process tree (psutil, polled every 50 ms; Du
   ``cohort.runner.default_memory_limit``);
 - ``featurize structured`` and one training ``epoch`` (late_fusion + erm on structured + timeseries) of the
   readmission_30d cohort;
-- with ``--pyhealth VENV``: PyHealth 1.1.6's MIMIC4Dataset over the same hosp files (labevents, diagnoses) and
-  its 15-day readmission task, in its own virtual environment (created on first use with
+- with ``--pyhealth VENV``: PyHealth 1.1.6's MIMIC4Dataset over the same hosp files (diagnoses_icd, labevents)
+  and its 15-day readmission task (``readmission_prediction_mimic4_fn``'s loop, with labevents in place of the
+  procedures and prescriptions the simulator does not write), in its own virtual environment (created on first use with
   ``pyhealth==1.1.6 'numpy<2' 'setuptools<81'``; PyHealth 2.x needs Python >= 3.12).
 
 Then each stage's wall and memory are fitted as a fixed cost plus a cost per events row (least squares over
@@ -79,14 +80,28 @@ train(A[0], A[1], A[2], backbone="late_fusion", framework="erm", modalities=["st
 import os
 import pandas as pd
 from pyhealth.datasets import MIMIC4Dataset
-from pyhealth.tasks import readmission_prediction_mimic4_fn
+
+def readmission_15d(patient, time_window=15):
+    # PyHealth's readmission_prediction_mimic4_fn, with labevents in place of procedures and prescriptions (which
+    # the simulator does not write): same visits, same label, same per-visit code lists
+    samples = []
+    for i in range(len(patient) - 1):
+        visit, nxt = patient[i], patient[i + 1]
+        conditions = visit.get_code_list(table="diagnoses_icd")
+        labs = visit.get_code_list(table="labevents")
+        if not conditions or not labs:
+            continue
+        gap = (nxt.encounter_time - visit.encounter_time).days
+        samples.append({"visit_id": visit.visit_id, "patient_id": patient.patient_id, "conditions": [conditions],
+                        "labs": [labs], "label": int(gap < time_window)})
+    return samples
 _read = pd.read_csv
 def read_gz(path, *a, **k):  # PyHealth 1.x opens <table>.csv; the release (and the simulator) ships .csv.gz
     path = str(path)
     return _read(path + ".gz" if not os.path.exists(path) and os.path.exists(path + ".gz") else path, *a, **k)
 pd.read_csv = read_gz
 ds = MIMIC4Dataset(root=A[0], tables=["diagnoses_icd", "labevents"], dev=False, refresh_cache=True)
-samples = ds.set_task(readmission_prediction_mimic4_fn)
+samples = ds.set_task(readmission_15d)
 print(json.dumps({"samples": len(samples)}))
 """,
 }
