@@ -34,7 +34,10 @@ from medmodal.models.encoders import pattern_from_mask
 CLIP_SD = 10.0  # standardised inputs beyond ±10 SD are unit errors or extreme outliers; cap their leverage
 
 
-EXACT_FIT_BYTES = 1 << 30  # train-split features up to 1 GB (float64) are fitted in one pass, as always
+# train-split features up to 256 MB (float64) are fitted in one pass, as always; larger ones in row blocks of
+# that size (the fit's temporaries are ~4 blocks)
+EXACT_FIT_BYTES = 1 << 28
+PRECOMPUTE_ROWS = 8192  # rows standardised at a time while precomputing (temporaries stay small)
 # inputs up to 1 GB are standardised once and held (fastest); larger ones per batch from the memory-mapped store
 DENSE_INPUT_BYTES = 1 << 30
 
@@ -183,8 +186,16 @@ class CohortData:
 
     def precompute(self) -> CohortData:
         """Hold every input in memory (small cohorts: batches are then one gather each, as fast as it gets)."""
-        self.dense = None
-        self.dense = dict(self.x)
+        dense = {}
+        for s in self.spec.modalities:
+            out = None
+            for rows in torch.arange(self.n).split(PRECOMPUTE_ROWS):
+                block = self.inputs(s.name, rows)
+                if out is None:
+                    out = torch.empty((self.n, *block.shape[1:]), dtype=block.dtype)
+                out[rows] = block
+            dense[s.name] = out if out is not None else self.inputs(s.name, torch.arange(0))
+        self.dense = dense
         return self
 
     @property
