@@ -132,7 +132,7 @@ def _chunks(cohort: CohortDir, path: Path, in_order: bool) -> Iterator[pl.DataFr
 class _Scratch:
     """Hourly values (row, hour, variable code, value) appended chunk by chunk to an anonymous file beside the
     store and read back chunk by chunk: the passes after the first never re-parse timeseries.parquet, and
-    memory stays one chunk (20 bytes per hourly value on disk)."""
+    memory stays one chunk (24 bytes per hourly value on disk)."""
 
     DTYPE = np.dtype([("r", "<i8"), ("h", "<i4"), ("c", "<i4"), ("v", "<f8")])
 
