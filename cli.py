@@ -78,6 +78,15 @@ def cohort_build(
         None, "--task", help="Task name, or 'all' for every task into OUT/<task>/; with --labels: the label's name."
     ),
     out: Path = typer.Option(..., "--out", help="Output cohort directory."),
+    task_file: Path | None = typer.Option(
+        None, "--task-file", help="A task YAML of your own (docs/tasks.md, 'Writing a task'), instead of --task."
+    ),
+    param: list[str] | None = typer.Option(
+        None, "--param", help="NAME=VALUE: override one of the task's parameters (repeatable; see `medmodal list tasks`)."
+    ),
+    split_protocol: str = typer.Option(
+        "subject", "--split-protocol", help="subject (default, subject-level) | muse (random by sample, as published)."
+    ),
     labels: Path | None = typer.Option(
         None, "--labels", help="MEDS label file (e.g. ACES output): its rows are the samples and labels."
     ),
@@ -115,6 +124,9 @@ def cohort_build(
     options["roots"] = roots
 
     if labels is not None:
+        for flag, given in (("--task-file", task_file), ("--param", param), ("--split-protocol", split_protocol)):
+            if given and given != "subject":
+                raise MedmodalError("does not apply with --labels (the label file is the task)", field=flag)
         from medmodal.cohort.meds_import import build_from_labels
 
         path = build_from_labels(
@@ -137,8 +149,18 @@ def cohort_build(
     for flag, given in (*only_with_labels, ("--value-column", value_column)):
         if given is not None:
             raise MedmodalError("only applies with --labels", field=flag)
+    if task_file is not None:
+        if task is not None:
+            raise MedmodalError("give --task or --task-file, not both", field="--task-file")
+        from medmodal.cohort import load_task
+
+        task = load_task(task_file)
     if task is None:
-        raise MedmodalError("give --task (see `medmodal cohort tasks`) or --labels", field="--task")
+        raise MedmodalError("give --task (see `medmodal cohort tasks`), --task-file or --labels", field="--task")
+    from medmodal.options import parse_assignments
+
+    options["params"] = parse_assignments(param, "--param")
+    options["split_protocol_name"] = split_protocol
     path = build_cohort(source, raw, task, out, dataset_version=dataset_version, overwrite=overwrite, **options)
     console.print(f"wrote {path}")
 
@@ -182,8 +204,18 @@ def cohort_report(
 
 
 @friendly
-def cohort_tasks() -> None:
-    """List the sources and the tasks each supports."""
+def cohort_tasks(
+    check: Path | None = typer.Option(
+        None, "--check", help="Validate this task YAML (fields, SQL, columns) against its sources without building."
+    ),
+) -> None:
+    """List the sources and the tasks each supports (or, with --check, validate a task file)."""
+    if check is not None:
+        from medmodal.cohort.task_check import check_task
+
+        for line in check_task(check):
+            out_console.print(line, soft_wrap=True)
+        return
     from medmodal.cohort.report import tasks_table
 
     out_console.print(tasks_table())
