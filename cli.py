@@ -82,7 +82,9 @@ def cohort_build(
         None, "--task-file", help="A task YAML of your own (docs/tasks.md, 'Writing a task'), instead of --task."
     ),
     param: list[str] | None = typer.Option(
-        None, "--param", help="NAME=VALUE: override one of the task's parameters (repeatable; see `medmodal list tasks`)."
+        None,
+        "--param",
+        help="NAME=VALUE: override one of the task's parameters (repeatable; see `medmodal list tasks`).",
     ),
     split_protocol: str = typer.Option(
         "subject", "--split-protocol", help="subject (default, subject-level) | muse (random by sample, as published)."

@@ -40,7 +40,10 @@ def check_task(task: str | Path | TaskSpec, *, params: Mapping[str, Any] | None 
         if source not in SOURCES.names():
             raise MedmodalError(f"unknown source '{source}' (known: {', '.join(SOURCES.names())})", path=spec.path)
         src = SOURCES.get(source)()
-        _check_task(src, spec)
+        try:
+            _check_task(src, spec)
+        except MedmodalError as err:  # name the file the researcher has to edit
+            raise MedmodalError(str(err), path=spec.path) from None
         sql = spec.sql_file(source)
         if not sql.is_file():
             raise MedmodalError("SQL file missing", path=sql)
