@@ -12,8 +12,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from rich.console import Console
 
-from medmodal.cohort import TASKS, build_cohort
+from medmodal.cohort import TASKS, audit_cohort_dir, build_cohort, format_report
 from medmodal.cohort.splits import split_of
 from medmodal.common import MedmodalError
 
@@ -206,6 +207,10 @@ def test_muse_split_protocol_is_named_recorded_and_warned(tmp_path):
         "(asked for; metrics are not patient-disjoint)"
     ]
     assert all(s == split_of(f"sample:{sid}", 0) for sid, s in got.select("sample_id", "split").iter_rows())
+    console = Console(record=True, width=200)
+    console.print(format_report(tmp_path / "readmission_15d"))
+    assert "split protocol muse: NOT subject-level" in console.export_text()
+    assert audit_cohort_dir(tmp_path / "readmission_15d")  # a re-audit warns again, does not fail
     _, subject_man = _build(tmp_path / "subj", "readmission_15d", params={"sample_unit": "admission"})
     assert subject_man["cohort_id"] != man["cohort_id"]  # the protocol enters the identity
     with pytest.raises(MedmodalError, match="unknown split protocol 'random' \\(known: subject, muse\\)"):
