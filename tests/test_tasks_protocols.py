@@ -215,3 +215,15 @@ def test_muse_split_protocol_is_named_recorded_and_warned(tmp_path):
     assert subject_man["cohort_id"] != man["cohort_id"]  # the protocol enters the identity
     with pytest.raises(MedmodalError, match="unknown split protocol 'random' \\(known: subject, muse\\)"):
         build_cohort("mimic_iv", DEMO, "readmission_15d", tmp_path / "r", split_protocol_name="random")
+
+
+def test_with_params_renders_every_text_and_the_audited_grace():
+    spec = TASKS.get("readmission_30d").with_params({"note_grace_hours": "6", "icu_days": 45}, text=True)
+    assert spec.grace_hours("discharge_note") == 6.0  # the audit's allowance follows the SQL's note cut-off
+    assert "dischtime + 6 h" in spec.modalities["discharge_note"].rule
+    assert [lab.name for lab in spec.labels] == ["readmission_30d", "icu_admission_45d"]
+    assert "45 days" in spec.description and TASKS.get("readmission_30d").params["icu_days"] == 90  # registry kept
+    los = TASKS.get("los_7d_48h").with_params({"threshold_days": 3, "horizon_hours": 24})
+    assert los.labels[0].name == "los_3d_24h" and los.prediction_time == "intime + 24 h"
+    with pytest.raises(MedmodalError, match="sample_unit: expected subject \\| stay, got 'admission'"):
+        TASKS.get("los_7d_48h").with_params({"sample_unit": "admission"})
