@@ -210,14 +210,18 @@ def cohort_tasks(
     check: Path | None = typer.Option(
         None, "--check", help="Validate this task YAML (fields, SQL, columns) against its sources without building."
     ),
+    param: list[str] | None = typer.Option(None, "--param", help="With --check: NAME=VALUE, as for `cohort build`."),
 ) -> None:
     """List the sources and the tasks each supports (or, with --check, validate a task file)."""
     if check is not None:
         from medmodal.cohort.task_check import check_task
+        from medmodal.options import parse_assignments
 
-        for line in check_task(check):
+        for line in check_task(check, params=parse_assignments(param, "--param")):
             out_console.print(line, soft_wrap=True)
         return
+    if param:
+        raise MedmodalError("only applies with --check", field="--param")
     from medmodal.cohort.report import tasks_table
 
     out_console.print(tasks_table())

@@ -189,6 +189,10 @@ def test_cli_task_file_errors(tmp_path):
     assert res.exit_code == 1 and "task file not found" in res.output
     res = runner.invoke(app, [*base, "--task-file", str(path), "--param", "horizon_days=soon"])
     assert res.exit_code == 1 and "horizon_days: expected int, got 'soon'" in res.output
+    res = runner.invoke(app, ["cohort", "tasks", "--check", str(path), "--param", "horizon_days=14"])
+    assert res.exit_code == 0 and "labels emergency_readmission_14d" in res.output
+    res = runner.invoke(app, ["cohort", "tasks", "--check", str(path), "--param", "horizon=14"])
+    assert res.exit_code == 1 and "has no option 'horizon' (its options: horizon_days)" in res.output
     res = runner.invoke(app, [*base, "--task", "all", "--param", "horizon_days=3"])
     assert res.exit_code == 1 and "parameters apply to one task" in res.output
     assert not (tmp_path / "o").exists()
