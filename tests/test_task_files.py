@@ -196,3 +196,12 @@ def test_cli_task_file_errors(tmp_path):
     res = runner.invoke(app, [*base, "--task", "all", "--param", "horizon_days=3"])
     assert res.exit_code == 1 and "parameters apply to one task" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_every_registered_task_passes_the_same_check():
+    """Built-in tasks and task files go through one validation: every registered task passes it as it stands."""
+    from medmodal.cohort import TASKS
+
+    for name in TASKS.names():
+        lines = check_task(TASKS.get(name))
+        assert len(lines) == 1 + len(TASKS.get(name).sources), name
