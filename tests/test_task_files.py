@@ -143,6 +143,7 @@ def _task_file(tmp_path: Path, **changes) -> Path:
         ({"yaml": [("params:", "parameters:")]}, "field 'parameters': unknown key"),
         ({"yaml": [("  timeseries:", "  notes:")]}, "names modality 'notes' that source 'mimic_iv' lacks"),
         ({"sql": [("AS incl_adult", "AS incl_grown_up")]}, "does not produce column 'incl_adult'"),
+        ({"yaml": [("sources: [mimic_iv]", "sources: [mimic_iv]\ntemplate: los_threshold")]}, "not both"),
         ({"sql": [("o.admission_type", "o.admision_type")]}, "DuckDB failed"),
         ({"sql": [("{{ horizon_days }}", "{{ horizon }}")]}, "SQL parameter 'horizon' is not defined"),
         (

@@ -1,7 +1,8 @@
 """Tasks are data: every ``*.yaml`` beside this file is one task, registered in ``TASKS`` under its ``name``.
 
-Adding a task = one YAML file here + one SQL file per source in ``sql/<source>/tasks/``. Field meanings are in
-docs/tasks.md; ``load_task`` validates them so a typo fails at import with the file and field named.
+Adding a task = one YAML file here + one SQL file per source in ``sql/<source>/tasks/`` (or a ``template:`` of
+``sql/<source>/templates/`` and no SQL). Field meanings are in docs/tasks.md; ``load_task`` validates them so a
+typo fails at import with the file and field named, and reads a researcher's own task file the same way.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def task_from_doc(
     for key in ("name", "description", "sources", "index_event", "prediction_time", "labels", "modalities"):
         if key not in doc:
             raise MedmodalError("missing", path=path, field=key)
+    beside = path is not None and path.with_suffix(".sql").is_file()
+    if "template" in doc and ("sql" in doc or beside):  # which one runs would be a guess
+        what = "an sql: entry" if "sql" in doc else f"{path.with_suffix('.sql').name} beside it"
+        raise MedmodalError(f"template given with {what}: give one, not both", path=path, field="template")
     defaults, choices = _param_defaults(doc.get("params"), path)
     values = {**defaults, **dict(params or {})}
     try:
