@@ -225,5 +225,7 @@ def test_with_params_renders_every_text_and_the_audited_grace():
     assert "45 days" in spec.description and TASKS.get("readmission_30d").params["icu_days"] == 90  # registry kept
     los = TASKS.get("los_7d_48h").with_params({"threshold_days": 3, "horizon_hours": 24})
     assert los.labels[0].name == "los_3d_24h" and los.prediction_time == "intime + 24 h"
+    half = TASKS.get("los_7d_48h").with_params({"threshold_days": "3.5"}, text=True)
+    assert half.labels[0].name == "los_3p5d_48h" and "> 3.5 days" in half.labels[0].definition  # a column name
     with pytest.raises(MedmodalError, match="sample_unit: expected one of subject, stay; got 'admission'"):
         TASKS.get("los_7d_48h").with_params({"sample_unit": "admission"})

@@ -37,14 +37,16 @@ _FIELDS = {
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _text(value: Any, params: Mapping[str, Any]) -> str:
-    """One line of YAML text with each ``{param}`` replaced by the parameter's value (other braces kept)."""
+def _text(value: Any, params: Mapping[str, Any], *, name: bool = False) -> str:
+    """One line of YAML text with each ``{param}`` replaced by the parameter's value (other braces kept).
+    ``name``: the text is a column name, so a value is spelt as one (3.5 -> ``3p5``, -6 -> ``m6``)."""
 
     def sub(m: re.Match) -> str:
         if m.group(1) not in params:
             return m.group(0)
         v = params[m.group(1)]
-        return str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+        text = str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+        return re.sub(r"\W", "_", text.replace(".", "p").replace("-", "m")) if name else text
 
     return _PLACEHOLDER.sub(sub, " ".join(str(value).split()))
 
@@ -112,7 +114,7 @@ def task_from_doc(
     try:
         labels = tuple(
             LabelDef(
-                name=_text(lab["name"], values),
+                name=_text(lab["name"], values, name=True),
                 column=_column(lab),
                 kind=lab.get("kind", "binary"),
                 classes=tuple(lab.get("classes", (0, 1))),
