@@ -25,6 +25,7 @@ import torch
 
 from medmodal.common import MedmodalError, sha256_file
 from medmodal.devices import autocast, resolve_device, resolve_precision
+from medmodal.distributed import DistEnv, gather, share
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
@@ -71,7 +72,10 @@ class ImageConfig:
 
     @property
     def workers(self) -> int:
-        return min(8, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+        """``num_workers``, else min(8, CPUs) - shared out among the ranks torchrun started on this node."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return min(8, max(1, (os.cpu_count() or 1) // DistEnv.from_env().local_world))
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -348,16 +352,22 @@ def hash_files(
     for j, sha in enumerate(known):
         if sha is not None:
             out[ok[j]] = (sha, None)
-    new_rows = []
-    with progress_bar() as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        task = bar.add_task(f"{label} hashing", total=len(todo))
-        for j, res in zip(todo, pool.map(read_and_hash, [paths[ok[j]] for j in todo], chunksize=64)):
-            out[ok[j]] = res
+    # under torchrun each rank reads and hashes its block of the unknown files, and all ranks get every result
+    env = DistEnv.from_env()
+    mine = share(todo, env)
+    new_rows, done = [], []
+    with progress_bar(disable=not env.main) as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        task = bar.add_task(f"{label} hashing", total=len(mine))
+        for j, res in zip(mine, pool.map(read_and_hash, [paths[ok[j]] for j in mine], chunksize=64)):
+            done.append(res)
             if res[0] is not None:
                 new_rows.append((paths[ok[j]], stats[ok[j]][0], stats[ok[j]][1], res[0]))
             bar.advance(task, 1)
-    if memo is not None:
-        memo.add(pl.DataFrame(new_rows, schema=FileHashMemo.SCHEMA, orient="row"))
+    if memo is not None:  # each rank remembers its own files; compaction only when no other rank adds beside it
+        memo.add(pl.DataFrame(new_rows, schema=FileHashMemo.SCHEMA, orient="row"), compact=env.world == 1)
+    for r, results in enumerate(gather(done, env)):
+        for j, res in zip(share(todo, DistEnv(rank=r, world=env.world)), results):
+            out[ok[j]] = res
     return out
 
 
@@ -369,6 +379,7 @@ class ImageFeaturizer(Featurizer):
     kind = "image"
     config_class = ImageConfig
     default = True
+    distributed = True  # under torchrun the files to hash and the images to embed are split across the ranks
 
     def run(self, cohort, modalities: list[str], store: str | Path, cfg: ImageConfig) -> dict[str, ModalityFeatures]:
         if not modalities:
