@@ -25,7 +25,7 @@ import torch
 
 from medmodal.common import MedmodalError, sha256_file
 from medmodal.devices import autocast, resolve_device, resolve_precision
-from medmodal.distributed import DistEnv, gather, share
+from medmodal.distributed import DistEnv, broadcast, gather, share
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
@@ -347,13 +347,15 @@ def hash_files(
         {"path": [paths[i] for i in ok], "size": [stats[i][0] for i in ok], "mtime_ns": [stats[i][1] for i in ok]},
         schema={"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64},
     )
-    known = memo.lookup(table) if memo is not None else [None] * len(ok)
+    env = DistEnv.from_env()
+    known = memo.lookup(table) if memo is not None and env.main else [None] * len(ok)
+    # under torchrun rank 0's memo decides which files are unknown (another rank's memo could already hold a file a
+    # fast rank just hashed); each rank reads and hashes its block of them, and all ranks get every result
+    known = broadcast(known, env)
     todo = [j for j, sha in enumerate(known) if sha is None]
     for j, sha in enumerate(known):
         if sha is not None:
             out[ok[j]] = (sha, None)
-    # under torchrun each rank reads and hashes its block of the unknown files, and all ranks get every result
-    env = DistEnv.from_env()
     mine = share(todo, env)
     new_rows, done = [], []
     with progress_bar(disable=not env.main) as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
