@@ -372,6 +372,11 @@ def _train(
                 broadcast_buffers=False,
                 find_unused_parameters=getattr(model, "ddp_find_unused_parameters", True),
             )
+    if env.world > 1:
+        # the ranks built the same model from the same seed; from here each draws its own dropout masks (its rows
+        # are other samples: one shared mask pattern would correlate the halves of every global batch). Every
+        # draw of the frameworks and backbones is per sample, so no rank's control flow depends on it.
+        torch.manual_seed(seed * 100_003 + 1 + env.rank)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     rank_bs = math.ceil(cfg.batch_size / env.world)
     n_rank = math.ceil(len(train_rows) / env.world)
