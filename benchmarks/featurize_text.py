@@ -228,16 +228,18 @@ def main() -> int:
         f"\nmax |plain - medmodal| over all embedding values: embed {diff_embed:.2e}, stored tensor {diff_store:.2e} "
         f"(tolerance {tol:.0e}) -> {'agree' if max(diff_embed, diff_store) <= tol else 'DISAGREE'}"
     )
-    throughput_table(enc, lengths, t_embed)
+    throughput_table(enc, lengths, t_embed, c_embed)
     return 0 if max(diff_embed, diff_store) <= tol else 1
 
 
-def throughput_table(enc: TextEncoder, lengths: list[int], seconds: float) -> None:
+def throughput_table(enc: TextEncoder, lengths: list[int], seconds: float, cpu_seconds: float) -> None:
     """Windows/s, tokens/s and the achieved share of the device's peak, for the best medmodal embed time.
 
-    FLOPs count the real tokens (the useful work); the padding the batches add on top is reported beside it."""
+    FLOPs count the real tokens (the useful work); the padding the batches add on top is reported beside it. On
+    the CPU the FLOPs per CPU-second are printed too: on a shared machine wall time also measures the load."""
     padded = sum(enc._padded(n) for n in lengths)
-    achieved = encoder_flops(enc.model, lengths) / seconds
+    flops = encoder_flops(enc.model, lengths)
+    achieved = flops / seconds
     print(f"\nThroughput of medmodal TextEncoder.embed ({enc.precision}; best of the runs above):\n")
     print("| measure | value |")
     print("|---|---:|")
@@ -245,6 +247,9 @@ def throughput_table(enc: TextEncoder, lengths: list[int], seconds: float) -> No
     print(f"| tokens/s (real tokens; padded to multiples of 32: +{padded / sum(lengths) - 1:.0%}) | "
           f"{sum(lengths) / seconds:,.0f} |")  # fmt: skip
     print(f"| model FLOP/s achieved (real tokens) | {achieved / 1e12:.3f} T |")
+    if enc.device.type == "cpu":
+        per_cpu = flops / cpu_seconds  # = per busy core; with --threads 1 comparable to the matmul peak below
+        print(f"| model FLOPs per CPU-second of this process (load-independent) | {per_cpu / 1e12:.3f} T |")
     print("\n| peak | FLOP/s | achieved fraction |")
     print("|---|---:|---:|")
     rows = peak_rows(enc.device, enc.precision, achieved)
