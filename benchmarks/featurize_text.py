@@ -252,7 +252,7 @@ def throughput_table(enc: TextEncoder, lengths: list[int], seconds: float, cpu_s
         print(f"| model FLOPs per CPU-second of this process (load-independent) | {per_cpu / 1e12:.3f} T |")
     print("\n| peak | FLOP/s | achieved fraction |")
     print("|---|---:|---:|")
-    rows = peak_rows(enc.device, enc.precision, achieved)
+    rows = peak_rows(enc.device, enc.precision, achieved if enc.device.type == "cuda" else flops / cpu_seconds)
     for ref, flops, frac in rows:
         print(f"| {ref} | {flops} | {frac} |")
     if enc.device.type == "cuda":
