@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
@@ -86,6 +87,10 @@ def coordination_group() -> Iterator[DistEnv]:
     """The job's process group for featurize: the caller's if one is initialised, else a gloo group opened (and
     closed) here when torchrun started more than one worker."""
     env = DistEnv.from_env()
+    if env.world > 1 and torch.cuda.is_available():
+        # the worker's own GPU as the current device: a query such as is_bf16_supported() would otherwise open a
+        # CUDA context on GPU 0 from every worker of the node
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
     own = env.world > 1 and not dist.is_initialized()
     if own:
         dist.init_process_group(backend="gloo", timeout=FEATURIZE_TIMEOUT)
