@@ -8,6 +8,7 @@ The fixture cohort, and the edge case each part exists for:
   s05, s06  share note n05 (one item reached through two samples: computed once, by whichever rank holds it)
   images    one PNG per sample of varying size; s07 a corrupt JPG (skipped by the rank that decodes it: its
             reason must reach rank 0), s08 a missing file, s09 and s10 the same file (one hash, two items)
+  structured two columns (a featurizer that runs on rank 0 alone)
 """
 
 from __future__ import annotations
@@ -74,14 +75,19 @@ def world(tmp_path_factory) -> dict[str, Path]:
             "path": paths,
         }
     )
+    structured = pl.DataFrame(
+        {"sample_id": ids, "age": [50.0 + i for i in range(N)], "hr": [70.0 + 3 * i for i in range(N)]}
+    )
     cohort = write_cohort(
         root / "cohort",
         sample_ids=ids,
         splits=["train"] * 8 + ["val"] * 2 + ["test"] * 2,
-        modalities={"discharge_note": "text", "cxr": "image"},
-        has={"discharge_note": [True] * N, "cxr": [True] * N},
+        modalities={"discharge_note": "text", "cxr": "image", "structured": "structured"},
+        has={"discharge_note": [True] * N, "cxr": [True] * N, "structured": [True] * N},
         notes=notes,
         images=images,
+        structured=structured,
+        feature_groups={"structured": ["age", "hr"]},
     )
     return {
         "root": root,
@@ -153,13 +159,16 @@ def _shards(store: Path) -> dict[str, str]:
     }
 
 
-def _cached(store: Path) -> dict[bytes, bytes]:
-    """{item key: vector bytes} over every shard of every encoder."""
+def _cached(store: Path, *, rows: list | None = None) -> dict[bytes, bytes]:
+    """{item key: vector bytes} over every shard of every encoder (``rows``: gets every key as written, so a
+    key written twice shows)."""
     out = {}
     for p in sorted((store / "cache").glob("*/shards/*.safetensors")):
         with safe_open(str(p), framework="numpy") as fh:
             for k, v in zip(fh.get_tensor("keys"), fh.get_tensor("vectors")):
                 out[k.tobytes()] = v.tobytes()
+                if rows is not None:
+                    rows.append(k.tobytes())
     return out
 
 
@@ -169,12 +178,15 @@ def test_two_ranks_write_the_single_process_store_byte_for_byte(world, reference
     res = _torchrun(_cli_args(world, store))
     assert res.returncode == 0, res.stderr[-3000:]
     assert _cohort_files(store) == _cohort_files(reference)  # tensors, masks, manifests incl. counts and skips
+    assert {Path(k).name for k in _cohort_files(store)} >= {"discharge_note.json", "cxr.json", "structured.json"}
     man = json.loads(next((store / "cohorts").glob("*/cxr.json")).read_text())
     assert man["counts"]["skipped"] == 2  # the missing file (before the split) and rank 1's corrupt JPG
     # both ranks computed a block, each into its own shards, and the cache holds what one process computed
     names = list(_shards(store))
     assert any("-r0-" in n for n in names) and any("-r1-" in n for n in names), names
-    assert _cached(store) == _cached(reference)
+    written: list[bytes] = []
+    assert _cached(store, rows=written) == _cached(reference)
+    assert len(written) == len(set(written))  # the blocks partition the work: no item computed by both ranks
     for enc in (store / "cache").glob("*/index.parquet"):  # rank 0's index lists every shard of every rank
         listed = set(pl.read_parquet(enc)["shard"].to_list())
         assert listed == {p.name for p in (enc.parent / "shards").glob("*.safetensors")}
