@@ -335,8 +335,12 @@ def _featurize_command(kinds: list[str], flags: list[Any]) -> Callable:
         options = dict(derived or {})
         chosen = {key[1]: options.pop(key) for key in list(options) if isinstance(key, tuple)}
         mods = _csv(options.pop("modalities", None))
+        from medmodal.distributed import DistEnv
+
         configs = kind_configs(kinds, options, chosen, text=True, spelled=said)
-        _wrote(featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite))
+        summaries = featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite)
+        if DistEnv.from_env().main:  # under torchrun rank 0 wrote the store; the others say nothing
+            _wrote(summaries)
 
     return _with_flags(run, flags)
 
