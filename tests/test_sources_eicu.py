@@ -58,6 +58,8 @@ def test_manifest_contract(built, task):
     cohort = pl.read_parquet(d / "cohort.parquet")
     spec = TASKS.get(task)
     assert man["source"] == "eicu" and man["task"] == task
+    if task == "icu_mortality_24h":  # known only at unit discharge, after the 24 h prediction time
+        assert "unit_los_hours" not in cohort.columns
     assert man["cohort_id"] == compute_cohort_id(man["cohort_identity"]) and man["cohort_id"].startswith(
         f"eicu__{task}__"
     )

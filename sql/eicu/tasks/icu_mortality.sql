@@ -33,7 +33,7 @@ SELECT
     s.unit_type,
     s.age,
     s.age_over_89,
-    s.unitdischargeoffset / 60.0 AS unit_los_hours,
+    -- no length of stay here: it is known only at unit discharge, after the prediction time
     coalesce(s.age >= 18, false) AS incl_adult,
     coalesce(s.unitdischargeoffset >= s.horizon_minute, false) AS incl_stay_at_least_h,
     NOT coalesce(s.unitdischargestatus = 'Expired' AND s.unitdischargeoffset <= s.horizon_minute, false)
