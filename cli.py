@@ -78,6 +78,17 @@ def cohort_build(
         None, "--task", help="Task name, or 'all' for every task into OUT/<task>/; with --labels: the label's name."
     ),
     out: Path = typer.Option(..., "--out", help="Output cohort directory."),
+    task_file: Path | None = typer.Option(
+        None, "--task-file", help="A task YAML of your own (docs/tasks.md, 'Writing a task'), instead of --task."
+    ),
+    param: list[str] | None = typer.Option(
+        None,
+        "--param",
+        help="NAME=VALUE: override one of the task's parameters (repeatable; see `medmodal list tasks`).",
+    ),
+    split_protocol: str = typer.Option(
+        "subject", "--split-protocol", help="subject (default, subject-level) | muse (random by sample, as published)."
+    ),
     labels: Path | None = typer.Option(
         None, "--labels", help="MEDS label file (e.g. ACES output): its rows are the samples and labels."
     ),
@@ -115,6 +126,9 @@ def cohort_build(
     options["roots"] = roots
 
     if labels is not None:
+        for flag, given in (("--task-file", task_file), ("--param", param), ("--split-protocol", split_protocol)):
+            if given and given != "subject":
+                raise MedmodalError("does not apply with --labels (the label file is the task)", field=flag)
         from medmodal.cohort.meds_import import build_from_labels
 
         path = build_from_labels(
@@ -137,8 +151,18 @@ def cohort_build(
     for flag, given in (*only_with_labels, ("--value-column", value_column)):
         if given is not None:
             raise MedmodalError("only applies with --labels", field=flag)
+    if task_file is not None:
+        if task is not None:
+            raise MedmodalError("give --task or --task-file, not both", field="--task-file")
+        from medmodal.cohort import load_task
+
+        task = load_task(task_file)
     if task is None:
-        raise MedmodalError("give --task (see `medmodal cohort tasks`) or --labels", field="--task")
+        raise MedmodalError("give --task (see `medmodal cohort tasks`), --task-file or --labels", field="--task")
+    from medmodal.options import parse_assignments
+
+    options["params"] = parse_assignments(param, "--param")
+    options["split_protocol_name"] = split_protocol
     path = build_cohort(source, raw, task, out, dataset_version=dataset_version, overwrite=overwrite, **options)
     console.print(f"wrote {path}")
 
@@ -182,8 +206,22 @@ def cohort_report(
 
 
 @friendly
-def cohort_tasks() -> None:
-    """List the sources and the tasks each supports."""
+def cohort_tasks(
+    check: Path | None = typer.Option(
+        None, "--check", help="Validate this task YAML (fields, SQL, columns) against its sources without building."
+    ),
+    param: list[str] | None = typer.Option(None, "--param", help="With --check: NAME=VALUE, as for `cohort build`."),
+) -> None:
+    """List the sources and the tasks each supports (or, with --check, validate a task file)."""
+    if check is not None:
+        from medmodal.cohort.task_check import check_task
+        from medmodal.options import parse_assignments
+
+        for line in check_task(check, params=parse_assignments(param, "--param")):
+            out_console.print(line, soft_wrap=True)
+        return
+    if param:
+        raise MedmodalError("only applies with --check", field="--param")
     from medmodal.cohort.report import tasks_table
 
     out_console.print(tasks_table())
@@ -297,8 +335,12 @@ def _featurize_command(kinds: list[str], flags: list[Any]) -> Callable:
         options = dict(derived or {})
         chosen = {key[1]: options.pop(key) for key in list(options) if isinstance(key, tuple)}
         mods = _csv(options.pop("modalities", None))
+        from medmodal.distributed import DistEnv
+
         configs = kind_configs(kinds, options, chosen, text=True, spelled=said)
-        _wrote(featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite))
+        summaries = featurize(cohort_dir, store, kinds=kinds, modalities=mods, configs=configs, overwrite=overwrite)
+        if DistEnv.from_env().main:  # under torchrun rank 0 wrote the store; the others say nothing
+            _wrote(summaries)
 
     return _with_flags(run, flags)
 

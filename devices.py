@@ -7,6 +7,8 @@ small models down.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from medmodal.common import MedmodalError
@@ -15,8 +17,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when torch sees a GPU, else the CPU. Under torchrun a bare ``cuda`` (or ``auto``) means the
+    worker's own GPU, ``cuda:LOCAL_RANK``, so the ranks of one node never share a device."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -25,6 +29,8 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise MedmodalError(
             f"device '{device}' requested but CUDA is not available (use --device cpu or auto)", field="--device"
         )
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % max(1, torch.cuda.device_count()))
     return dev
 
 

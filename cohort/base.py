@@ -31,11 +31,11 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from medmodal.common import MedmodalError, Registry
 from medmodal.contracts import MODALITY_KINDS
-from medmodal.options import option, validate
+from medmodal.options import make_config, option, validate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = REPO_ROOT / "sql"
@@ -139,7 +139,13 @@ class TaskSpec:
     modalities: Mapping[str, ModalityRule]
     # the task's parameters, each a scalar its SQL reads as {{ name }}; typed by its value (``config_class``)
     params: Mapping[str, Any] = field(default_factory=dict)
-    sql_path: Path | None = None  # explicit SQL file (tests); otherwise sql/<source>/tasks/<sql>.sql
+    sql_path: Path | None = None  # explicit SQL file (a task file's own SQL); otherwise sql/<source>/tasks/<sql>.sql
+    # a parameter limited to a list of values (``sample_unit``: subject | admission): name -> the allowed values
+    param_choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    template: str | None = None  # stem of sql/<source>/templates/<template>.sql: a shared shape, no SQL of its own
+    path: Path | None = None  # the YAML it was loaded from
+    # the YAML as written ({param} placeholders unrendered): ``with_params`` renders it again with new values
+    doc: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -147,23 +153,56 @@ class TaskSpec:
         for lab in self.labels:
             if lab.kind not in ("binary", "multiclass"):
                 raise ValueError(f"task {self.name}: label {lab.name} kind must be binary or multiclass")
+            if not lab.name.isidentifier():
+                raise ValueError(f"task {self.name}: label name {lab.name!r} is not a column name")
+        if len({lab.name for lab in self.labels}) != len(self.labels):
+            raise ValueError(f"task {self.name}: two labels share a name")
         steps = [s.step for s in self.inclusion]
         if len(set(steps)) != len(steps):
             raise ValueError(f"task {self.name}: duplicate inclusion step")
         for key, value in self.params.items():
             if not key.isidentifier() or type(value) not in PARAM_TYPES:
                 raise ValueError(f"task {self.name}: param {key} must be a name with an int, float, bool or text value")
+        for key, allowed in self.param_choices.items():
+            if key not in self.params or self.params[key] not in allowed:
+                raise ValueError(f"task {self.name}: param {key} must default to one of its choices")
+        if self.template is not None and self.sql_path is not None:
+            raise ValueError(f"task {self.name}: give template or its own SQL, not both")
 
     @functools.cached_property
     def config_class(self) -> type:
-        """The params as a typed frozen dataclass (each type from its value, each default the value), so a task's
-        options are listed and checked like every other registry entry's (``medmodal list tasks``)."""
-        fields = [(k, type(v), option(v, f"task parameter (SQL {{{{ {k} }}}})")) for k, v in self.params.items()]
+        """The params as a typed frozen dataclass (each type from its value, or a ``Literal`` of its choices; each
+        default the value), so a task's options are listed and checked like every other registry entry's
+        (``medmodal list tasks``, ``--param``)."""
+
+        def kind(k: str, v: Any) -> Any:
+            return Literal[tuple(self.param_choices[k])] if k in self.param_choices else type(v)
+
+        fields = [(k, kind(k, v), option(v, f"task parameter (SQL {{{{ {k} }}}})")) for k, v in self.params.items()]
         ns = {"__post_init__": validate, "__doc__": f"Parameters of task {self.name}."}
         return dataclasses.make_dataclass(f"{self.name}_params", fields, frozen=True, namespace=ns)
 
+    def with_params(self, values: Mapping[str, Any] | None, *, text: bool = False, flag: str = "--param") -> TaskSpec:
+        """This task with some parameters changed: each typed and checked against ``config_class`` (an unknown
+        name or a wrong type is one line listing the valid ones), the YAML re-rendered so that label names and
+        definitions follow the values (``readmission_{readmission_days}d`` -> ``readmission_15d``).
+        ``text``: the values are command-line text (``"15"``)."""
+        if not values:
+            return self
+        config = make_config(self.config_class, values, what=f"task '{self.name}'", flag=flag, text=text)
+        params = {k: getattr(config, k) for k in self.params}
+        if not self.doc:  # built in Python, not from a YAML: nothing to re-render
+            return dataclasses.replace(self, params=params)
+        from medmodal.cohort.tasks import task_from_doc  # the loader lives beside the YAML files it reads
+
+        return task_from_doc(self.doc, params=params, path=self.path, sql_path=self.sql_path)
+
     def sql_file(self, source: str) -> Path:
-        return self.sql_path if self.sql_path is not None else SQL_ROOT / source / "tasks" / f"{self.sql}.sql"
+        if self.sql_path is not None:
+            return self.sql_path
+        if self.template is not None:
+            return SQL_ROOT / source / "templates" / f"{self.template}.sql"
+        return SQL_ROOT / source / "tasks" / f"{self.sql}.sql"
 
     def grace_hours(self, modality: str) -> float:
         rule = self.modalities.get(modality)

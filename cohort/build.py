@@ -37,7 +37,7 @@ from medmodal.cohort.runner import (
     run_sql_file,
     translate_error,
 )
-from medmodal.cohort.splits import FRACTIONS, assign_splits
+from medmodal.cohort.splits import FRACTIONS, SplitProtocol, assign_sample_splits, assign_splits, split_protocol
 from medmodal.common import MedmodalError, console, file_fingerprint
 from medmodal.contracts import (
     ATTRITION,
@@ -69,13 +69,18 @@ def build_cohort(
     overwrite: bool = False,
     dataset_version: str | None = None,
     imported: Any = None,
+    params: Mapping[str, Any] | None = None,
+    split_protocol_name: str = "subject",
 ) -> Path:
     """Build the cohort of ``task`` from ``source``'s raw files into ``out``; return ``out``.
 
     ``task="all"`` builds every task of the source into ``out/<task>/`` (one folder of cohorts, replaced as a
     whole). ``roots``: the source's extra module roots kept outside ``raw`` (``{"note": path}``; its
     ``extra_roots``). ``dataset_version`` overrides the release detection (e.g. "3.1"). ``imported``
-    (cohort/meds_import.ImportedLabels) supplies the labels of a task built from a MEDS label file. An existing
+    (cohort/meds_import.ImportedLabels) supplies the labels of a task built from a MEDS label file. ``task`` may be
+    a TaskSpec (``medmodal.cohort.load_task`` reads a researcher's own YAML). ``params`` overrides the task's
+    declared parameters (typed against them; text as on the command line is fine). ``split_protocol_name``: a
+    named protocol of ``cohort/splits.SPLIT_PROTOCOLS`` (default subject-level). An existing
     ``out`` is replaced only when it is a cohort (or a folder of cohorts) and ``overwrite`` is true; an ``out``
     inside or above a raw root is refused. Raises MedmodalError (one line) on bad input; leaves no partial output.
     """
@@ -83,8 +88,12 @@ def build_cohort(
     out = Path(out)
     names = tasks_for(source) if task == "all" else None
     spec = None if names is not None else task if isinstance(task, TaskSpec) else TASKS.get(task)
+    if params and spec is None:
+        raise MedmodalError("parameters apply to one task, not --task all", field="--param")
     if spec is not None:
+        spec = spec.with_params(params, text=True)
         _check_task(src, spec)
+    protocol = split_protocol(split_protocol_name)
     if dataset_version is not None:
         src.check_version(dataset_version)
     raw = Path(raw)
@@ -106,7 +115,8 @@ def build_cohort(
             shared = SharedRelations(work / "shared") if len(jobs) > 1 else None
             for one, where, final in jobs:
                 _check_task(src, one)
-                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed, "shared": shared}
+                options = {"memory_limit": memory_limit, "threads": threads, "seed": seed, "protocol": protocol}
+                options["shared"] = shared
                 _build_one(
                     src,
                     one,
@@ -150,6 +160,7 @@ def _build_one(
     dataset_version: str | None,
     imported: Any = None,
     shared: SharedRelations | None = None,
+    protocol: SplitProtocol | None = None,
 ) -> None:
     """One task's cohort into ``tmp`` (a folder inside the caller's atomic output); ``final`` names it in messages."""
     located = locate(src.files, roots)
@@ -176,6 +187,7 @@ def _build_one(
             imported=imported,
             out=final,
             shared=shared,
+            protocol=protocol,
         )
     except duckdb.Error as err:  # backstop: a query that reads raw files outside the wrapped paths
         raise translate_error(err, located, sql_file=f"{src.name}/{spec.name} build", con=con) from None
@@ -235,6 +247,7 @@ def _build(
     imported: Any = None,
     out: Path | None = None,
     shared: SharedRelations | None = None,
+    protocol: SplitProtocol | None = None,
 ) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")
     register_views(con, located)
@@ -286,7 +299,7 @@ def _build(
         if imported is not None:
             imported.check(con)  # unknown subjects, prediction times outside the record: errors, not exclusions
         step("cohort, splits, attrition")
-        attrition, data_quality = _make_cohort(con, src, spec, located, seed, flagged, imported)
+        attrition, data_quality = _make_cohort(con, src, spec, located, seed, flagged, imported, protocol)
         progress.advance(bar)
         for p in post_files:
             step(p.stem)
@@ -315,13 +328,16 @@ def _build(
         root = src.image_root(roots)
         manifest["image_root"] = None if root is None else str(root)
         manifest["data_quality"] = data_quality
+        manifest["split_protocol"] = (protocol or split_protocol("subject")).manifest()
         manifest["preflight"] = preflight.manifest()
         if imported is not None:
             manifest["imported_labels"] = imported.provenance()
         # identity once every field that shapes the rows is in (imported labels too): medmodal.contracts
         manifest["cohort_identity"] = cohort_identity(manifest, cohort_sample_ids(tmp))
         manifest["cohort_id"] = compute_cohort_id(manifest["cohort_identity"])
-        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out)  # errors name the final output
+        warnings: list[str] = []
+        manifest["audits_passed"] = run_audits(tmp, manifest, shown_as=out, warnings=warnings)  # errors: final out
+        manifest["audit_warnings"] = warnings
         progress.advance(bar)
     return manifest
 
@@ -338,6 +354,7 @@ def _make_cohort(
     seed: int,
     flagged: Sequence[Flagged] = (),
     imported: Any = None,
+    protocol: SplitProtocol | None = None,
 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Attrition over the data-quality and inclusion steps, then ``cohort`` = candidates passing all steps, with
     their split. Returns the attrition table and what each data-quality exclusion did (for the manifest)."""
@@ -370,8 +387,14 @@ def _make_cohort(
         r[0]
         for r in con.execute(f"SELECT DISTINCT CAST(subject_id AS VARCHAR) FROM candidates WHERE {where}").fetchall()
     ]
-    splits = assign_splits(subjects, seed) if imported is None else imported.split_assignment(subjects, seed)
+    by_sample = protocol is not None and not protocol.subject_level
+    if by_sample:  # a paper's sample-level protocol, asked for by name (the audits then warn)
+        samples = [r[0] for r in con.execute(f"SELECT sample_id FROM candidates WHERE {where}").fetchall()]
+        splits = assign_sample_splits(samples, seed)
+    else:
+        splits = assign_splits(subjects, seed) if imported is None else imported.split_assignment(subjects, seed)
     con.register("split_assignment", splits.to_arrow())
+    on = "c.sample_id = s.sample_key" if by_sample else "CAST(c.subject_id AS VARCHAR) = s.subject_key"
     rename = {lab.column: lab.name for lab in spec.labels}
     projection = []
     for c in cols:
@@ -387,7 +410,7 @@ def _make_cohort(
         CREATE OR REPLACE TABLE cohort AS
         SELECT {", ".join(projection)}, s.split
         FROM candidates AS c
-        JOIN split_assignment AS s ON CAST(c.subject_id AS VARCHAR) = s.subject_key
+        JOIN split_assignment AS s ON {on}
         WHERE {where}
         ORDER BY c.sample_id
     """,

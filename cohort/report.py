@@ -91,6 +91,13 @@ def format_report(cohort_dir: str | Path) -> Group:
         f"prediction time: {man.get('prediction_time_rule', '?')}\n",
         "splits: " + ", ".join(f"{r['split']} {r['count']}" for r in split_counts.iter_rows(named=True)),
     )
+    protocol = man.get("split_protocol") or {}
+    if not protocol.get("subject_level", True):  # a paper's sample-level split, asked for: say so every time
+        head.append(
+            f"\nsplit protocol {protocol.get('name')}: NOT subject-level ({protocol.get('unit')})", style="yellow"
+        )
+    for line in man.get("audit_warnings") or []:
+        head.append(f"\naudit warning: {line}", style="yellow")
     if man.get("unavailable_modalities"):
         head.append(f"\nunavailable (files absent): {', '.join(man['unavailable_modalities'])}", style="yellow")
 

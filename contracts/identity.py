@@ -1,8 +1,8 @@
 """Cohort identity and feature fingerprints.
 
 - **Cohort identity.** ``cohort_id`` = ``<source>__<task>__<12 hex>`` where the hex digest covers everything that
-  changes a cohort's rows or columns: its sample ids, the split seed and fractions, the dataset release, the task
-  and its parameters, the SQL file hashes, the raw file fingerprints and the cohort output format. The feature
+  changes a cohort's rows or columns: its sample ids, the split seed, fractions and protocol, the dataset release,
+  the task and its parameters, the SQL file hashes, the raw file fingerprints and the cohort output format. The feature
   store files a cohort's tensors under this id, so two different cohorts never share a store slot.
 - **Feature fingerprints.** What a run records about each modality it was trained on, and the one recursive
   comparison ``evaluate`` applies to the store it is given.
@@ -33,6 +33,7 @@ _IDENTITY_KEYS = (
     "sql_params",
     "split_seed",
     "split_fractions",
+    "split_protocol",  # subject-level (default) or a paper's sample-level split
     "sql_hashes",
     "modalities",
     "imported_labels",  # a task built from a MEDS label file: the file's hash and how it was read

@@ -23,6 +23,7 @@ from typing import Any
 
 from medmodal.common import MedmodalError, console
 from medmodal.contracts import MARKER, CohortDir, check_store_root, is_legacy_store, load_cohort_features
+from medmodal.distributed import DistEnv, barrier, coordination_group
 
 # one import line per featurizer module: each registers itself in FEATURIZERS
 from medmodal.featurize import image as _image  # noqa: F401  (timm: kind image)
@@ -83,22 +84,39 @@ def featurize(
     when every kind succeeded (every computed item stays in the cache either way, so a rerun resumes).
     ``overwrite``: replace modalities the store holds with other settings. ``store`` must be a feature store (or
     a new or empty folder) outside the cohort.
+
+    Under ``torchrun`` (one node or several; docs/features.md, "Several GPUs and nodes") every rank calls this
+    with the same arguments: the item featurizers (text, image) split the items still missing from the cache
+    across the ranks, the others (structured) run on rank 0, and rank 0 alone writes the cohort's store folder
+    once every rank's cache shards are in place; the other ranks return ``{}`` after it has.
     """
     chosen = _chosen(configs)
-    check_store_root(store)
-    cohort = CohortDir.open(cohort_dir, masks=True)
-    created = not Path(store).exists()
+    with coordination_group() as env:
+        check_store_root(store)
+        cohort = CohortDir.open(cohort_dir, masks=True)
+        created = not Path(store).exists()
+        if env.main:  # one claim and one sweep; then the other ranks find the marker and join
+            store = _claim_store(store, cohort_dir)
+        barrier(env)
+        if not env.main:
+            store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
+        try:
+            summaries = _featurize(cohort, store, kinds, modalities, chosen, overwrite, env)
+        except BaseException:
+            if created and env.main:  # a store this call created and left empty is not left behind
+                with contextlib.suppress(OSError):
+                    (store / MARKER).unlink()
+                    store.rmdir()
+            raise
+        barrier(env)  # no rank exits before rank 0 has written the store
+        return summaries if env.main else {}
+
+
+def _claim_store(store: str | Path, cohort_dir: str | Path) -> Path:
     store = claim_dir(store, "store", inputs={"the cohort": cohort_dir}, legacy=is_legacy_store, flag="--store")
     if swept := sweep_tree(store, depth=3):  # shards, index and tensor temporaries of killed runs
         console.print(f"[yellow]cleaned up {swept} leftover(s) of interrupted featurize runs[/yellow] in {store}")
-    try:
-        return _featurize(cohort, store, kinds, modalities, chosen, overwrite)
-    except BaseException:
-        if created:  # a store this call created and left empty is not left behind
-            with contextlib.suppress(OSError):
-                (store / MARKER).unlink()
-                store.rmdir()
-        raise
+    return store
 
 
 def _chosen(configs: Iterable[Any]) -> dict[str, tuple[str, Any]]:
@@ -113,7 +131,9 @@ def _chosen(configs: Iterable[Any]) -> dict[str, tuple[str, Any]]:
     return chosen
 
 
-def _featurize(cohort: CohortDir, store: Path, kinds, modalities, chosen, overwrite) -> dict[str, ModalitySummary]:
+def _featurize(
+    cohort: CohortDir, store: Path, kinds, modalities, chosen, overwrite, env: DistEnv
+) -> dict[str, ModalitySummary]:
     wanted_kinds = None if kinds is None else set(kinds)
     wanted_mods = None if modalities is None else set(modalities)
     if wanted_mods is not None and (unknown := wanted_mods - set(cohort.modalities)):
@@ -131,6 +151,8 @@ def _featurize(cohort: CohortDir, store: Path, kinds, modalities, chosen, overwr
         if not mods:
             continue
         name, cfg = chosen.get(kind) or (default_featurizer(kind), None)
+        if not env.main and not FEATURIZERS.get(name).distributed:
+            continue  # rank 0 runs it alone
         featurizer = FEATURIZERS.get(name)()
         cfg = cfg if cfg is not None else featurizer.config_class()
         try:
@@ -141,6 +163,8 @@ def _featurize(cohort: CohortDir, store: Path, kinds, modalities, chosen, overwr
         for feats in features.values():
             feats.manifest.setdefault("featurizer", name)
         results.update(features)
+    if not env.main:
+        return {}
     try:
         return write_outputs(cohort, store, results, overwrite=overwrite)
     except OSError as err:

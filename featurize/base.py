@@ -39,6 +39,7 @@ from medmodal.contracts import (
     write_modality,
     write_samples,
 )
+from medmodal.distributed import DistEnv, broadcast, gather, share
 from medmodal.featurize.cache import EmbeddingCache
 from medmodal.outputs import atomic_dir
 
@@ -53,6 +54,9 @@ class Featurizer:
     default: ClassVar[bool] = False  # the kind's featurizer when none is named (needed once a kind has two)
     # the `medmodal featurize <command>` it runs under (default: its kind); timeseries runs with `structured`
     command: ClassVar[str | None] = None
+    # under torchrun: True = every rank runs it and it splits its work across them (embed_items does); False = it
+    # runs on rank 0 alone while the other ranks wait
+    distributed: ClassVar[bool] = False
 
     def run(self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: Any) -> dict[str, Any]:
         raise NotImplementedError  # pragma: no cover - interface
@@ -221,7 +225,7 @@ class RateColumn(ProgressColumn):
         return Text("  -- items/s" if speed is None else f"{speed:7.1f} items/s", style="progress.data.speed")
 
 
-def progress_bar() -> Progress:
+def progress_bar(*, disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -230,6 +234,7 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 
@@ -276,48 +281,108 @@ def embed_items(
     """Embed every item once: reuse cached vectors, compute the rest, append them to the cache.
 
     ``keys[i]`` is None when item i was already rejected (``reasons[i]`` says why, e.g. an empty note).
+
+    Under torchrun (``medmodal.distributed``) every rank calls this with the same items; the items still missing
+    from the cache are split into contiguous blocks, one per rank, and each rank appends its own shards. Rank 0
+    then reads the others' vectors back from the cache and returns every item, with the counts and skip reasons
+    of all ranks; the other ranks return their own items only (their result is not written anywhere).
     """
+    env = DistEnv.from_env()
     n = len(item_ids)
     cache = EmbeddingCache.open(store, encoder.description)
     reasons = list(reasons)
     candidates = [i for i in range(n) if keys[i] is not None]
-    hit = cache.lookup([keys[i] for i in candidates], dim=encoder.dim)
+    cand = np.asarray(candidates, dtype=np.int64)
     vectors = np.zeros((n, encoder.dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
-    cand = np.asarray(candidates, dtype=np.int64)
+    found = None
+    if env.main:
+        hit = cache.lookup([keys[i] for i in candidates], dim=encoder.dim)
+        found = hit.found
+        if len(cand):
+            vectors[cand[found]] = hit.vectors[found]
+    # rank 0's view of the cache decides what is missing, for every rank: a rank that looked for itself could see
+    # a shard another rank had just written (or, on NFS, not yet see one), and the blocks would no longer match
+    found = broadcast(found, env)
     if len(cand):
-        vectors[cand[hit.found]] = hit.vectors[hit.found]
-        ok[cand[hit.found]] = True
-    reused = int(hit.found.sum())
+        ok[cand[found]] = True
+    reused = int(found.sum())
     # the same item reached through two samples (one note linked to two stays) is computed once
     first_of: dict[bytes, int] = {}
     copies: list[tuple[int, int]] = []
-    for pos in cand[~hit.found].tolist():
+    for pos in cand[~found].tolist():
         if keys[pos] in first_of:
             copies.append((pos, first_of[keys[pos]]))
         else:
             first_of[keys[pos]] = pos
     todo = list(first_of.values())
+    mine = share(todo, env)
     computed = 0
+    skipped_here: list[tuple[int, str]] = []
+    rekeyed: list[tuple[int, bytes]] = []  # items whose content changed since it was hashed: the key computed
     t0 = time.perf_counter()
-    with progress_bar() as bar, cache.writer(shard_size=shard_size, flush_seconds=flush_seconds) as writer:
-        task = bar.add_task(label, total=len(todo))
-        for batch in encoder.encode(todo, lambda k: bar.advance(task, k)):
+    with (
+        progress_bar(disable=not env.main) as bar,
+        cache.writer(shard_size=shard_size, flush_seconds=flush_seconds, save_index=env.world == 1) as writer,
+    ):
+        # rank 0's bar counts its own block; the blocks differ in size by one item at most
+        task = bar.add_task(label if env.world == 1 else f"{label} (rank 0 of {env.world})", total=len(mine))
+        for batch in encoder.encode(mine, lambda k: bar.advance(task, k)):
             if batch.positions:
                 vectors[batch.positions] = batch.vectors
                 ok[batch.positions] = True
                 writer.add(batch.keys, batch.vectors, [item_ids[p] for p in batch.positions])
                 computed += len(batch.positions)
+                rekeyed += [(p, k) for p, k in zip(batch.positions, batch.keys) if k != keys[p]]
             for pos, why in batch.skipped:
                 reasons[pos] = why
+            skipped_here += batch.skipped
+    if env.world > 1:
+        mine_done = {"shards": writer.names, "computed": computed, "skipped": skipped_here, "rekeyed": rekeyed}
+        computed = _merge_ranks(env, cache, todo, mine_done, keys, vectors, ok, reasons)
     for pos, src in copies:
         vectors[pos], ok[pos], reasons[pos] = vectors[src], ok[src], reasons[src]
         computed += int(ok[src])
     dt = time.perf_counter() - t0
     skipped = sum(r is not None for r in reasons)
     rate = f", {computed / dt:.1f} items/s" if computed and dt > 0 else ""
-    console.print(f"{label}: {computed} computed, {reused} reused, {skipped} skipped{rate}", soft_wrap=True)
+    if env.main:
+        ranks = f" by {env.world} ranks" if env.world > 1 else ""
+        console.print(f"{label}: {computed} computed{ranks}, {reused} reused, {skipped} skipped{rate}", soft_wrap=True)
     return ItemEmbeddings(vectors=vectors, ok=ok, reasons=reasons, computed=computed, reused=reused, cache=cache)
+
+
+def _merge_ranks(env: DistEnv, cache, todo, mine_done, keys, vectors, ok, reasons) -> int:
+    """After every rank's block: rank 0 indexes the shards all ranks wrote and fills in their items' vectors and
+    skip reasons; returns the items computed by all ranks together (on the other ranks, their own count)."""
+    parts = gather(mine_done, env)
+    if not env.main:
+        return mine_done["computed"]
+    cache.refresh([name for part in parts for name in part["shards"]])  # the one index writer
+    cache.save_index()
+    theirs: list[int] = []
+    wanted: list[bytes] = []
+    for r, part in enumerate(parts):
+        if r == env.rank:
+            continue
+        new_key = dict(part["rekeyed"])
+        for pos, why in part["skipped"]:
+            reasons[pos] = why
+        skipped = {pos for pos, _ in part["skipped"]}
+        for pos in share(todo, DistEnv(rank=r, world=env.world)):  # rank r's block, as it computed it
+            if pos not in skipped:
+                theirs.append(pos)
+                wanted.append(new_key.get(pos, keys[pos]))
+    if theirs:
+        got = cache.lookup(wanted, dim=vectors.shape[1])
+        if not got.found.all():
+            raise MedmodalError(
+                f"{int((~got.found).sum())} item(s) another rank computed are in none of the shards it reported",
+                path=cache.shard_dir,
+            )
+        vectors[theirs] = got.vectors
+        ok[theirs] = True
+    return sum(part["computed"] for part in parts)
 
 
 def assemble_items(

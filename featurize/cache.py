@@ -3,7 +3,7 @@
 Layout (docs/contracts.md §2, ``STORE/cache/<encoder>/``)::
 
     encoder.json                  what the encoder is (model, weights hash, preprocessing) and its fingerprint
-    shards/<ns>-<pid>-<n>.safetensors
+    shards/<ns>-<host>-r<rank>-<pid>-<n>.safetensors
                                   "keys" uint8 [n, 32] and "vectors" float32 [n, D]; item ids and the encoder
                                   fingerprint in the metadata (one JSON value under "medmodal")
     index.parquet                 key (32-byte binary) -> shard, row; rebuilt after each run that added shards
@@ -18,6 +18,12 @@ Why this shape:
 - The index is an optimisation, not the truth: shards it does not list (written by a run that died before the
   index was rewritten, or by a concurrent run) are read on open and merged, so the index can never hide work.
 - One Parquet index read plus a hash join answers a lookup of millions of keys; vectors are read shard by shard.
+- Several writers at once (the ranks of ``torchrun``, on one node or several sharing the folder): a shard's name
+  carries the writer's clock, host/boot tag, rank and pid, so no two writers ever pick the same name; nothing is
+  ever written in place, only renamed (atomic on a POSIX file system; on NFS the server performs the rename) and
+  no file locks are used. The index is rewritten by one process only: under torchrun rank 0, after every rank's
+  shards are in place (``writer(save_index=False)``, then :meth:`refresh` with the names the ranks report:
+  an NFS client's cached directory listing may not show another node's new file yet, opening it by name does).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from medmodal.common import OWNER_TAG, atomic_file, write_json
+from medmodal.common import OWNER_TAG, MedmodalError, atomic_file, write_json
 
 log = logging.getLogger("medmodal.featurize")
 
@@ -107,7 +113,7 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return self._index.height
 
-    def _load_index(self) -> None:
+    def _load_index(self, expected: list[str] = ()) -> None:
         path = self.root / "index.parquet"
         index = pl.DataFrame(schema=_INDEX_SCHEMA)
         if path.is_file():
@@ -116,7 +122,7 @@ class EmbeddingCache:
             except Exception as err:  # the index is derived data: rebuild it from the shards
                 log.warning("cache index %s unreadable (%s); rebuilding it from the shards", path, type(err).__name__)
                 self._index_dirty = True
-        on_disk = {p.name for p in self.shard_dir.glob("*.safetensors")}
+        on_disk = {p.name for p in self.shard_dir.glob("*.safetensors")} | set(expected)
         listed = set(index["shard"].unique().to_list())
         vanished = listed - on_disk
         if vanished:  # a user deleted shards by hand: forget them rather than fail on read
@@ -150,6 +156,18 @@ class EmbeddingCache:
             # Shards are renamed into place complete, so this means outside damage; the items are recomputed.
             log.warning("cache shard %s unreadable (%s); its items will be recomputed", path.name, type(err).__name__)
             return None
+
+    def refresh(self, expected: list[str] = ()) -> None:
+        """Re-read the index and merge the shards other processes added since (after a barrier), ``expected``
+        among them whether or not the directory listing shows them yet."""
+        self._index_dirty = False
+        self._load_index(expected)
+        if missing := sorted(set(expected) - set(self._index["shard"].unique().to_list())):
+            raise MedmodalError(
+                f"{len(missing)} cache shard(s) another rank reported written cannot be read (first: {missing[0]}); "
+                "is the store on a file system every node shares?",
+                path=self.shard_dir,
+            )
 
     def save_index(self) -> None:
         if not self._index_dirty:
@@ -186,11 +204,12 @@ class EmbeddingCache:
         return Lookup(found=found, vectors=vectors)
 
     # ------------------------------------------------------------------------------------------------ write
-    def writer(self, *, shard_size: int = 1024, flush_seconds: float = 60.0) -> ShardWriter:
-        return ShardWriter(self, shard_size=shard_size, flush_seconds=flush_seconds)
+    def writer(self, *, shard_size: int = 1024, flush_seconds: float = 60.0, save_index: bool = True) -> ShardWriter:
+        return ShardWriter(self, shard_size=shard_size, flush_seconds=flush_seconds, save_index=save_index)
 
     def _append_shard(self, keys: list[bytes], vectors: np.ndarray, item_ids: list[str]) -> str:
-        name = f"{time.time_ns()}-{os.getpid()}-{len(self._index)}.safetensors"
+        rank = os.environ.get("RANK", "0")
+        name = f"{time.time_ns()}-{OWNER_TAG}-r{rank}-{os.getpid()}-{len(self._index)}.safetensors"
         final = self.shard_dir / name
         tmp = self.shard_dir / f".{name}.tmp-{OWNER_TAG}-{os.getpid()}-w"  # swept after a kill (medmodal.outputs)
         tensors = {
@@ -228,8 +247,9 @@ class ShardWriter:
     survives a crash. A hard kill loses at most the unflushed buffer.
     """
 
-    def __init__(self, cache: EmbeddingCache, *, shard_size: int, flush_seconds: float):
+    def __init__(self, cache: EmbeddingCache, *, shard_size: int, flush_seconds: float, save_index: bool = True):
         self.cache = cache
+        self.save_index = save_index
         self.shard_size = max(1, int(shard_size))
         self.flush_seconds = flush_seconds
         self._keys: list[bytes] = []
@@ -237,6 +257,7 @@ class ShardWriter:
         self._ids: list[str] = []
         self._since = time.monotonic()
         self.n_shards = 0
+        self.names: list[str] = []  # the shards this writer added
 
     def add(self, keys: list[bytes], vectors: np.ndarray, item_ids: list[str]) -> None:
         if not keys:
@@ -253,7 +274,7 @@ class ShardWriter:
 
     def _flush(self, n: int) -> None:
         vecs = np.concatenate(self._vecs) if len(self._vecs) > 1 else self._vecs[0]
-        self.cache._append_shard(self._keys[:n], vecs[:n], self._ids[:n])
+        self.names.append(self.cache._append_shard(self._keys[:n], vecs[:n], self._ids[:n]))
         self.n_shards += 1
         self._keys, self._ids = self._keys[n:], self._ids[n:]
         self._vecs = [vecs[n:]] if self._keys else []
@@ -265,7 +286,8 @@ class ShardWriter:
     def __exit__(self, *exc: Any) -> None:
         if self._keys:
             self._flush(len(self._keys))
-        self.cache.save_index()
+        if self.save_index:
+            self.cache.save_index()
 
 
 class FileHashMemo:
@@ -295,16 +317,18 @@ class FileHashMemo:
         hits = hits.unique(subset="pos", keep="first").sort("pos")
         return hits["sha256"].to_list()
 
-    def add(self, rows: pl.DataFrame) -> None:
+    def add(self, rows: pl.DataFrame, *, compact: bool = True) -> None:
+        """Remember ``rows``. ``compact``: may fold the memo's files into one (only when no other process is
+        adding beside it: a compaction deletes the files it read, and would drop a concurrent writer's)."""
         if rows.height == 0:
             return
         rows = rows.select(list(self.SCHEMA)).cast(self.SCHEMA)
-        if self.n_files >= 64:  # compact: one file with the latest hash per path
+        if compact and self.n_files >= 64:  # compact: one file with the latest hash per path
             rows = pl.concat([self.table, rows]).unique(subset="path", keep="last", maintain_order=True)
             old = list(self.dir.glob("*.parquet"))
         else:
             old = []
-        with atomic_file(self.dir / f"{time.time_ns()}-{os.getpid()}.parquet") as fh:
+        with atomic_file(self.dir / f"{time.time_ns()}-{OWNER_TAG}-{os.getpid()}.parquet") as fh:
             rows.write_parquet(fh)
         for f in old:
             f.unlink(missing_ok=True)

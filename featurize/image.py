@@ -25,6 +25,7 @@ import torch
 
 from medmodal.common import MedmodalError, sha256_file
 from medmodal.devices import autocast, resolve_device, resolve_precision
+from medmodal.distributed import DistEnv, broadcast, gather, share
 from medmodal.featurize.base import (
     FEATURIZERS,
     POOLINGS,
@@ -71,7 +72,10 @@ class ImageConfig:
 
     @property
     def workers(self) -> int:
-        return min(8, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+        """``num_workers``, else min(8, CPUs) - shared out among the ranks torchrun started on this node."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return min(8, max(1, (os.cpu_count() or 1) // DistEnv.from_env().local_world))
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -343,21 +347,29 @@ def hash_files(
         {"path": [paths[i] for i in ok], "size": [stats[i][0] for i in ok], "mtime_ns": [stats[i][1] for i in ok]},
         schema={"path": pl.Utf8, "size": pl.Int64, "mtime_ns": pl.Int64},
     )
-    known = memo.lookup(table) if memo is not None else [None] * len(ok)
+    env = DistEnv.from_env()
+    known = memo.lookup(table) if memo is not None and env.main else [None] * len(ok)
+    # under torchrun rank 0's memo decides which files are unknown (another rank's memo could already hold a file a
+    # fast rank just hashed); each rank reads and hashes its block of them, and all ranks get every result
+    known = broadcast(known, env)
     todo = [j for j, sha in enumerate(known) if sha is None]
     for j, sha in enumerate(known):
         if sha is not None:
             out[ok[j]] = (sha, None)
-    new_rows = []
-    with progress_bar() as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        task = bar.add_task(f"{label} hashing", total=len(todo))
-        for j, res in zip(todo, pool.map(read_and_hash, [paths[ok[j]] for j in todo], chunksize=64)):
-            out[ok[j]] = res
+    mine = share(todo, env)
+    new_rows, done = [], []
+    with progress_bar(disable=not env.main) as bar, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        task = bar.add_task(f"{label} hashing", total=len(mine))
+        for j, res in zip(mine, pool.map(read_and_hash, [paths[ok[j]] for j in mine], chunksize=64)):
+            done.append(res)
             if res[0] is not None:
                 new_rows.append((paths[ok[j]], stats[ok[j]][0], stats[ok[j]][1], res[0]))
             bar.advance(task, 1)
-    if memo is not None:
-        memo.add(pl.DataFrame(new_rows, schema=FileHashMemo.SCHEMA, orient="row"))
+    if memo is not None:  # each rank remembers its own files; compaction only when no other rank adds beside it
+        memo.add(pl.DataFrame(new_rows, schema=FileHashMemo.SCHEMA, orient="row"), compact=env.world == 1)
+    for r, results in enumerate(gather(done, env)):
+        for j, res in zip(share(todo, DistEnv(rank=r, world=env.world)), results):
+            out[ok[j]] = res
     return out
 
 
@@ -369,6 +381,7 @@ class ImageFeaturizer(Featurizer):
     kind = "image"
     config_class = ImageConfig
     default = True
+    distributed = True  # under torchrun the files to hash and the images to embed are split across the ranks
 
     def run(self, cohort, modalities: list[str], store: str | Path, cfg: ImageConfig) -> dict[str, ModalityFeatures]:
         if not modalities:

@@ -265,6 +265,7 @@ class TextFeaturizer(Featurizer):
     kind = "text"
     config_class = TextConfig
     default = True
+    distributed = True  # under torchrun the notes to embed are split across the ranks (embed_items)
 
     def run(
         self, cohort: CohortDir, modalities: list[str], store: str | Path, cfg: TextConfig

@@ -48,6 +48,8 @@ def make_tiny_bert(
     hidden: int = 32,
     layers: int = 2,
     max_positions: int = 128,
+    heads: int = 2,
+    intermediate: int | None = None,
 ) -> Path:
     """Save a random BertModel + fast tokenizer to ``out_dir`` (safetensors), loadable by the Auto classes."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -64,8 +66,8 @@ def make_tiny_bert(
         vocab_size=tok.vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
+        num_attention_heads=heads,
+        intermediate_size=intermediate or 2 * hidden,
         max_position_embeddings=max_positions,
     )
     torch.manual_seed(seed)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
-import os
 import random
 import time
 import warnings
@@ -42,6 +41,7 @@ from torch import nn
 import medmodal
 from medmodal.common import MedmodalError, console, write_json
 from medmodal.devices import autocast, resolve_device
+from medmodal.distributed import DistEnv
 from medmodal.models.base import BACKBONES, FRAMEWORKS, Framework
 from medmodal.models.checkpoint import CONFIG, build_model, save_weights, spec_to_json
 from medmodal.models.data import CohortData, feature_fingerprints, fits_on_device, load_cohort, pos_weight
@@ -92,23 +92,6 @@ def train_config(values: dict[str, Any] | None = None, *, spelled: dict[str, str
     """A TrainConfig from field values, every error one line naming the option (``--lr: must be > 0``)."""
     spelled = spelled or {k: "--" + k.replace("_", "-") for k in values or {}}
     return make_config(TrainConfig, values, what="training", spelled=spelled)
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> DistEnv:
-        return cls(
-            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-        )
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
 
 
 class _TrainStep(nn.Module):
@@ -211,6 +194,37 @@ def warn_unusable_splits(data: CohortData) -> list[str]:
     for line in lines:
         console.print(f"[yellow]warning:[/yellow] {line}; its metrics will be missing", soft_wrap=True)
     return lines
+
+
+class _Throughput:
+    """Samples per second of the training loops (validation excluded) and the share of their wall time spent
+    assembling batches: the data wait. Each step ends in a host sync (the loss is read as a float), so the GPU
+    is idle while the next batch is gathered and the share is what a faster loader could win back."""
+
+    def __init__(self) -> None:
+        self.data_seconds = 0.0
+        self.loop_seconds = 0.0
+        self.samples = 0
+
+    def add_epoch(self, seconds: float, samples: int) -> None:
+        self.loop_seconds += seconds
+        self.samples += samples
+
+    def summary(self) -> dict[str, float]:
+        loop = max(self.loop_seconds, 1e-9)
+        return {
+            "samples_per_second": round(self.samples / loop, 1),
+            "data_wait_fraction": round(self.data_seconds / loop, 4),
+            "train_loop_seconds": round(self.loop_seconds, 3),
+        }
+
+    def line(self, dev, world: int) -> str:
+        t = self.summary()
+        ranks = f" over {world} ranks" if world > 1 else ""
+        return (
+            f"throughput: {t['samples_per_second']:.0f} samples/s on {dev}{ranks}; waiting for data "
+            f"{100 * t['data_wait_fraction']:.1f}% of step time (target < 10%)"
+        )
 
 
 def _broadcast(values: list[float], env: DistEnv, device) -> list[float]:
@@ -358,6 +372,11 @@ def _train(
                 broadcast_buffers=False,
                 find_unused_parameters=getattr(model, "ddp_find_unused_parameters", True),
             )
+    if env.world > 1:
+        # the ranks built the same model from the same seed; from here each draws its own dropout masks (its rows
+        # are other samples: one shared mask pattern would correlate the halves of every global batch). Every
+        # draw of the frameworks and backbones is per sample, so no rank's control flow depends on it.
+        torch.manual_seed(seed * 100_003 + 1 + env.rank)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     rank_bs = math.ceil(cfg.batch_size / env.world)
     n_rank = math.ceil(len(train_rows) / env.world)
@@ -387,6 +406,7 @@ def _train(
             f"on {dev}{f' x{env.world} ranks' if env.world > 1 else ''}"
         )
     global_step = 0
+    clock = _Throughput()
     with prog:
         ep_task = prog.add_task("epochs", total=cfg.epochs)
         for epoch in range(cfg.epochs):
@@ -395,9 +415,12 @@ def _train(
             perm = _shard(len(train_rows), seed, epoch, env).to(train_rows.device)
             b_task = prog.add_task(f"epoch {epoch + 1}", total=steps)
             losses, parts_sum = [], {}
+            t_loop = time.perf_counter()
             for s in range(steps):
+                t_data = time.perf_counter()
                 idx = perm[s * rank_bs : (s + 1) * rank_bs]  # every rank has the same number of steps
                 batch = data.batch(train_rows[idx], idx, dev)
+                clock.data_seconds += time.perf_counter() - t_data
                 with autocast(dev, "auto" if cfg.amp else "fp32"):
                     loss, parts = step_module(batch, global_step / total)
                 if not torch.isfinite(loss):
@@ -414,6 +437,7 @@ def _train(
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
                 prog.advance(b_task)
+            clock.add_epoch(time.perf_counter() - t_loop, len(perm) * env.world)
             prog.remove_task(b_task)
             val = validation_scores(model, data, val_rows, cfg, dev)
             score_now = val["val_auprc"] if val["val_auprc"] is not None else -val["val_loss"]
@@ -472,6 +496,7 @@ def _train(
         "device": str(dev),
         "world_size": env.world,
         "history": history,
+        "throughput": clock.summary(),
     }
     config = {
         "medmodal_version": medmodal.__version__,
@@ -507,5 +532,6 @@ def _train(
         write_json(tmp / "metrics.json", metrics)
         (tmp / "training_curve.png").write_bytes(training_curves(history, best_epoch))
     model.to(dev)
+    console.print(clock.line(dev, env.world))
     print_summary(metrics, "test", title=f"{framework}/{backbone}: test metrics (best epoch {best_epoch})")
     return out

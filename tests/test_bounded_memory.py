@@ -17,13 +17,12 @@ from safetensors.torch import save_file
 
 import medmodal.contracts.tensorfile as tensorfile
 import medmodal.featurize.structured as structured
-from medmodal.cohort import build_cohort
+from medmodal.cohort import build_cohort, tasks_for
 from medmodal.cohort.runner import SharedRelations
 from medmodal.contracts import SpooledTensor, save_safetensors
 from medmodal.featurize import featurize_structured
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "mimic_iv_fixture"
-MIMIC_TASKS = ["readmission_30d", "in_hospital_mortality_24h", "in_hospital_mortality_48h"]
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (7, 4, 3), (0, 2)])
@@ -105,7 +104,7 @@ def test_task_all_extracts_the_events_once_and_matches_single_builds(fixture_coh
 
     monkeypatch.setattr(SharedRelations, "run", counting)
     out = build_cohort("mimic_iv", FIXTURE, "all", tmp_path / "all")
-    assert extracts == [1, 1, 1]  # three tasks, one extract
+    assert len(extracts) == len(tasks_for("mimic_iv")) > 1 and set(extracts) == {1}  # every task, one extract
     for name in ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition"):
         single = (fixture_cohort / f"{name}.parquet").read_bytes()
         assert (out / "readmission_30d" / f"{name}.parquet").read_bytes() == single, name

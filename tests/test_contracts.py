@@ -34,7 +34,7 @@ from medmodal.contracts import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = {"contracts", "common", "outputs", "devices", "options"}  # below every stage
+BASE = {"contracts", "common", "outputs", "devices", "distributed", "options"}  # below every stage
 
 
 # ------------------------------------------------------------------------------------------------ dependency rules
@@ -65,7 +65,7 @@ LIBRARY = sorted(
 ALLOWED = {
     # layer -> medmodal modules it may import ("medmodal": the package root, for __version__)
     **{b: BASE | {"medmodal"} for b in BASE},
-    "cohort": BASE - {"devices"} | {"cohort", "medmodal"},  # no torch in the cohort stage
+    "cohort": BASE - {"devices", "distributed"} | {"cohort", "medmodal"},  # no torch in the cohort stage
     "featurize": BASE | {"featurize"},
     "models": BASE | {"models", "report", "medmodal"},  # report: the figures a run draws
 }

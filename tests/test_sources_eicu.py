@@ -38,7 +38,7 @@ def built(tmp_path_factory) -> Path:
 
 
 def test_every_eicu_task_is_registered_and_builds(built):
-    assert sorted(tasks_for("eicu")) == EICU_TASKS
+    assert sorted(tasks_for("eicu")) == sorted([*EICU_TASKS, "unit_los_7d_48h"])  # + the template task
     for task in EICU_TASKS:
         assert (built / task / "manifest.json").is_file()
 
@@ -58,6 +58,8 @@ def test_manifest_contract(built, task):
     cohort = pl.read_parquet(d / "cohort.parquet")
     spec = TASKS.get(task)
     assert man["source"] == "eicu" and man["task"] == task
+    if task == "icu_mortality_24h":  # known only at unit discharge, after the 24 h prediction time
+        assert "unit_los_hours" not in cohort.columns
     assert man["cohort_id"] == compute_cohort_id(man["cohort_identity"]) and man["cohort_id"].startswith(
         f"eicu__{task}__"
     )
@@ -244,6 +246,30 @@ def test_demo_cohorts_match_independent_computation(demo):
         assert got.select(expected.columns).equals(expected), task
         # a real cohort of the demo's 1,841 patients with both classes, not an empty match
         assert expected.height > 1000 and 30 < expected[task].sum() < expected.height / 5, task
+
+
+def test_demo_unit_los_matches_independent_computation(demo):
+    """unit_los_7d_48h (docs/tasks.md): first stay, adult, in the unit >= 48 h and not known dead by then; label
+    unitdischargeoffset > 7 days."""
+    raw, out, _ = demo
+    _, first = _demo_first_stays(raw)
+    h = 48 * 60
+    kept = first.filter(
+        (pl.col("age_years") >= 18)
+        & (pl.col("unitdischargeoffset") >= h)
+        & ~((pl.col("unitdischargestatus") == "Expired") & (pl.col("unitdischargeoffset") <= h)).fill_null(False)
+        & ~((pl.col("hospitaldischargestatus") == "Expired") & (pl.col("hospitaldischargeoffset") <= h)).fill_null(
+            False
+        )
+    )
+    exp = kept.select(
+        pl.col("patientunitstayid").cast(pl.Utf8).alias("sample_id"),
+        (pl.col("unitdischargeoffset") > 7 * 1440).cast(pl.Int8).alias("unit_los_7d_48h"),
+    ).sort("sample_id")
+    got = pl.read_parquet(out / "unit_los_7d_48h" / "cohort.parquet")
+    assert got.select(exp.columns).equals(exp)
+    assert exp.height > 500 and 50 < exp["unit_los_7d_48h"].sum() < exp.height / 2
+    assert "unit_los_hours" not in got.columns  # it would be the label
 
 
 def test_demo_marks_missing_files_absent_and_says_so(demo):

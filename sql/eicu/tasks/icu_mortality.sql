@@ -3,6 +3,7 @@
 --
 -- Index = the patient's first unit stay (stays.stay_rank = 1; see stays.sql for how "first" is decided), chosen
 -- before exclusions: a patient whose first stay is excluded is not replaced by a later one.
+-- sample_unit = 'stay': every unit stay is an index event (splits stay by patient).
 -- Prediction at unit admission + H from the window [admission - 6 h, admission + H]; labs drawn in the hours
 -- before the unit admission (emergency department, ward) carry negative offsets and are kept.
 -- Excluded: age < 18 (or unknown); unit stays shorter than H (unitdischargeoffset < H * 60); patients known dead
@@ -14,7 +15,7 @@
 CREATE OR REPLACE TABLE candidates AS
 WITH first_stay AS (
     SELECT *, CAST({{ horizon_hours }} AS BIGINT) * 60 AS horizon_minute
-    FROM stays WHERE stay_rank = 1
+    FROM stays WHERE stay_rank = 1 OR {{ sample_unit }} = 'stay'
 )
 SELECT
     CAST(s.patientunitstayid AS VARCHAR) AS sample_id,
@@ -32,7 +33,7 @@ SELECT
     s.unit_type,
     s.age,
     s.age_over_89,
-    s.unitdischargeoffset / 60.0 AS unit_los_hours,
+    -- no length of stay here: it is known only at unit discharge, after the prediction time
     coalesce(s.age >= 18, false) AS incl_adult,
     coalesce(s.unitdischargeoffset >= s.horizon_minute, false) AS incl_stay_at_least_h,
     NOT coalesce(s.unitdischargestatus = 'Expired' AND s.unitdischargeoffset <= s.horizon_minute, false)

@@ -1,7 +1,7 @@
 -- candidates (task icu_readmission_15d): each patient's FIRST unit stay, predicted at unit discharge.
 -- Depends on: stays. Parameters: readmission_days (15), window_hours (48), lookback_hours (6).
 --
--- Index = the patient's first unit stay (stays.stay_rank = 1), chosen before exclusions (no fall-back).
+-- Index = the patient's first unit stay (stays.stay_rank = 1), chosen before exclusions (no fall-back); sample_unit = 'stay': every unit stay (splits by patient).
 -- Prediction at unit discharge (unitdischargeoffset) from its last `window_hours` hours, never starting earlier
 -- than `lookback_hours` before the unit admission: [max(discharge - 48 h, admission - 6 h), discharge].
 -- Label = another unit stay of the SAME hospital stay (patienthealthsystemstayid) whose unit admission is in
@@ -14,7 +14,7 @@
 
 CREATE OR REPLACE TABLE candidates AS
 WITH first_stay AS (
-    SELECT * FROM stays WHERE stay_rank = 1
+    SELECT * FROM stays WHERE stay_rank = 1 OR {{ sample_unit }} = 'stay'
 ),
 readmitted AS (
     SELECT DISTINCT f.patientunitstayid

@@ -1,5 +1,6 @@
 -- candidates (tasks in_hospital_mortality_24h / _48h): each subject's FIRST ICU stay, observed for H hours.
--- Depends on: icustays, admission_demographics. Parameters: horizon_hours (H), lookback_hours (6).
+-- Depends on: icustays, admission_demographics. Parameters: horizon_hours (H), lookback_hours (6),
+-- sample_unit (subject: the first stay; stay: every ICU stay, splits still by subject).
 --
 -- Index = earliest ICU intime, ties by stay_id, chosen before exclusions (no fall-back to a later stay).
 -- Prediction at intime + H from the window [intime - 6 h, intime + H]: the 6 h before ICU admission carry the
@@ -21,7 +22,7 @@ first_stay AS (
         s.*,
         s.intime + to_hours(CAST({{ horizon_hours }} AS BIGINT)) AS horizon_time
     FROM ranked AS s
-    WHERE stay_rank = 1
+    WHERE stay_rank = 1 OR {{ sample_unit }} = 'stay'
 )
 SELECT
     CAST(s.stay_id AS VARCHAR) AS sample_id,

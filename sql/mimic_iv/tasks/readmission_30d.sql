@@ -1,10 +1,11 @@
 -- candidates (task readmission_30d): each subject's FIRST hospital admission, with its labels and time rules.
 -- Depends on: admission_demographics, admissions, icustays. Parameters: readmission_days, icu_days,
--- note_grace_hours (from cohort/tasks/readmission_30d.yaml).
+-- note_grace_hours, sample_unit (from cohort/tasks/readmission_30d.yaml).
 --
 -- Index = earliest admittime, ties broken by hadm_id, chosen BEFORE any exclusion: a subject whose first
 -- admission is paediatric or ends in death is excluded, never replaced by a later admission (that would select
--- patients who survived their first stay and bias the readmission rate).
+-- patients who survived their first stay and bias the readmission rate). sample_unit = 'admission' makes every
+-- admission an index event instead (the PyHealth / ACES convention); splits stay by subject.
 -- Prediction is made at discharge (prediction_time = dischtime) from the whole admission.
 -- Labels look strictly after discharge: another admission with admittime in (dischtime, dischtime + 30 d], and
 -- an ICU stay with intime in (dischtime, dischtime + 90 d]; an ICU stay inside the index admission is not an
@@ -18,7 +19,7 @@ WITH ranked AS (
     FROM admission_demographics AS d
 ),
 first_admission AS (
-    SELECT * FROM ranked WHERE admission_rank = 1
+    SELECT * FROM ranked WHERE admission_rank = 1 OR {{ sample_unit }} = 'admission'
 ),
 readmitted AS (
     SELECT DISTINCT f.hadm_id
@@ -44,8 +45,8 @@ SELECT
     f.admittime AS index_time,
     f.dischtime AS prediction_time,
     f.admittime AS window_start_time,
-    CAST(r.hadm_id IS NOT NULL AS TINYINT) AS readmission_30d,
-    CAST(i.hadm_id IS NOT NULL AS TINYINT) AS icu_admission_90d,
+    CAST(r.hadm_id IS NOT NULL AS TINYINT) AS readmission,
+    CAST(i.hadm_id IS NOT NULL AS TINYINT) AS icu_admission,
     f.gender,
     f.race_group,
     f.insurance,
