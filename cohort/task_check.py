@@ -64,7 +64,7 @@ def check_task(task: str | Path | TaskSpec, *, params: Mapping[str, Any] | None 
 def _dry_run(con: duckdb.DuckDBPyConnection, src: Any, spec: TaskSpec, sql: Path, values: dict[str, Any]) -> None:
     located = [Located(f, None) for f in src.files]
     register_views(con, located)
-    for p in [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in src.before_task_sql), sql]:
+    for p in [*COMMON_SQL, *(src.sql_dir / f"{s}.sql" for s in (*src.before_task_sql, *src.shared_sql)), sql]:
         run_sql_file(con, p, values, located)
     cols = [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
     missing = [c for c in _needed(spec, tuple(src.subgroups)) if c not in cols]
