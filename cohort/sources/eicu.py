@@ -262,7 +262,7 @@ class EICU(Source):
     subgroups = ("gender", "ethnicity", "age_group", "unit_type")
     population_view = "stays"
     known_versions = ("2.0", "demo-2.0.1")
-    before_task_sql = ("macros", "variable_map", "stays")
+    before_task_sql = ("macros", "variable_map", "stays", "unit_stay_samples")
     after_task_sql = (
         "measurements",
         "apache_values",

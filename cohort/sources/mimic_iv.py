@@ -179,7 +179,7 @@ class MimicIV(Source):
     subgroups = ("gender", "race_group", "insurance", "age_group")
     population_view = "patients"
     known_versions = KNOWN_VERSIONS
-    before_task_sql = ("macros", "variable_map", "admission_demographics")
+    before_task_sql = ("macros", "variable_map", "admission_demographics", "icu_stay_samples")
     shared_sql = ("measurement_events",)
     after_task_sql = (
         "measurements",
