@@ -136,7 +136,7 @@ def test_shift_benchmark_quick_profile_end_to_end_and_resumable(tmp_path):
         ("erm", "target_selected"),
     } <= variants
     md = (out / "benchmark.md").read_text()
-    assert "## outcome_shift" in md and "Confounder strength sweep" in md and (out / "shift.png").is_file()
+    assert "## Detail: outcome_shift" in md and "Confounder strength sweep" in md and (out / "shift.png").is_file()
     stamps = {p: p.stat().st_mtime_ns for p in cells.rglob("*.npz")}
     run_benchmark(tmp_path / "shift", cfg)  # resumes: every cell is skipped
     assert {p: p.stat().st_mtime_ns for p in cells.rglob("*.npz")} == stamps
@@ -149,7 +149,7 @@ def test_every_method_beats_chance_on_the_simulated_pipeline(tmp_path):
     from medmodal.benchmarks.shift import ShiftConfig, run_benchmark
 
     cfg = ShiftConfig(
-        subjects=600, worlds=(1,), seeds=(0,), c_outcome=(0.9,), mechanisms=("shifted",), epochs=5, ablations=False
+        subjects=1200, worlds=(1,), seeds=(0,), c_outcome=(0.9,), mechanisms=("shifted",), epochs=5, ablations=False
     )
     summary = json.loads((run_benchmark(tmp_path / "shift", cfg) / "summary.json").read_text())
     selected = [r for r in summary["cells"] if r["variant"] == "selected"]

@@ -21,7 +21,7 @@ def featurized(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pipeline")
-    raw = simulate("mimic_iv", root / "raw", subjects=600, seed=21, image_size=32)
+    raw = simulate("mimic_iv", root / "raw", subjects=1200, seed=21, image_size=32)
     cohort = build_cohort("mimic_iv", raw, "readmission_30d", root / "cohort", threads=1)
     bert = tiny.make_tiny_bert(root / "bert")
     timm_weights = tiny.make_tiny_timm(root / "timm" / "test_convnext.safetensors", name="test_convnext")
