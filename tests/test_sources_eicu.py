@@ -176,18 +176,23 @@ def _demo_first_stays(demo: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def expected_demo_mortality(demo: Path) -> pl.DataFrame:
-    _, first = _demo_first_stays(demo)
-    h = 24 * 60
-    kept = first.filter(
+def _adult_in_unit_alive_at(hours: int) -> pl.Expr:
+    """Adult, still in the unit at `hours` and not known dead by then (unit or hospital death): the inclusions every
+    unit-stay task shares, computed here apart from sql/eicu/unit_stay_samples.sql."""
+    h = hours * 60
+    return (
         (pl.col("age_years") >= 18)
         & (pl.col("unitdischargeoffset") >= h)
         & ~((pl.col("unitdischargestatus") == "Expired") & (pl.col("unitdischargeoffset") <= h)).fill_null(False)
         & ~((pl.col("hospitaldischargestatus") == "Expired") & (pl.col("hospitaldischargeoffset") <= h)).fill_null(
             False
         )
-        & pl.col("unitdischargestatus").is_in(["Alive", "Expired"])
     )
+
+
+def expected_demo_mortality(demo: Path) -> pl.DataFrame:
+    _, first = _demo_first_stays(demo)
+    kept = first.filter(_adult_in_unit_alive_at(24) & pl.col("unitdischargestatus").is_in(["Alive", "Expired"]))
     return kept.select(
         pl.col("patientunitstayid").cast(pl.Utf8).alias("sample_id"),
         (pl.col("unitdischargestatus") == "Expired").cast(pl.Int8).alias("icu_mortality_24h"),
@@ -253,15 +258,7 @@ def test_demo_unit_los_matches_independent_computation(demo):
     unitdischargeoffset > 7 days."""
     raw, out, _ = demo
     _, first = _demo_first_stays(raw)
-    h = 48 * 60
-    kept = first.filter(
-        (pl.col("age_years") >= 18)
-        & (pl.col("unitdischargeoffset") >= h)
-        & ~((pl.col("unitdischargestatus") == "Expired") & (pl.col("unitdischargeoffset") <= h)).fill_null(False)
-        & ~((pl.col("hospitaldischargestatus") == "Expired") & (pl.col("hospitaldischargeoffset") <= h)).fill_null(
-            False
-        )
-    )
+    kept = first.filter(_adult_in_unit_alive_at(48))
     exp = kept.select(
         pl.col("patientunitstayid").cast(pl.Utf8).alias("sample_id"),
         (pl.col("unitdischargeoffset") > 7 * 1440).cast(pl.Int8).alias("unit_los_7d_48h"),
