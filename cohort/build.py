@@ -478,9 +478,20 @@ def _write_outputs(
         # whose SQL leaves no relation for the kind (eICU and ADNI have no notes or images) gets the empty table.
         relation = kind.source_relation if kind.source_relation in relations else None
         where = "TRUE" if kind.name in task_kinds else "FALSE"
-        _copy(con, located, kind.table.select_sql(relation, where), tmp / kind.table.file)
+        order = _row_order(con, relation) if relation is not None else []
+        _copy(con, located, kind.table.select_sql(relation, where, order), tmp / kind.table.file)
     attrition.write_parquet(tmp / ATTRITION.file)
     return groups
+
+
+ROW_ORDER_PREFIX = "_row_order_"
+
+
+def _row_order(con, relation: str) -> list[str]:
+    """``relation``'s columns ``_row_order_1``, ``_row_order_2``, ...: keys (integers, say) whose order its SQL
+    guarantees to be the contract's row order, sorted by instead of the contract's (string) columns."""
+    keys = [c for c in _columns(con, relation) if c.startswith(ROW_ORDER_PREFIX)]
+    return sorted(keys, key=lambda c: int(c[len(ROW_ORDER_PREFIX) :]))
 
 
 def _write_structured(con, located: list[Located], modalities: list[str], path: Path) -> dict[str, list[str]]:

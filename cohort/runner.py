@@ -102,7 +102,7 @@ def default_memory_limit() -> str:
 
 def connect(work_dir: Path, *, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
     work_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(work_dir / "work.duckdb"))
+    con = duckdb.connect()
     settings = {
         "memory_limit": memory_limit or default_memory_limit(),
         "threads": int(threads or os.cpu_count() or 1),

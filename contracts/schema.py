@@ -76,16 +76,18 @@ class Table:
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars_schema())
 
-    def select_sql(self, relation: str | None, where: str = "TRUE") -> str:
+    def select_sql(self, relation: str | None, where: str = "TRUE", order: Sequence[str] = ()) -> str:
         """The SELECT that writes this table from ``relation``: every column cast to its type, the contract's row
-        order; ``relation=None`` selects no row (the table of a kind the source's SQL does not produce)."""
+        order; ``relation=None`` selects no row (the table of a kind the source's SQL does not produce).
+        ``order``: columns of ``relation`` to sort by instead, which its SQL guarantees give the contract's order
+        (integer keys ranked like the strings they stand for sort in a fraction of the time)."""
 
         def cast(c: Column) -> str:
             value = "NULL" if relation is None else f'"{c.name}"'
             return f'CAST({value} AS {c.type}) AS "{c.name}"' if c.type else f'{value} AS "{c.name}"'
 
         cols = ", ".join(cast(c) for c in self.columns)
-        order = ", ".join(f'"{c}"' for c in self.order_by)
+        order = ", ".join(f'"{c}"' for c in (order or self.order_by))
         if relation is None:
             return f"SELECT {cols} WHERE FALSE"
         return f'SELECT {cols} FROM "{relation}" WHERE {where} ORDER BY {order}'

@@ -71,3 +71,10 @@ FROM (VALUES
     (31, 'chartevents', 224639, 'weight',          'Daily Weight',                          'kg',  1.0, 0.0,    0.5,  500.0, '2,3')
 ) AS t(position, source_table, itemid, variable, label, unit, scale, shift, valid_low, valid_high, majors)
 WHERE list_contains(string_split(majors, ','), CAST({{ dataset_major }} AS VARCHAR));
+
+-- variables: one row per variable with variable_key, its rank in name order. measurement_events carries the
+-- 2-byte key instead of the name: grouping and sorting millions of rows by a small integer costs a fraction of
+-- doing it by a string, and sorting by the key gives the name order the outputs are written in.
+CREATE OR REPLACE TABLE variables AS
+SELECT variable, CAST(row_number() OVER (ORDER BY variable) AS SMALLINT) AS variable_key
+FROM (SELECT DISTINCT variable FROM variable_map);
