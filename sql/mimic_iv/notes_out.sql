@@ -8,6 +8,9 @@
 --    used when the task links by time (mortality) and for radiology reports whose hadm_id is NULL.
 -- The two branches are disjoint (a note has a matching hadm_id or is linked by time, never both), so no DISTINCT
 -- over long texts is needed. Empty texts are dropped: nothing to embed, and they would mark the modality present.
+-- "Empty" = nothing but the space characters trim() removes (Unicode Zs; not tabs or newlines), tested with a
+-- regex that stops at the first other character: length(trim(text)) copied every note, twice (once per branch),
+-- which cost more than parsing the note files.
 
 CREATE OR REPLACE TABLE notes_out AS
 WITH notes AS (
@@ -19,7 +22,7 @@ WITH notes AS (
 ),
 usable AS (
     SELECT * FROM notes
-    WHERE charttime IS NOT NULL AND text IS NOT NULL AND length(trim(text)) > 0
+    WHERE charttime IS NOT NULL AND text IS NOT NULL AND regexp_matches(text, '[^\p{Zs}]')
 ),
 by_admission AS (
     SELECT c.sample_id, n.note_id, n.note_type, n.charttime, n.text
