@@ -210,8 +210,9 @@ def d_labitems(density: str = "tasks") -> pl.DataFrame:
 
 def d_items(density: str = "tasks") -> pl.DataFrame:
     df = pl.DataFrame(D_ITEMS + DICTIONARY_ONLY_ITEMS, schema=list(D_ITEMS_COLUMNS), orient="row")
-    if density == "release":
-        df = pl.concat([df, dictionary_rows("d_items").select(df.columns).cast(df.schema)]).sort("itemid")
+    if density == "release":  # normal values as text: the demo's rows keep their digits, ours print as before
+        df = df.with_columns(pl.col("lownormalvalue", "highnormalvalue").cast(pl.Utf8))
+        df = pl.concat([df, dictionary_rows("d_items").select(df.columns)]).sort("itemid")
     return df
 
 
