@@ -254,7 +254,11 @@ def _build(
     if imported is not None:
         imported.register(con)  # the `meds_labels` relation the label-linking SQL reads
     try:
-        flagged = check_files(con, located)
+        # the same raw files for every task of a build: once they passed clean, later tasks skip the full scans
+        clean = shared is not None and shared.files_clean
+        flagged = [] if clean else check_files(con, located)
+        if shared is not None and not flagged:
+            shared.files_clean = True
         src.check_values(con, located)
         version, evidence = (dataset_version, "given by the user") if dataset_version else src.detect_version(con, raw)
     except duckdb.Error as err:  # a source's own queries: still one line naming the raw file
@@ -301,13 +305,22 @@ def _build(
         step("cohort, splits, attrition")
         attrition, data_quality = _make_cohort(con, src, spec, located, seed, flagged, imported, protocol)
         progress.advance(bar)
-        for p in post_files:
-            step(p.stem)
-            run_sql_file(con, p, params, located)
-            progress.advance(bar)
-        step("writing parquet")
         modalities = [m.name for m in src.modalities if m.name in spec.modalities]
-        feature_groups = _write_outputs(con, spec, src, modalities, attrition, located, tmp)
+        labels = [lab.name for lab in spec.labels]
+        post_key = "\0".join([*modalities, *(render_sql(p.read_text(), params, path=p) for p in post_files)])
+        earlier = shared.find_outputs(con, labels, post_key) if shared is not None else None
+        if earlier is None:
+            for p in post_files:
+                step(p.stem)
+                run_sql_file(con, p, params, located)
+                progress.advance(bar)
+        step("writing parquet")
+        if earlier is None:
+            feature_groups = _write_outputs(con, spec, src, modalities, attrition, located, tmp)
+        else:
+            feature_groups = _copy_outputs(con, spec, attrition, located, tmp, *earlier)
+        if shared is not None and earlier is None:
+            shared.remember_outputs(con, labels, post_key, tmp, feature_groups)
         progress.advance(bar)
         step("audits")
         manifest = _manifest(
@@ -456,15 +469,28 @@ def _copy(con, located: list[Located], select: str, path: Path) -> None:
     run_sql(con, f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION zstd)", located, what=path.name)
 
 
-def _write_outputs(
-    con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame, located: list[Located], tmp: Path
-) -> dict[str, list[str]]:
-    """Every Parquet file of the cohort directory, each from its contract (``medmodal.contracts.schema``)."""
+def _write_cohort(con, spec: TaskSpec, attrition: pl.DataFrame, located: list[Located], tmp: Path) -> None:
     label_names = [lab.name for lab in spec.labels]
     public = [c for c in _columns(con, "cohort") if not c.startswith("_")]
     quoted = ", ".join(f'"{c}"' for c in cohort_column_order(public, label_names))
     _copy(con, located, f"SELECT {quoted} FROM cohort ORDER BY sample_id", tmp / COHORT.file)
+    attrition.write_parquet(tmp / ATTRITION.file)
 
+
+def _copy_outputs(con, spec, attrition, located, tmp: Path, where: Path, groups: dict[str, list[str]]) -> dict:
+    """The cohort and attrition of this task; every other file copied from ``where``, the folder of a task of
+    this build with the same post-task inputs (``SharedRelations.find_outputs``)."""
+    _write_cohort(con, spec, attrition, located, tmp)
+    for name in ("modalities.parquet", *(kind.table.file for kind in MODALITY_KINDS.values())):
+        shutil.copyfile(where / name, tmp / name)
+    return groups
+
+
+def _write_outputs(
+    con, spec: TaskSpec, src: Source, modalities: list[str], attrition: pl.DataFrame, located: list[Located], tmp: Path
+) -> dict[str, list[str]]:
+    """Every Parquet file of the cohort directory, each from its contract (``medmodal.contracts.schema``)."""
+    _write_cohort(con, spec, attrition, located, tmp)
     _copy(con, located, modalities_sql(modalities), tmp / "modalities.parquet")
 
     groups: dict[str, list[str]] = {}
@@ -480,7 +506,6 @@ def _write_outputs(
         where = "TRUE" if kind.name in task_kinds else "FALSE"
         order = _row_order(con, relation) if relation is not None else []
         _copy(con, located, kind.table.select_sql(relation, where, order), tmp / kind.table.file)
-    attrition.write_parquet(tmp / ATTRITION.file)
     return groups
 
 

@@ -191,6 +191,43 @@ class SharedRelations:
     def __init__(self, folder: Path):
         self.folder = folder
         self.done: dict[str, Path] = {}
+        self.outputs: list[tuple[str, Path, Path, Any]] = []  # (post-task key, cohort snapshot, task folder, extra)
+        self.files_clean = False  # the raw files passed rules.check_files with nothing flagged
+
+    # Tasks that differ only in their labels (readmission_15d / _30d / mortality_90d: the same first admissions)
+    # have the same post-task outputs, so --task all computes those once per distinct cohort. Label columns are
+    # left out of the comparison: no post-task relation may read a label (that would leak it into the inputs).
+    def _snapshot_sql(self, con: duckdb.DuckDBPyConnection, labels: Iterable[str]) -> str:
+        drop = set(labels)
+        cols = [r[0] for r in con.execute("DESCRIBE cohort").fetchall() if r[0] not in drop]
+        return "SELECT " + ", ".join(f'"{c}"' for c in cols) + " FROM cohort"
+
+    def find_outputs(self, con: duckdb.DuckDBPyConnection, labels: Iterable[str], key: str) -> tuple[Path, Any] | None:
+        """The folder (and extra) of an earlier task whose cohort, labels aside, equals this one row for row and
+        whose post-task SQL (``key``: rendered text and modalities) is the same; None if there is none."""
+        mine = self._snapshot_sql(con, labels)
+        for k, snapshot, where, extra in self.outputs:
+            if k != key:
+                continue
+            theirs = f"SELECT * FROM read_parquet({sql_literal(str(snapshot))})"
+            try:
+                differ = con.execute(
+                    f"SELECT (SELECT count(*) FROM ({mine} EXCEPT ALL {theirs})) "
+                    f"+ (SELECT count(*) FROM ({theirs} EXCEPT ALL {mine}))"
+                ).fetchone()[0]
+            except duckdb.Error:  # other columns or types: not the same cohort
+                continue
+            if differ == 0:
+                return where, extra
+        return None
+
+    def remember_outputs(
+        self, con: duckdb.DuckDBPyConnection, labels: Iterable[str], key: str, where: Path, extra: Any
+    ) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        snapshot = self.folder / f"cohort-{len(self.outputs)}.parquet"
+        con.execute(f"COPY ({self._snapshot_sql(con, labels)}) TO {sql_literal(str(snapshot))} (FORMAT parquet)")
+        self.outputs.append((key, snapshot, where, extra))
 
     def run(
         self,
