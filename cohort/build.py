@@ -307,7 +307,9 @@ def _build(
         progress.advance(bar)
         modalities = [m.name for m in src.modalities if m.name in spec.modalities]
         labels = [lab.name for lab in spec.labels]
-        post_key = "\0".join([*modalities, *(render_sql(p.read_text(), params, path=p) for p in post_files)])
+        # what the post-task SQL reads besides `cohort`: the relations before the task SQL, and its own text
+        texts = [render_sql(p.read_text(), params, path=p) for p in (*before, *post_files)]
+        post_key = "\0".join([*modalities, *texts])
         earlier = shared.find_outputs(con, labels, post_key) if shared is not None else None
         if earlier is None:
             for p in post_files:
@@ -318,7 +320,8 @@ def _build(
         if earlier is None:
             feature_groups = _write_outputs(con, spec, src, modalities, attrition, located, tmp)
         else:
-            feature_groups = _copy_outputs(con, spec, attrition, located, tmp, *earlier)
+            _write_cohort(con, spec, attrition, located, tmp)
+            feature_groups = shared.copy_outputs(earlier, tmp)
         if shared is not None and earlier is None:
             shared.remember_outputs(con, labels, post_key, tmp, feature_groups)
         progress.advance(bar)
@@ -475,15 +478,6 @@ def _write_cohort(con, spec: TaskSpec, attrition: pl.DataFrame, located: list[Lo
     quoted = ", ".join(f'"{c}"' for c in cohort_column_order(public, label_names))
     _copy(con, located, f"SELECT {quoted} FROM cohort ORDER BY sample_id", tmp / COHORT.file)
     attrition.write_parquet(tmp / ATTRITION.file)
-
-
-def _copy_outputs(con, spec, attrition, located, tmp: Path, where: Path, groups: dict[str, list[str]]) -> dict:
-    """The cohort and attrition of this task; every other file copied from ``where``, the folder of a task of
-    this build with the same post-task inputs (``SharedRelations.find_outputs``)."""
-    _write_cohort(con, spec, attrition, located, tmp)
-    for name in ("modalities.parquet", *(kind.table.file for kind in MODALITY_KINDS.values())):
-        shutil.copyfile(where / name, tmp / name)
-    return groups
 
 
 def _write_outputs(

@@ -1,8 +1,10 @@
 """DuckDB plumbing shared by every source: locate raw files, check headers, register typed views, run SQL files.
 
 Events tables (chartevents: 433M rows in MIMIC-IV 3.1) are only ever scanned by DuckDB; Python sees headers and
-small results. The connection is file-backed in a work directory with ``memory_limit``, ``threads`` and a
-``temp_directory`` there, so joins and sorts larger than memory spill to disk instead of failing.
+small results. The connection is an in-memory database with ``memory_limit``, ``threads`` and a
+``temp_directory`` in a work directory, so tables, joins and sorts larger than the limit spill there instead of
+failing (an in-memory database's tables spill like a file-backed one's; not writing and checkpointing a database
+file saved ~10 % of a build's CPU, docs/performance.md).
 
 Any DuckDB error is turned into one MedmodalError line naming the raw file, the column and the line where
 DuckDB says so. DuckDB's own CSV messages quote the offending raw line; that part is never passed on, because
@@ -15,6 +17,7 @@ import gzip
 import hashlib
 import os
 import re
+import shutil
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ import duckdb
 
 from medmodal.cohort.base import FileSpec
 from medmodal.common import MedmodalError
+from medmodal.contracts import MODALITY_KINDS
 
 SUFFIXES = (".csv.gz", ".csv")
 
@@ -102,7 +106,7 @@ def default_memory_limit() -> str:
 
 def connect(work_dir: Path, *, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
     work_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect()  # in memory; spills to temp_directory below
     settings = {
         "memory_limit": memory_limit or default_memory_limit(),
         "threads": int(threads or os.cpu_count() or 1),
@@ -220,6 +224,14 @@ class SharedRelations:
             if differ == 0:
                 return where, extra
         return None
+
+    @staticmethod
+    def copy_outputs(earlier: tuple[Path, Any], tmp: Path) -> Any:
+        """Copy the files other than cohort and attrition from the earlier task's folder; return its extra."""
+        where, extra = earlier
+        for name in ("modalities.parquet", *(kind.table.file for kind in MODALITY_KINDS.values())):
+            shutil.copyfile(where / name, tmp / name)
+        return extra
 
     def remember_outputs(
         self, con: duckdb.DuckDBPyConnection, labels: Iterable[str], key: str, where: Path, extra: Any

@@ -3,7 +3,8 @@
 - ``save_safetensors`` writes what ``safetensors.torch.save_file`` writes, from tensors or spooled row blocks;
 - structured features z-scored one column block at a time equal the unblocked statistics and tensors;
 - timeseries featurized in chunks of a few rows equal one chunk holding every sample;
-- ``cohort build --task all`` computes the events extract once and its cohorts equal single-task builds.
+- ``cohort build --task all`` computes the events extract once, copies the outputs of tasks whose cohorts differ
+  only in labels, and its cohorts equal single-task builds.
 """
 
 from __future__ import annotations
@@ -103,11 +104,28 @@ def test_task_all_extracts_the_events_once_and_matches_single_builds(fixture_coh
         extracts.append(len(self.done))
 
     monkeypatch.setattr(SharedRelations, "run", counting)
+    reused: list[str] = []  # tasks whose post-task outputs were copied from an earlier task's
+    find = SharedRelations.find_outputs
+
+    def recording(self, con, labels, key):
+        hit = find(self, con, labels, key)
+        if hit is not None:
+            reused.append(labels[0])
+        return hit
+
+    monkeypatch.setattr(SharedRelations, "find_outputs", recording)
     out = build_cohort("mimic_iv", FIXTURE, "all", tmp_path / "all")
     assert len(extracts) == len(tasks_for("mimic_iv")) > 1 and set(extracts) == {1}  # every task, one extract
-    for name in ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition"):
+    names = ("cohort", "modalities", "structured", "timeseries", "notes", "images", "attrition")
+    for name in names:
         single = (fixture_cohort / f"{name}.parquet").read_bytes()
         assert (out / "readmission_30d" / f"{name}.parquet").read_bytes() == single, name
+    # readmission_30d copied mortality_90d's outputs (same first admissions); an ICU task copied one too, and
+    # its files equal its own single-task build
+    assert "readmission_30d" in reused and "los_7d_48h" in reused, reused
+    single = build_cohort("mimic_iv", FIXTURE, "los_7d_48h", tmp_path / "los")
+    for name in names:
+        assert (out / "los_7d_48h" / f"{name}.parquet").read_bytes() == (single / f"{name}.parquet").read_bytes()
     assert not list(tmp_path.glob(".medmodal-work-*"))  # the work folder (spill, extract) is removed
 
 
