@@ -169,6 +169,18 @@ def events_rows(world: Path) -> int:
 STAGES = ("floor", "tasks", "all", "featurize", "epoch", "pyhealth")
 
 
+class _Stages(dict):
+    """The stage measurements of one world; ``saved()`` runs after each one, so a long run keeps what it has."""
+
+    def __init__(self, saved):
+        super().__init__()
+        self._saved = saved
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._saved()
+
+
 def densities(world: Path) -> dict:
     """What the world holds per ICU stay, ICU hour and admission (to set beside MIMIC-IV v3.1's)."""
     import duckdb
@@ -197,6 +209,8 @@ def run_world(
     world: Path | None = None,
     tasks: list[str] | None = None,
     sample_unit: str | None = None,
+    epoch_modes: tuple[str, ...] = ("auto", "streamed"),
+    on_stage=None,
 ) -> dict:
     """Measure every stage on a world of ``n`` subjects, simulated under ``root`` (and removed after), or on the
     existing ``world`` (never removed: this script did not create it). ``sample_unit="admission"`` builds the
@@ -211,7 +225,8 @@ def run_world(
     world = root / f"world_{n}" if own_world else world
     work = root / f"out_{n}"
     work.mkdir()
-    res: dict = {"subjects": n, "stages": {}}
+    res: dict = {"subjects": n, "memory_limit_mb": _size_mb(default_memory_limit())}
+    res["stages"] = _Stages(lambda: on_stage and on_stage(res))
     st = res["stages"]
     if own_world:
         st["simulate"] = measure("simulate", [str(world), str(n), density])
@@ -226,7 +241,8 @@ def run_world(
     )
     for task in every if "tasks" in stages else (MAIN_TASK,) if {"featurize", "epoch"} & set(stages) else ():
         st[f"cohort {task}"] = measure("cohort", [str(world), task, str(work / task)])
-        console.print(f"{n:,} subjects: cohort {task} {st[f'cohort {task}']['wall']:.1f} s", highlight=False)
+        wall = st[f"cohort {task}"]["wall"]
+        console.print(f"{res['subjects']:,} subjects: cohort {task} {wall:.1f} s", highlight=False)
     if "all" in stages:
         st["cohort --task all"] = measure("cohort", [str(world), "all", str(work / "all")])
     cohort = work / MAIN_TASK
@@ -240,23 +256,29 @@ def run_world(
     if {"featurize", "epoch"} & set(stages):
         st["featurize structured"] = measure("featurize", [str(cohort), str(work / "store")])
     if "epoch" in stages:
-        st["train one epoch"] = measure("epoch", [str(cohort), str(work / "store"), str(work / "run"), "dense"])
-        st["train one epoch, streamed"] = measure(
-            "epoch", [str(cohort), str(work / "store"), str(work / "run_streamed"), "streamed"]
-        )
+        if "auto" in epoch_modes:  # precomputed inputs up to DENSE_INPUT_BYTES, streamed beyond
+            st["train one epoch"] = measure("epoch", [str(cohort), str(work / "store"), str(work / "run"), "auto"])
+        if "streamed" in epoch_modes:
+            st["train one epoch, streamed"] = measure(
+                "epoch", [str(cohort), str(work / "store"), str(work / "run_streamed"), "streamed"]
+            )
     if pyhealth and "pyhealth" in stages:
         st["PyHealth 1.1.6 readmission"] = measure("pyhealth", [str(world / "hosp")], python=pyhealth)
-    limit_mb = _size_mb(default_memory_limit())
-    res["memory_limit_mb"] = limit_mb
-    res["budgets"] = {
-        k: (limit_mb + COHORT_CONSTANT_MB if k.startswith("cohort") else STAGE_BUDGET_MB)
-        for k in st
-        if k.startswith(("cohort", "featurize", "train"))
-    }
+    res["budgets"] = budgets(res)
     if own_world:
         shutil.rmtree(world, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def budgets(res: dict) -> dict[str, float]:
+    """Each stage's memory budget: a build its DuckDB limit plus a constant; featurize and training 4 GB."""
+    limit = res["memory_limit_mb"]
+    return {
+        k: (limit + COHORT_CONSTANT_MB if k.startswith("cohort") else STAGE_BUDGET_MB)
+        for k in res["stages"]
+        if k.startswith(("cohort", "featurize", "train"))
+    }
 
 
 def _size_mb(text: str) -> float:
@@ -297,7 +319,7 @@ def world_table(r: dict) -> Table:
     if ph:
         t.add_column("× PyHealth", justify="right")
     for name, s in st.items():
-        budget = r["budgets"].get(name)
+        budget = r.get("budgets", budgets(r)).get(name)
         scans = name.startswith(("cohort", "scan", "PyHealth"))
         row = [
             name,
@@ -387,6 +409,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--sample-unit", default=None, help="'admission': featurize and train on one readmission sample per admission"
     )
+    ap.add_argument(
+        "--epoch-modes",
+        nargs="+",
+        choices=("auto", "streamed"),
+        default=["auto", "streamed"],
+        help="the training epochs to time: the default input path and/or inputs forced to stream from the map",
+    )
     args = ap.parse_args(argv)
     console = Console(width=180)
     if args.from_json:
@@ -405,7 +434,13 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="cohort-scale-", dir=args.tmp))
     results = []
     try:
+
+        def save(partial: dict) -> None:  # after every stage: results so far plus the world in progress
+            if args.json:
+                args.json.write_text(json.dumps([*results, partial], indent=1))
+
         kw = {"density": args.density, "tasks": args.tasks, "sample_unit": args.sample_unit}
+        kw |= {"epoch_modes": tuple(args.epoch_modes), "on_stage": save}
         runs = [(n, None) for n in sizes] + ([(0, args.world)] if args.world else [])
         for n, world in runs:
             results.append(run_world(n, root, pyhealth, console, args.stages, world=world, **kw))
