@@ -244,6 +244,11 @@ def simulate_cmd(
     ),
     overwrite: bool = _OVERWRITE,
     release: str | None = typer.Option(None, "--release", help="Release layout (mimic_iv: 2.2, default, or 3.1)."),
+    density: str | None = typer.Option(
+        None,
+        "--density",
+        help="mimic_iv: tasks (default: only items tasks read) or release (MIMIC-IV v3.1's rows per stay/admission).",
+    ),
     derived: dict | None = None,
 ) -> None:
     """Write a synthetic dataset from the documented structural causal model."""
@@ -263,6 +268,7 @@ def simulate_cmd(
         images=not no_images,
         overwrite=overwrite,
         release=release,
+        density=density,
         **(derived or {}),
         **pairs,
     )

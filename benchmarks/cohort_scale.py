@@ -57,7 +57,7 @@ COHORT_CONSTANT_MB = 1024  # a build may use its DuckDB limit plus this (Python,
 CHILDREN = {
     "simulate": """
 from medmodal.simulate import simulate
-simulate("mimic_iv", A[0], subjects=int(A[1]), seed=0, images=False, release="3.1")
+simulate("mimic_iv", A[0], subjects=int(A[1]), seed=0, images=False, release="3.1", density=A[2])
 """,
     "floor": """
 import duckdb
@@ -67,7 +67,7 @@ print(json.dumps({"rows": n}))
 """,
     "cohort": """
 from medmodal.cohort import build_cohort
-build_cohort("mimic_iv", A[0], A[1], A[2])
+build_cohort("mimic_iv", A[0], A[1], A[2], params=json.loads(A[3]) if len(A) > 3 else None)
 """,
     "featurize": """
 from medmodal.featurize import featurize_structured
@@ -169,51 +169,116 @@ def events_rows(world: Path) -> int:
 STAGES = ("floor", "tasks", "all", "featurize", "epoch", "pyhealth")
 
 
-def run_world(n: int, root: Path, pyhealth: str | None, console: Console, stages=STAGES) -> dict:
+class _Stages(dict):
+    """The stage measurements of one world; ``saved()`` runs after each one, so a long run keeps what it has."""
+
+    def __init__(self, saved):
+        super().__init__()
+        self._saved = saved
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._saved()
+
+
+def densities(world: Path) -> dict:
+    """What the world holds per ICU stay, ICU hour and admission (to set beside MIMIC-IV v3.1's)."""
+    import duckdb
+
+    counts = json.loads((world / "simulation.json").read_text())["row_counts"]
+    stays, hours = duckdb.sql(
+        f"SELECT count(*), sum(los) * 24 FROM read_csv('{world / 'icu' / 'icustays.csv.gz'}')"
+    ).fetchall()[0]
+    adm, chart, lab = (counts[f] for f in ("hosp/admissions.csv.gz", "icu/chartevents.csv.gz", "hosp/labevents.csv.gz"))
+    return {
+        "icu_stays_per_admission": stays / adm,
+        "chartevents_per_stay": chart / max(stays, 1),
+        "chartevents_per_icu_hour": chart / max(hours, 1e-9),
+        "labevents_per_admission": lab / adm,
+    }
+
+
+def run_world(
+    n: int,
+    root: Path,
+    pyhealth: str | None,
+    console: Console,
+    stages=STAGES,
+    *,
+    density: str = "release",
+    world: Path | None = None,
+    tasks: list[str] | None = None,
+    sample_unit: str | None = None,
+    epoch_modes: tuple[str, ...] = ("auto", "streamed"),
+    on_stage=None,
+) -> dict:
+    """Measure every stage on a world of ``n`` subjects, simulated under ``root`` (and removed after), or on the
+    existing ``world`` (never removed: this script did not create it). ``sample_unit="admission"`` builds the
+    featurize / training cohort with one sample per admission (the issue's largest cohort)."""
     from medmodal.cohort import tasks_for
     from medmodal.cohort.runner import default_memory_limit
 
     every = [MAIN_TASK, *(t for t in tasks_for("mimic_iv") if t != MAIN_TASK)]
-
-    world, work = root / f"world_{n}", root / f"out_{n}"
+    if tasks:
+        every = [t for t in every if t in tasks or t == MAIN_TASK]
+    own_world = world is None
+    world = root / f"world_{n}" if own_world else world
+    work = root / f"out_{n}"
     work.mkdir()
-    res: dict = {"subjects": n, "stages": {}}
+    res: dict = {"subjects": n, "memory_limit_mb": _size_mb(default_memory_limit())}
+    res["stages"] = _Stages(lambda: on_stage and on_stage(res))
     st = res["stages"]
-    st["simulate"] = measure("simulate", [str(world), str(n)])
+    if own_world:
+        st["simulate"] = measure("simulate", [str(world), str(n), density])
+    sim = json.loads((world / "simulation.json").read_text())
+    res["subjects"], res["density"] = sim["subjects"], sim.get("density") or "tasks"
     res["events"] = events_rows(world)
-    counts = json.loads((world / "simulation.json").read_text())["row_counts"]
+    res["densities"] = densities(world)
+    counts = sim["row_counts"]
     res["admissions"] = counts["hosp/admissions.csv.gz"]
     st["scan floor"] = measure(
         "floor", [str(world / "hosp" / "labevents.csv.gz"), str(world / "icu" / "chartevents.csv.gz")]
     )
     for task in every if "tasks" in stages else (MAIN_TASK,) if {"featurize", "epoch"} & set(stages) else ():
         st[f"cohort {task}"] = measure("cohort", [str(world), task, str(work / task)])
-        console.print(f"{n:,} subjects: cohort {task} {st[f'cohort {task}']['wall']:.1f} s", highlight=False)
+        wall = st[f"cohort {task}"]["wall"]
+        console.print(f"{res['subjects']:,} subjects: cohort {task} {wall:.1f} s", highlight=False)
     if "all" in stages:
         st["cohort --task all"] = measure("cohort", [str(world), "all", str(work / "all")])
     cohort = work / MAIN_TASK
+    if sample_unit and {"featurize", "epoch"} & set(stages):
+        cohort = work / f"{MAIN_TASK}_{sample_unit}"
+        name = f"cohort {MAIN_TASK} (sample_unit={sample_unit})"
+        st[name] = measure("cohort", [str(world), MAIN_TASK, str(cohort), json.dumps({"sample_unit": sample_unit})])
     if cohort.is_dir():
         rows = json.loads((cohort / "manifest.json").read_text())["row_counts"]
         res["samples"], res["timeseries_rows"] = rows["cohort"], rows["timeseries"]
     if {"featurize", "epoch"} & set(stages):
         st["featurize structured"] = measure("featurize", [str(cohort), str(work / "store")])
     if "epoch" in stages:
-        st["train one epoch"] = measure("epoch", [str(cohort), str(work / "store"), str(work / "run"), "dense"])
-        st["train one epoch, streamed"] = measure(
-            "epoch", [str(cohort), str(work / "store"), str(work / "run_streamed"), "streamed"]
-        )
+        if "auto" in epoch_modes:  # precomputed inputs up to DENSE_INPUT_BYTES, streamed beyond
+            st["train one epoch"] = measure("epoch", [str(cohort), str(work / "store"), str(work / "run"), "auto"])
+        if "streamed" in epoch_modes:
+            st["train one epoch, streamed"] = measure(
+                "epoch", [str(cohort), str(work / "store"), str(work / "run_streamed"), "streamed"]
+            )
     if pyhealth and "pyhealth" in stages:
         st["PyHealth 1.1.6 readmission"] = measure("pyhealth", [str(world / "hosp")], python=pyhealth)
-    limit_mb = _size_mb(default_memory_limit())
-    res["memory_limit_mb"] = limit_mb
-    res["budgets"] = {
-        k: (limit_mb + COHORT_CONSTANT_MB if k.startswith("cohort") else STAGE_BUDGET_MB)
-        for k in st
-        if k.startswith(("cohort", "featurize", "train"))
-    }
-    shutil.rmtree(world, ignore_errors=True)
+    res["budgets"] = budgets(res)
+    if own_world:
+        shutil.rmtree(world, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def budgets(res: dict) -> dict[str, float]:
+    """Each stage's memory budget: a build its DuckDB limit plus a constant; featurize and training 4 GB."""
+    limit = res["memory_limit_mb"]
+    return {
+        k: (limit + COHORT_CONSTANT_MB if k.startswith("cohort") else STAGE_BUDGET_MB)
+        for k in res["stages"]
+        if k.startswith(("cohort", "featurize", "train"))
+    }
 
 
 def _size_mb(text: str) -> float:
@@ -240,13 +305,21 @@ def world_table(r: dict) -> Table:
         f"{r.get('samples', 0):,} {MAIN_TASK} samples (DuckDB limit {r['memory_limit_mb'] / 1024:.1f} GB); "
         "ratios of CPU seconds"
     )
+    d = r.get("densities")
+    if d:
+        t.caption = (
+            f"density '{r.get('density', 'tasks')}': {d['icu_stays_per_admission']:.3f} ICU stays per admission "
+            f"(v3.1 0.173), {d['chartevents_per_icu_hour']:.1f} chartevents per ICU hour (v3.1 ~51.9), "
+            f"{d['chartevents_per_stay']:,.0f} per stay (4,584), {d['labevents_per_admission']:.0f} labevents per "
+            "admission (290)"
+        )
     cols = ("stage", "wall s", "CPU s", "peak RSS MB", "budget MB", "events rows/CPU s", "× scan floor", "× one task")
     for col in cols:
         t.add_column(col, justify="right")
     if ph:
         t.add_column("× PyHealth", justify="right")
     for name, s in st.items():
-        budget = r["budgets"].get(name)
+        budget = r.get("budgets", budgets(r)).get(name)
         scans = name.startswith(("cohort", "scan", "PyHealth"))
         row = [
             name,
@@ -325,6 +398,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="a subset of the stages")
     ap.add_argument("--json", type=Path, default=None, help="also write the measurements here")
     ap.add_argument("--from-json", type=Path, nargs="+", default=None, help="print the tables of earlier --json runs")
+    ap.add_argument(
+        "--density",
+        choices=("release", "tasks"),
+        default="release",
+        help="simulate MIMIC-IV v3.1's rows per stay/admission (default) or only the items tasks read",
+    )
+    ap.add_argument("--world", type=Path, default=None, help="measure this existing simulated world (kept) instead")
+    ap.add_argument("--tasks", nargs="+", default=None, help="build only these tasks (readmission_30d always)")
+    ap.add_argument(
+        "--sample-unit", default=None, help="'admission': featurize and train on one readmission sample per admission"
+    )
+    ap.add_argument(
+        "--epoch-modes",
+        nargs="+",
+        choices=("auto", "streamed"),
+        default=["auto", "streamed"],
+        help="the training epochs to time: the default input path and/or inputs forced to stream from the map",
+    )
     args = ap.parse_args(argv)
     console = Console(width=180)
     if args.from_json:
@@ -334,17 +425,25 @@ def main(argv: list[str] | None = None) -> None:
         if (proj := projection_table(results)) is not None:
             console.print(proj)
         return
-    sizes = list(args.subjects)
-    if args.full:
-        sizes.append(320_000)  # ~546k admissions at the simulator's 1.7 admissions per subject
+    sizes = [] if args.world else list(args.subjects)
+    if args.full:  # ~546k admissions: 1.76 admissions per subject at release density, 1.7 with tasks only
+        sizes.append(310_000 if args.density == "release" else 320_000)
     pyhealth = ensure_pyhealth(args.pyhealth) if args.pyhealth else None
     load = os.getloadavg()[0]
     console.print(f"{os.cpu_count()} CPUs, load average {load:.1f} at start (compare ratios, not seconds)")
     root = Path(tempfile.mkdtemp(prefix="cohort-scale-", dir=args.tmp))
     results = []
     try:
-        for n in sizes:
-            results.append(run_world(n, root, pyhealth, console, args.stages))
+
+        def save(partial: dict) -> None:  # after every stage: results so far plus the world in progress
+            if args.json:
+                args.json.write_text(json.dumps([*results, partial], indent=1))
+
+        kw = {"density": args.density, "tasks": args.tasks, "sample_unit": args.sample_unit}
+        kw |= {"epoch_modes": tuple(args.epoch_modes), "on_stage": save}
+        runs = [(n, None) for n in sizes] + ([(0, args.world)] if args.world else [])
+        for n, world in runs:
+            results.append(run_world(n, root, pyhealth, console, args.stages, world=world, **kw))
             console.print(world_table(results[-1]))
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))

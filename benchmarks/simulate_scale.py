@@ -28,8 +28,9 @@ import json, resource, sys, time
 from pathlib import Path
 from medmodal.simulate import simulate
 source, out, n, images, size = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+density = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] else None
 t = time.perf_counter()
-simulate(source, out, subjects=n, seed=0, images=images, image_size=size)
+simulate(source, out, subjects=n, seed=0, images=images, image_size=size, density=density)
 wall = time.perf_counter() - t
 rows = json.loads((out / "simulation.json").read_text())["row_counts"]
 size_b = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -39,10 +40,10 @@ print(json.dumps({"wall": wall, "rows": rows, "bytes": size_b, "images": n_img,
 """
 
 
-def run(source: str, subjects: int, images: bool, image_size: int, root: Path) -> dict:
+def run(source: str, subjects: int, images: bool, image_size: int, root: Path, density: str = "") -> dict:
     out = root / f"{source}_{subjects}_{int(images)}"
     res = subprocess.run(
-        [sys.executable, "-c", CHILD, source, str(out), str(subjects), "1" if images else "0", str(image_size)],
+        [sys.executable, "-c", CHILD, source, str(out), str(subjects), str(int(images)), str(image_size), density],
         capture_output=True,
         text=True,
         check=True,
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--images", action="store_true", help="also write CXR pixel files")
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--tmp", type=Path, default=None, help="where to write (default: system temp)")
+    ap.add_argument("--density", default="", help="mimic_iv: 'release' for MIMIC-IV v3.1's rows per stay/admission")
     args = ap.parse_args()
     console = Console(width=160)
     table = Table(
@@ -80,7 +82,7 @@ def main() -> None:
     try:
         for source in args.source:
             for n in args.subjects:
-                r = run(source, n, args.images, args.image_size, root)
+                r = run(source, n, args.images, args.image_size, root, args.density if source == "mimic_iv" else "")
                 total = sum(r["rows"].values())
                 big, big_n = max(r["rows"].items(), key=lambda kv: kv[1])
                 table.add_row(

@@ -42,18 +42,25 @@ def simulate(
     image_size: int = 256,
     overwrite: bool = False,
     release: str | None = None,
+    density: str | None = None,
     **strengths: float,
 ) -> Path:
     """Write a simulated ``source`` under ``out`` (atomically) and return ``out``.
 
     ``strengths`` override fields of :class:`~medmodal.simulate.scm.Strengths` (e.g. ``c_outcome=0``).
     ``release`` picks the release layout of a source that has several (mimic_iv: "2.2", the default, or "3.1").
+    ``density`` picks how many rows of items no task reads are written (mimic_iv: "tasks", the default: none;
+    "release": MIMIC-IV v3.1's rows per ICU stay and per admission, and its share of admissions with an ICU stay).
     """
     fn = SIMULATORS.get(source)
     releases = tuple(getattr(fn, "releases", ()))
     if release is not None and release not in releases:
         known = ", ".join(releases) or "none (it writes one layout)"
         raise MedmodalError(f"--release for {source} must be one of: {known}; got '{release}'")
+    densities = tuple(getattr(fn, "densities", ()))
+    if density is not None and density not in densities:
+        known = ", ".join(densities) or "none (it writes one density)"
+        raise MedmodalError(f"--density for {source} must be one of: {known}; got '{density}'")
     if not 1 <= int(subjects) <= MAX_SUBJECTS:
         raise MedmodalError(f"--subjects must be between 1 and {MAX_SUBJECTS}, got {subjects}")
     if int(seed) < 0:
@@ -69,6 +76,7 @@ def simulate(
         images=bool(images),
         image_size=int(image_size),
         release=release or (releases[0] if releases else ""),
+        density=density or (densities[0] if densities else ""),
     )
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     progress_bar = Progress(*columns, console=console, transient=True)
@@ -87,6 +95,7 @@ def simulate(
                 "images": cfg.images,
                 "image_size": cfg.image_size,
                 "release": cfg.release or None,
+                "density": cfg.density or None,
                 "medmodal_version": medmodal.__version__,
                 "row_counts": rows,
                 "note": "synthetic data from medmodal's structural causal model; truth.parquet is the ground truth "

@@ -20,6 +20,7 @@ class SimConfig:
     images: bool = True  # write CXR pixel files (metadata, labels and reports are written either way)
     image_size: int = 256  # square film edge in pixels
     release: str = ""  # the release layout to write (a simulator's `releases`, first = default); "" if it has none
+    density: str = ""  # the row density to write (a simulator's `densities`, first = default); "" if it has one
 
     @property
     def world(self) -> World:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from medmodal.simulate.mimic_density import dictionary_rows, extra_chartevents, extra_labevents
 from medmodal.simulate.scm import World, sigmoid
 from medmodal.simulate.writer import DAY, HOUR, codes, dt, nullable, ragged
 
@@ -199,13 +200,20 @@ GCS_TEXT = {
 PROVIDERS = tuple(f"P{n:05X}"[:6] for n in range(0x1A2B3, 0x1A2B3 + 211 * 97, 97))
 
 
-def d_labitems() -> pl.DataFrame:
+def d_labitems(density: str = "tasks") -> pl.DataFrame:
     rows = [(lab.itemid, lab.label, "Blood", lab.category) for lab in LABS] + list(DICTIONARY_ONLY_LABS)
-    return pl.DataFrame(rows, schema=["itemid", "label", "fluid", "category"], orient="row")
+    df = pl.DataFrame(rows, schema=["itemid", "label", "fluid", "category"], orient="row")
+    if density == "release":  # the items of the extra rows, with their real dictionary rows
+        df = pl.concat([df, dictionary_rows("d_labitems").select(df.columns).cast(df.schema)]).sort("itemid")
+    return df
 
 
-def d_items() -> pl.DataFrame:
-    return pl.DataFrame(D_ITEMS + DICTIONARY_ONLY_ITEMS, schema=list(D_ITEMS_COLUMNS), orient="row")
+def d_items(density: str = "tasks") -> pl.DataFrame:
+    df = pl.DataFrame(D_ITEMS + DICTIONARY_ONLY_ITEMS, schema=list(D_ITEMS_COLUMNS), orient="row")
+    if density == "release":  # normal values as text: the demo's rows keep their digits, ours print as before
+        df = df.with_columns(pl.col("lownormalvalue", "highnormalvalue").cast(pl.Utf8))
+        df = pl.concat([df, dictionary_rows("d_items").select(df.columns)]).sort("itemid")
+    return df
 
 
 def _fmt(values: np.ndarray, dec: int) -> pl.Series:
@@ -221,15 +229,21 @@ def _u_path(u, frac, died, u_signal):
 class EventWriter:
     """Generates labevents and chartevents for successive chunks; carries the running row ids across chunks."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, density: str = "tasks"):
         self.world = world
+        self.density = density  # "release": also the rows of items no task reads (simulate/mimic_density.py)
         env = world.environment.index
         self.next_labevent_id = 500_000_000 + env * 300_000_000
         self.next_specimen_id = 300_000_000 + env * 50_000_000
 
     # --------------------------------------------------------------------------------------------- labevents
-    def labevents(self, rng: np.random.Generator, pop) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
-        """Lab rows of one chunk, and per admission the first/last in-hospital values of a few labs (for notes)."""
+    def labevents(
+        self, rng: np.random.Generator, pop, extra_rng: np.random.Generator | None = None
+    ) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+        """Lab rows of one chunk, and per admission the first/last in-hospital values of a few labs (for notes).
+
+        ``extra_rng`` (with density "release") draws the rows of items no task reads, from a stream of its own.
+        """
         a, s = pop.adm, pop.subj
         m = len(a["sub"])
         # Draw times: one ED / admission draw, a 05:00 draw every hospital day, and 12-hourly draws in the ICU.
@@ -360,9 +374,14 @@ class EventWriter:
                 codes("priority", pri_code - 1, ("ROUTINE", "STAT")),
                 codes("comments", np.where(rng.random(n_rows) < 0.01, 0, -1), ("___",)),
             ]
-        ).sort(["subject_id", "charttime", "itemid"], maintain_order=True)
-        df = df.with_columns(pl.Series("labevent_id", self.next_labevent_id + np.arange(n_rows)))
-        self.next_labevent_id += n_rows
+        )
+        if self.density == "release" and extra_rng is not None:
+            extra = extra_labevents(extra_rng, a, self.next_specimen_id)
+            self.next_specimen_id += extra.height
+            df = pl.concat([df, extra.select(df.columns)], how="vertical")
+        df = df.sort(["subject_id", "charttime", "itemid"], maintain_order=True)
+        df = df.with_columns(pl.Series("labevent_id", self.next_labevent_id + np.arange(df.height)))
+        self.next_labevent_id += df.height
 
         # First and last in-hospital values per admission (Pertinent Results of the discharge summary).
         in_adm = d_idx < n_in
@@ -388,7 +407,7 @@ class EventWriter:
         return df, summary
 
     # -------------------------------------------------------------------------------------------- chartevents
-    def chartevents(self, rng: np.random.Generator, pop) -> pl.DataFrame:
+    def chartevents(self, rng: np.random.Generator, pop, extra_rng: np.random.Generator | None = None) -> pl.DataFrame:
         a = pop.adm
         sel = np.flatnonzero(a["icu"])
         if not len(sel):
@@ -485,4 +504,6 @@ class EventWriter:
                 pl.Series("warning", np.zeros(n, np.int64)),
             ]
         )
+        if self.density == "release" and extra_rng is not None:
+            df = pl.concat([df, extra_chartevents(extra_rng, a, sel, caregiver).select(df.columns)], how="vertical")
         return df.sort(["subject_id", "stay_id", "charttime", "itemid"], maintain_order=True)

@@ -21,6 +21,7 @@ import polars as pl
 
 from medmodal.common import MedmodalError
 from medmodal.simulate.base import SIMULATORS, SimConfig
+from medmodal.simulate.mimic_density import DENSITIES, RELEASE_ICU_INTERCEPT
 from medmodal.simulate.mimic_events import D_ITEMS_COLUMNS, EventWriter, d_items, d_labitems
 from medmodal.simulate.mimic_modalities import (
     CXR_CHEXPERT_COLUMNS,
@@ -29,7 +30,7 @@ from medmodal.simulate.mimic_modalities import (
     NOTE_COLUMNS,
     ModalityWriter,
 )
-from medmodal.simulate.mimic_population import KINDS, YEAR_GROUPS, Population, draw_population
+from medmodal.simulate.mimic_population import ICU_INTERCEPT, KINDS, YEAR_GROUPS, Population, draw_population
 from medmodal.simulate.scm import World, sigmoid, stream
 from medmodal.simulate.text import DIAGNOSES
 from medmodal.simulate.writer import HOUR, Writers, dt, nullable, pick
@@ -312,10 +313,13 @@ def _truth(world: World, pop: Population, counts: dict[str, np.ndarray]) -> pl.D
 def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
     if cfg.release not in RELEASES:
         raise MedmodalError(f"mimic_iv simulates releases {', '.join(RELEASES)}, not '{cfg.release}'")
+    if cfg.density not in DENSITIES:
+        raise MedmodalError(f"mimic_iv simulates densities {', '.join(DENSITIES)}, not '{cfg.density}'")
     world = cfg.world
     with Writers(out, SCHEMAS) as writers:
-        writers.write("hosp/d_labitems.csv.gz", d_labitems())
-        writers.write("icu/d_items.csv.gz", d_items())
+        release_density = cfg.density == "release"
+        writers.write("hosp/d_labitems.csv.gz", d_labitems(cfg.density))
+        writers.write("icu/d_items.csv.gz", d_items(cfg.density))
         writers.write(
             "hosp/d_icd_diagnoses.csv.gz",
             pl.DataFrame(
@@ -326,7 +330,8 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
                 }
             ),
         )
-        events = EventWriter(world)
+        events = EventWriter(world, cfg.density)
+        icu_intercept = RELEASE_ICU_INTERCEPT if release_density else ICU_INTERCEPT
         modal = ModalityWriter(world, out, writers, images=cfg.images, image_size=cfg.image_size)
         next_transfer = 400_000_000 + world.environment.index * 50_000_000
         truth = []
@@ -334,7 +339,7 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
         for chunk, k0 in enumerate(range(0, cfg.subjects, CHUNK_SUBJECTS)):
             k = np.arange(k0, min(k0 + CHUNK_SUBJECTS, cfg.subjects))
             named = lambda part: stream(cfg.seed, "mimic_iv", env, part, chunk)  # noqa: E731
-            pop = draw_population(world, named("population"), k)
+            pop = draw_population(world, named("population"), k, icu_intercept)
             if cfg.release == "3.1":  # before anything that reads the year group (ICD-9 vs ICD-10 below)
                 groups = pick(named("release"), YEAR_GROUPS_V3, (0.2,) * len(YEAR_GROUPS_V3), len(k))
                 pop.subj["anchor_year_group"] = groups
@@ -362,10 +367,11 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
             diag, problems = _diagnoses(adm_rng, pop)
             writers.write("hosp/diagnoses_icd.csv.gz", diag)
             writers.write("icu/icustays.csv.gz", _icustays(pop))
-            labs, lab_summary = events.labevents(named("labs"), pop)
+            extra = (named("extra_labs"), named("extra_charts")) if release_density else (None, None)
+            labs, lab_summary = events.labevents(named("labs"), pop, extra[0])
             writers.write("hosp/labevents.csv.gz", labs)
             del labs
-            writers.write("icu/chartevents.csv.gz", events.chartevents(named("charts"), pop))
+            writers.write("icu/chartevents.csv.gz", events.chartevents(named("charts"), pop, extra[1]))
             counts = modal.write_chunk(named("notes"), named("pixels"), pop, lab_summary, problems, service)
             truth.append(_truth(world, pop, counts))
             progress(len(k))
@@ -375,3 +381,4 @@ def simulate_mimic_iv(out: Path, cfg: SimConfig, progress) -> dict:
 
 
 simulate_mimic_iv.releases = RELEASES  # read by simulate() to check --release
+simulate_mimic_iv.densities = DENSITIES  # read by simulate() to check --density

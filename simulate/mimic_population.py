@@ -105,11 +105,13 @@ def draw_subjects(world: World, rng: np.random.Generator, k: np.ndarray) -> dict
     }
 
 
-def _course(world: World, rng: np.random.Generator, u, c, admittime, force_icu, icu_delay_h) -> dict[str, np.ndarray]:
+def _course(
+    world: World, rng: np.random.Generator, u, c, admittime, force_icu, icu_delay_h, icu_intercept: float
+) -> dict[str, np.ndarray]:
     """One hospital course per row: ED, ICU stay, death, discharge. ``force_icu``: -1 draw, 0 never, 1 always."""
     n = len(u)
     has_ed = rng.random(n) < 0.65
-    p_icu = sigmoid(ICU_INTERCEPT + 1.0 * u)
+    p_icu = sigmoid(icu_intercept + 1.0 * u)
     icu = np.where(force_icu < 0, rng.random(n) < p_icu, force_icu == 1)
     delay = np.where(has_ed, rng.uniform(0.5, 8, n), rng.uniform(0.5, 36, n))
     delay = np.where(np.isnan(icu_delay_h), delay, icu_delay_h)
@@ -191,7 +193,12 @@ def _course(world: World, rng: np.random.Generator, u, c, admittime, force_icu, 
     }
 
 
-def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Population:
+def draw_population(
+    world: World, rng: np.random.Generator, k: np.ndarray, icu_intercept: float = ICU_INTERCEPT
+) -> Population:
+    """The chunk ``k`` of subjects. ``icu_intercept`` sets how often an admission whose ICU stay is not forced by
+    a label reaches the ICU (the release-density world lowers it to MIMIC-IV's share, simulate/mimic_density.py).
+    """
     subj = draw_subjects(world, rng, k)
     n = len(k)
     idx_all = np.arange(n)
@@ -211,7 +218,7 @@ def draw_population(world: World, rng: np.random.Generator, k: np.ndarray) -> Po
             "admittime": admittime,
             "age": age_at,
         }
-        part.update(_course(world, rng, u, c, admittime, force_icu, icu_delay_h))
+        part.update(_course(world, rng, u, c, admittime, force_icu, icu_delay_h, icu_intercept))
         parts.append(part)
         return part
 
