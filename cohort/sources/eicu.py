@@ -263,6 +263,7 @@ class EICU(Source):
     population_view = "stays"
     known_versions = ("2.0", "demo-2.0.1")
     before_task_sql = ("macros", "variable_map", "stays", "unit_stay_samples")
+    shared_sql = ("measurement_events",)  # lab + vitalPeriodic + vitalAperiodic: parsed once under --task all
     after_task_sql = (
         "measurements",
         "apache_values",
