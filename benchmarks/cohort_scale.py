@@ -125,16 +125,20 @@ def measure(kind: str, args: list[str], *, python: str | None = None, env: dict 
         text=True,
         env={**os.environ, **(env or {})},
     )
-    peak = 0
+    peak = peak_anon = 0
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            rss = 0
+            rss = anon = 0
             for p in tree:
                 with contextlib.suppress(psutil.Error):  # a child that exited between listing and reading
-                    rss += p.memory_info().rss
-            peak = max(peak, rss)
+                    mem = p.memory_info()
+                    rss += mem.rss
+                    # rss less the file-backed pages (memory-mapped store, shared libraries): what the process
+                    # itself holds; mapped file pages are page cache the kernel reclaims under pressure
+                    anon += mem.rss - getattr(mem, "shared", 0)
+            peak, peak_anon = max(peak, rss), max(peak_anon, anon)
         except psutil.Error:
             pass
         time.sleep(POLL_S)
@@ -146,7 +150,7 @@ def measure(kind: str, args: list[str], *, python: str | None = None, env: dict 
         tail = "\n".join(err.strip().splitlines()[-5:])
         raise RuntimeError(f"{kind} {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
     line = next((x for x in reversed(out.strip().splitlines()) if x.startswith("{")), "{}")
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak / MB, **json.loads(line)}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak / MB, "peak_anon_mb": peak_anon / MB, **json.loads(line)}
 
 
 def ensure_pyhealth(venv: Path) -> str:
@@ -313,7 +317,8 @@ def world_table(r: dict) -> Table:
             f"{d['chartevents_per_stay']:,.0f} per stay (4,584), {d['labevents_per_admission']:.0f} labevents per "
             "admission (290)"
         )
-    cols = ("stage", "wall s", "CPU s", "peak RSS MB", "budget MB", "events rows/CPU s", "× scan floor", "× one task")
+    cols = ("stage", "wall s", "CPU s", "peak RSS MB", "of it not file-backed", "budget MB", "events rows/CPU s")
+    cols += ("× scan floor", "× one task")
     for col in cols:
         t.add_column(col, justify="right")
     if ph:
@@ -326,6 +331,7 @@ def world_table(r: dict) -> Table:
             f"{s['wall']:.1f}",
             f"{_cost(s):.1f}",
             f"{s['peak_mb']:,.0f}",
+            f"{s['peak_anon_mb']:,.0f}" if "peak_anon_mb" in s else "",
             f"{budget:,.0f}" if budget else "",
             f"{r['events'] / _cost(s):,.0f}" if scans else "",
             f"{_cost(s) / floor:.2f}" if scans else "",
