@@ -206,58 +206,58 @@ HEADER = (
 )
 
 
+# Per item of an events table: rows, numeric share, median / IQR / usual decimals of valuenum, unit.
+_ITEM_STATS = """
+    count(*) AS rows,
+    round(count(valuenum) / count(*), 4) >= 0.5 AS numeric,
+    round(quantile_cont(valuenum, 0.5), 3) AS median,
+    round(quantile_cont(valuenum, 0.75) - quantile_cont(valuenum, 0.25), 3) AS iqr,
+    CAST(least(2, coalesce(mode(CASE WHEN valuenum IS NULL THEN NULL
+         WHEN valuenum = round(valuenum) THEN 0 WHEN valuenum * 10 = round(valuenum * 10) THEN 1 ELSE 2 END), 0))
+         AS INTEGER) AS decimals,
+    mode(valueuom ORDER BY valueuom) AS valueuom
+"""
+
+
+def _profile(con, events: Path, dictionary: Path, excluded: str, extra: str, dict_cols: str) -> pl.DataFrame:
+    """One table's profile: the item statistics (+ ``extra``) joined to the item's dictionary row."""
+    return con.sql(f"""
+        WITH stats AS (
+            SELECT itemid, {_ITEM_STATS}{extra}
+            FROM read_csv('{events}')
+            WHERE itemid NOT IN ({excluded})
+            GROUP BY itemid
+        )
+        SELECT s.*, {dict_cols}
+        FROM stats AS s JOIN read_csv('{dictionary}', all_varchar = true) AS d ON CAST(d.itemid AS BIGINT) = s.itemid
+        ORDER BY s.itemid
+    """).pl()
+
+
 def build_profiles(demo_root: Path, out_dir: Path = PROFILE_DIR) -> tuple[Path, Path]:
     """Write the two item profiles from a MIMIC-IV demo download (the vendored one is the reference)."""
     import duckdb
 
     repo_root = Path(__file__).resolve().parent.parent
-    used = sorted(_used_itemids(repo_root))
+    excluded = ", ".join(str(i) for i in sorted(_used_itemids(repo_root)))
     con = duckdb.connect()
     con.execute("SET threads = 1")  # fixed float summation order: the derived file is byte-stable
-    common = """
-        count(*) AS rows,
-        round(count(valuenum) / count(*), 4) AS share_numeric,
-        round(quantile_cont(valuenum, 0.5), 3) AS median,
-        round(quantile_cont(valuenum, 0.75) - quantile_cont(valuenum, 0.25), 3) AS iqr,
-        CAST(least(2, coalesce(mode(CASE WHEN valuenum IS NULL THEN NULL
-             WHEN valuenum = round(valuenum) THEN 0 WHEN valuenum * 10 = round(valuenum * 10) THEN 1 ELSE 2 END), 0))
-             AS INTEGER) AS decimals,
-        mode(valueuom ORDER BY valueuom) AS valueuom
-    """
-    excluded = ", ".join(str(i) for i in used)
-    con.execute(f"""
-        CREATE TEMP TABLE chart AS
-        SELECT e.itemid, {common}
-        FROM read_csv('{demo_root}/icu/chartevents.csv.gz') AS e
-        WHERE e.itemid NOT IN ({excluded})
-        GROUP BY e.itemid
-    """)
-    con.execute(f"CREATE TEMP TABLE d_items AS FROM read_csv('{demo_root}/icu/d_items.csv.gz', all_varchar = true)")
-    chart_df = con.sql(
-        """
-        SELECT c.itemid, c.rows, c.share_numeric >= 0.5 AS numeric, c.median, c.iqr, c.decimals, c.valueuom,
-               d.label, d.abbreviation, d.linksto, d.category, d.unitname, d.param_type, d.lownormalvalue,
-               d.highnormalvalue
-        FROM chart AS c JOIN d_items AS d ON CAST(d.itemid AS BIGINT) = c.itemid
-        ORDER BY c.itemid
-        """
-    ).pl()
-    con.execute(f"""
-        CREATE TEMP TABLE lab AS
-        SELECT e.itemid, {common}, round(count(*) FILTER (WHERE hadm_id IS NULL) / count(*), 4) AS null_hadm
-        FROM read_csv('{demo_root}/hosp/labevents.csv.gz') AS e
-        WHERE e.itemid NOT IN ({excluded})
-        GROUP BY e.itemid
-    """)
-    con.execute(f"CREATE TEMP TABLE d_lab AS FROM read_csv('{demo_root}/hosp/d_labitems.csv.gz', all_varchar = true)")
-    lab_df = con.sql(
-        """
-        SELECT l.itemid, l.rows, l.share_numeric >= 0.5 AS numeric, l.median, l.iqr, l.decimals, l.valueuom,
-               l.null_hadm, d.label, d.fluid, d.category
-        FROM lab AS l JOIN d_lab AS d ON CAST(d.itemid AS BIGINT) = l.itemid
-        ORDER BY l.itemid
-        """
-    ).pl()
+    chart_df = _profile(
+        con,
+        demo_root / "icu" / "chartevents.csv.gz",
+        demo_root / "icu" / "d_items.csv.gz",
+        excluded,
+        "",
+        "d.label, d.abbreviation, d.linksto, d.category, d.unitname, d.param_type, d.lownormalvalue, d.highnormalvalue",
+    )
+    lab_df = _profile(
+        con,
+        demo_root / "hosp" / "labevents.csv.gz",
+        demo_root / "hosp" / "d_labitems.csv.gz",
+        excluded,
+        ", round(count(*) FILTER (WHERE hadm_id IS NULL) / count(*), 4) AS null_hadm",
+        "d.label, d.fluid, d.category",
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / CHART_PROFILE.name, out_dir / LAB_PROFILE.name)
     for df, path in zip((chart_df, lab_df), paths, strict=True):
